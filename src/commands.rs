@@ -1,0 +1,354 @@
+//! The subcommands: turn parsed arguments into protocol calls, and results
+//! into output and an exit code. All printing for scripts happens here.
+
+use crate::cli::{AcquireArgs, BreakArgs, Cli, Command, OwnerArgs, StatusArgs};
+use crate::duration::human;
+use crate::error::Error;
+use crate::exit;
+use crate::names::{BadLockPath, LockPath, MAX_LOCK_NAME};
+use crate::protocol::{
+    self, AcquireOptions, BreakOptions, BreakOutcome, Ctx, Env, LockInfo, Owner, Who,
+};
+use crate::realfs::RealFs;
+use crate::record::Content;
+use crate::stale::Liveness;
+use crate::sys;
+use crate::sysenv::SysEnv;
+use crate::ui::{self, Level};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::Duration;
+
+/// Runs the parsed command line and returns the exit status.
+pub fn run(cli: Cli) -> u8 {
+    ui::set_level(if cli.quiet {
+        Level::Quiet
+    } else if cli.verbose {
+        Level::Verbose
+    } else {
+        Level::Normal
+    });
+    let env = SysEnv::new();
+    let io_timeout = cli.io_timeout;
+    let (result, conflict_code) = match cli.command {
+        Command::Acquire(a) => {
+            let code = a.conflict_exit_code;
+            (acquire(&env, io_timeout, a), code)
+        }
+        Command::Release(a) => (release(&env, io_timeout, a), None),
+        Command::Touch(a) => (touch(&env, io_timeout, a), None),
+        Command::Status(a) => (status(&env, io_timeout, a), None),
+        Command::Break(a) => (break_cmd(&env, io_timeout, a), None),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            ui::say(&e.to_string());
+            match (&e, conflict_code) {
+                (Error::Busy { .. }, Some(code)) => code,
+                _ => e.exit_code(),
+            }
+        }
+    }
+}
+
+fn lock_path(p: &Path) -> Result<LockPath, Error> {
+    LockPath::new(p).map_err(|e| match e {
+        BadLockPath::NoFileName => {
+            Error::Usage(format!("{}: names no file to use as a lock", p.display()))
+        }
+        BadLockPath::TooLong { len } => Error::NameTooLong {
+            path: p.to_path_buf(),
+            len,
+            max: MAX_LOCK_NAME,
+        },
+    })
+}
+
+/// The owner process: `--pid`, or the parent (the shell that ran us).
+fn owner(env: &dyn Env, pid: Option<u32>) -> Result<Owner, Error> {
+    let pid = pid.unwrap_or_else(|| nix::unistd::getppid().as_raw() as u32);
+    Owner::of_pid(env, pid).ok_or_else(|| Error::Usage(format!("--pid {pid}: no such process")))
+}
+
+fn acquire(env: &SysEnv, io_timeout: Duration, a: AcquireArgs) -> Result<u8, Error> {
+    let lock = lock_path(&a.lock)?;
+    let ctx = Ctx {
+        fs: &RealFs,
+        env,
+        lock: &lock,
+        io_timeout,
+    };
+    let mut opts = AcquireOptions::new(owner(env, a.pid)?);
+    opts.wait = if a.nonblock {
+        Some(Duration::ZERO)
+    } else {
+        a.wait
+    };
+    opts.lease = a.lease;
+    opts.stale_after = a.stale_after;
+    opts.poll_max = a.poll_max;
+    opts.durable = sys::is_remote_fs(&lock.dir);
+    let started = env.monotonic();
+    let held = protocol::acquire(&ctx, &opts)?;
+    // A stop signal that arrived while we were taking the lock still means
+    // "stop": give the lock back rather than leave it to a caller that is
+    // going away.
+    if let Some(signal) = env.interrupted() {
+        held.release(&ctx)?;
+        return Err(Error::Interrupted { signal });
+    }
+    ui::explain(&format!(
+        "acquired {} after {} (token {})",
+        lock.path.display(),
+        human(env.monotonic().saturating_sub(started)),
+        held.token()
+    ));
+    if a.print_token {
+        println!("{}", held.token());
+    }
+    Ok(exit::OK)
+}
+
+fn who(env: &dyn Env, a: &OwnerArgs) -> Result<Who, Error> {
+    match &a.token {
+        Some(t) => Ok(Who::Token(t.clone())),
+        // A vanished owner cannot own anything any more; match nothing.
+        None => Ok(Who::Owner(owner(env, a.pid).unwrap_or(Owner {
+            pid: a.pid.unwrap_or(0),
+            start: None,
+        }))),
+    }
+}
+
+fn release(env: &SysEnv, io_timeout: Duration, a: OwnerArgs) -> Result<u8, Error> {
+    let lock = lock_path(&a.lock)?;
+    let ctx = Ctx {
+        fs: &RealFs,
+        env,
+        lock: &lock,
+        io_timeout,
+    };
+    protocol::release(&ctx, &who(env, &a)?)?;
+    ui::explain(&format!("released {}", lock.path.display()));
+    Ok(exit::OK)
+}
+
+fn touch(env: &SysEnv, io_timeout: Duration, a: OwnerArgs) -> Result<u8, Error> {
+    let lock = lock_path(&a.lock)?;
+    let ctx = Ctx {
+        fs: &RealFs,
+        env,
+        lock: &lock,
+        io_timeout,
+    };
+    protocol::touch(&ctx, &who(env, &a)?)?;
+    ui::explain(&format!("touched {}", lock.path.display()));
+    Ok(exit::OK)
+}
+
+/// The `holder` object of the JSON output.
+fn holder_json(info: &LockInfo) -> Value {
+    match &info.content {
+        Some(Content::Ours(r)) => json!({
+            "host": r.host,
+            "pid": r.pid,
+            "user": r.user,
+            "uid": r.uid,
+            "token": r.token,
+            "acquired_at": r.acquired_at,
+            "boot_id": r.boot_id,
+            "pidns": r.pidns,
+            "pid_start": r.pid_start,
+            "claim": r.claim.to_string_lossy(),
+            "cmd": r.cmd,
+        }),
+        Some(Content::Foreign { what }) => json!({
+            "host": null, "pid": null, "user": null, "token": null,
+            "acquired_at": null, "foreign": what,
+        }),
+        None => Value::Null,
+    }
+}
+
+/// State, reason tag and the JSON description of a lock.
+fn state_of(info: Option<&LockInfo>) -> (&'static str, Option<&'static str>) {
+    match info {
+        None => ("free", None),
+        Some(i) => match (&i.verdict.stale, &i.content) {
+            (Some(r), _) => ("stale", Some(r.tag())),
+            (None, None) => ("held", Some("not-a-file")),
+            (None, Some(Content::Foreign { .. })) => ("held", Some("foreign")),
+            (None, Some(Content::Ours(_))) => ("held", Some("held")),
+        },
+    }
+}
+
+fn lock_json(path: &Path, info: Option<&LockInfo>) -> Value {
+    let (state, reason) = state_of(info);
+    let Some(i) = info else {
+        return json!({
+            "path": path.to_string_lossy(), "state": state, "reason": null, "detail": null,
+            "holder": null, "age_s": null, "lease_s": null, "alive": null, "suspicious": null,
+        });
+    };
+    let lease = i.record().and_then(|r| r.lease).map(|d| d.as_secs_f64());
+    let suspicious = i
+        .verdict
+        .future
+        .map(|d| format!("mtime {} in the future", human(d)));
+    json!({
+        "path": path.to_string_lossy(),
+        "state": state,
+        "reason": reason,
+        "detail": i.describe(),
+        "holder": holder_json(i),
+        "age_s": i.verdict.age.map(|d| d.as_secs_f64()),
+        "lease_s": lease,
+        "alive": i.liveness.as_option(),
+        "suspicious": suspicious,
+        "mtime": i.snapshot.meta.mtime.as_secs_f64(),
+        "fs_now": i.now.map(|t| t.as_secs_f64()),
+        "inode": i.snapshot.meta.ino,
+        "nlink": i.snapshot.meta.nlink,
+    })
+}
+
+fn print_status_text(path: &Path, info: Option<&LockInfo>) {
+    let (state, _) = state_of(info);
+    println!("{}: {state}", path.display());
+    let Some(i) = info else { return };
+    match &i.content {
+        None => println!("  what: {}", i.describe()),
+        Some(Content::Foreign { what }) => println!("  holder: unknown (another tool: {what})"),
+        Some(Content::Ours(r)) => {
+            println!(
+                "  holder: host {}, pid {}, user {} (uid {})",
+                r.host, r.pid, r.user, r.uid
+            );
+            if let Some(cmd) = &r.cmd {
+                println!("  command: {cmd}");
+            }
+            println!("  token: {}", r.token);
+            println!("  acquired at: {} (holder's clock)", r.acquired_at);
+            let lease = r.lease.map_or_else(|| "none".to_string(), human);
+            println!("  lease: {lease}");
+        }
+    }
+    if i.content.is_some() {
+        let age = match (i.verdict.age, i.now) {
+            (Some(a), _) => format!("{} (file-system time)", human(a)),
+            (None, None) => "unknown (cannot create a probe file here)".into(),
+            (None, Some(_)) => "unknown".into(),
+        };
+        println!("  age: {age}");
+        let alive = match &i.liveness {
+            Liveness::Alive => "yes".to_string(),
+            Liveness::Dead(why) => format!("no ({why})"),
+            Liveness::Unknown(why) => format!("unknown ({why})"),
+        };
+        println!("  alive: {alive}");
+    }
+    if let Some(ahead) = i.verdict.future {
+        println!("  suspicious: mtime is {} in the future", human(ahead));
+    }
+    if let Some(r) = &i.verdict.stale {
+        println!("  stale: {}", r.describe());
+    }
+}
+
+fn status(env: &SysEnv, io_timeout: Duration, a: StatusArgs) -> Result<u8, Error> {
+    let lock = lock_path(&a.lock)?;
+    let ctx = Ctx {
+        fs: &RealFs,
+        env,
+        lock: &lock,
+        io_timeout,
+    };
+    let info = ctx.inspect(a.stale_after)?;
+    if a.json {
+        println!("{}", lock_json(&lock.path, info.as_ref()));
+    } else {
+        print_status_text(&lock.path, info.as_ref());
+    }
+    Ok(match state_of(info.as_ref()).0 {
+        "free" => exit::OK,
+        "stale" => exit::STALE,
+        _ => exit::BUSY,
+    })
+}
+
+fn break_cmd(env: &SysEnv, io_timeout: Duration, a: BreakArgs) -> Result<u8, Error> {
+    let lock = lock_path(&a.lock)?;
+    let ctx = Ctx {
+        fs: &RealFs,
+        env,
+        lock: &lock,
+        io_timeout,
+    };
+    let opts = BreakOptions {
+        older_than: a.older_than,
+        force: a.force,
+        dry_run: a.dry_run,
+    };
+    let outcome = protocol::break_lock(&ctx, opts)?;
+    let p = lock.path.display();
+    let why = |r: &Option<crate::stale::StaleReason>| {
+        r.as_ref()
+            .map_or_else(|| "forced".to_string(), |r| r.describe())
+    };
+    let (action, info, code) = match &outcome {
+        BreakOutcome::Free => {
+            ui::explain(&format!("{p}: already free"));
+            ("none", None, exit::OK)
+        }
+        BreakOutcome::Broken { info, reason } => {
+            ui::say(&format!(
+                "{p}: broke lock {} [{}]",
+                info.describe(),
+                why(reason)
+            ));
+            ("broken", Some(info), exit::OK)
+        }
+        BreakOutcome::WouldBreak { info, reason } => {
+            ui::say(&format!(
+                "{p}: would break lock {} [{}]",
+                info.describe(),
+                why(reason)
+            ));
+            ("would-break", Some(info), exit::OK)
+        }
+        BreakOutcome::Refused { info } => {
+            let hint = if info.content.is_some() {
+                "; use --older-than DUR or --force"
+            } else {
+                ""
+            };
+            ui::say(&format!(
+                "{p}: refusing to break: {}{hint}",
+                info.describe()
+            ));
+            ("refused", Some(info), exit::BUSY)
+        }
+        BreakOutcome::LostRace { now: Some(info) } => {
+            ui::say(&format!(
+                "{p}: lost the race: the lock changed during the break and was left alone; now {}",
+                info.describe()
+            ));
+            ("lost-race", Some(info), exit::BUSY)
+        }
+        BreakOutcome::LostRace { now: None } => {
+            ui::explain(&format!(
+                "{p}: someone else removed the lock first; it is free"
+            ));
+            ("none", None, exit::OK)
+        }
+    };
+    if a.json {
+        let mut v = lock_json(&lock.path, info);
+        v["action"] = json!(action);
+        v["forced"] = json!(a.force);
+        println!("{v}");
+    }
+    Ok(code)
+}

@@ -1,0 +1,132 @@
+//! The one error type. Each variant carries what a person needs to act on it
+//! and knows its exit code; `main` prints it as one line.
+
+use crate::exit;
+use crate::protocol::LockInfo;
+use std::io;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}: {}{}", path.display(), info.describe(), if *timed_out { " (timed out)" } else { "" })]
+    Busy {
+        path: PathBuf,
+        info: Box<LockInfo>,
+        timed_out: bool,
+    },
+    #[error("{}: not yours: {why}", path.display())]
+    NotOwner { path: PathBuf, why: String },
+    #[error("{}: refusing to break: {why}", path.display())]
+    Refused { path: PathBuf, why: String },
+    #[error("{}: directory does not exist", dir.display())]
+    NoDir { dir: PathBuf },
+    #[error("{}: this filesystem cannot give safe link locks: {why}", path.display())]
+    Unsupported { path: PathBuf, why: String },
+    #[error("cannot create {}: {source}", path.display())]
+    CannotCreate {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{}: lock name is {len} bytes long; at most {max} leave room for its claim files", path.display())]
+    NameTooLong {
+        path: PathBuf,
+        len: usize,
+        max: usize,
+    },
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("interrupted by signal {signal}")]
+    Interrupted { signal: i32 },
+    #[error("{0}")]
+    Usage(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The exit status a script sees for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Busy { .. } | Error::Refused { .. } => exit::BUSY,
+            Error::NotOwner { .. } => exit::NOT_OWNER,
+            Error::NoDir { .. } => exit::NO_DIR,
+            Error::Unsupported { .. } => exit::UNSUPPORTED,
+            Error::CannotCreate { .. } | Error::NameTooLong { .. } => exit::CANT_CREATE,
+            Error::Io { .. } => exit::IO,
+            Error::Interrupted { signal } => exit::for_signal(*signal),
+            Error::Usage(_) => exit::USAGE,
+            Error::Internal(_) => exit::INTERNAL,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_maps_to_the_table() {
+        let p = || PathBuf::from("/l");
+        let e = || io::Error::from_raw_os_error(5);
+        let cases = [
+            (
+                Error::NotOwner {
+                    path: p(),
+                    why: "x".into(),
+                },
+                76,
+            ),
+            (
+                Error::Refused {
+                    path: p(),
+                    why: "x".into(),
+                },
+                75,
+            ),
+            (Error::NoDir { dir: p() }, 66),
+            (
+                Error::Unsupported {
+                    path: p(),
+                    why: "x".into(),
+                },
+                69,
+            ),
+            (
+                Error::CannotCreate {
+                    path: p(),
+                    source: e(),
+                },
+                73,
+            ),
+            (
+                Error::NameTooLong {
+                    path: p(),
+                    len: 300,
+                    max: 190,
+                },
+                73,
+            ),
+            (
+                Error::Io {
+                    op: "link",
+                    path: p(),
+                    source: e(),
+                },
+                74,
+            ),
+            (Error::Interrupted { signal: 15 }, 143),
+            (Error::Usage("x".into()), 64),
+            (Error::Internal("x".into()), 70),
+        ];
+        for (err, code) in cases {
+            assert_eq!(err.exit_code(), code, "{err}");
+            assert!(!err.to_string().contains('\n'), "one line: {err}");
+        }
+    }
+}

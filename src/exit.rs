@@ -1,0 +1,71 @@
+//! The exit-code table: the one place that says which number a script sees.
+//!
+//! Scripts branch on these numbers, so they are a contract. The README repeats
+//! this table; `tests/cli/exit_codes.rs` keeps the two in step.
+
+/// Success: acquired, released, touched, broken, or `status` found it free.
+pub const OK: u8 = 0;
+/// `status`: the lock is held but stale (dead owner, expired lease, too old).
+pub const STALE: u8 = 1;
+/// Bad command line. clap's own usage exit (2) is mapped here.
+pub const USAGE: u8 = 64;
+/// The lock's directory does not exist.
+pub const NO_DIR: u8 = 66;
+/// This filesystem cannot give safe link locks.
+pub const UNSUPPORTED: u8 = 69;
+/// A bug in nfslock.
+pub const INTERNAL: u8 = 70;
+/// The claim or probe file cannot be created (permissions, read-only or full
+/// filesystem, name too long).
+pub const CANT_CREATE: u8 = 73;
+/// An I/O error that persisted past `--io-timeout`.
+pub const IO: u8 = 74;
+/// Busy, timed out, or a break was refused. `-E N` overrides it for
+/// `acquire`.
+pub const BUSY: u8 = 75;
+/// `release`/`touch`: the lock is missing or belongs to someone else.
+pub const NOT_OWNER: u8 = 76;
+/// Killed by signal n while waiting: 128 + n, the shell convention.
+pub const SIGNAL_BASE: u8 = 128;
+
+/// Every fixed code with its meaning, in README order.
+pub const TABLE: &[(u8, &str)] = &[
+    (OK, "success (status: the lock is free)"),
+    (STALE, "status: held but stale"),
+    (USAGE, "usage error"),
+    (NO_DIR, "the lock's directory is missing"),
+    (UNSUPPORTED, "this filesystem cannot give safe link locks"),
+    (INTERNAL, "internal error"),
+    (CANT_CREATE, "cannot create a file in the lock's directory"),
+    (IO, "I/O error that persisted past --io-timeout"),
+    (
+        BUSY,
+        "busy, timed out, or break refused (-E N overrides on acquire)",
+    ),
+    (NOT_OWNER, "release/touch: not yours, or lost"),
+];
+
+/// The exit status for death by signal `signo` while waiting.
+pub fn for_signal(signo: i32) -> u8 {
+    SIGNAL_BASE.saturating_add(u8::try_from(signo).unwrap_or(127))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_distinct() {
+        let mut seen: Vec<u8> = TABLE.iter().map(|(c, _)| *c).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), TABLE.len());
+    }
+
+    #[test]
+    fn signal_codes_follow_the_shell() {
+        assert_eq!(for_signal(15), 143);
+        assert_eq!(for_signal(2), 130);
+        assert_eq!(for_signal(1), 129);
+    }
+}

@@ -1,0 +1,101 @@
+//! The narrow filesystem seam: every effect the protocol has on the lock's
+//! directory goes through [`LockFs`], so tests and the simulator can inject
+//! NFS faults (lost replies, retransmits, stale attributes) without touching
+//! protocol code. The production implementation is [`crate::realfs::RealFs`].
+
+use std::ffi::OsString;
+use std::io;
+use std::path::Path;
+
+/// A point in file-system time: nanoseconds since the Unix epoch, as stamped
+/// by whatever machine stores the directory (the NFS server).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FsTime(pub i128);
+
+impl FsTime {
+    pub fn from_parts(secs: i64, nanos: i64) -> FsTime {
+        FsTime(i128::from(secs) * 1_000_000_000 + i128::from(nanos))
+    }
+
+    /// Signed seconds from `earlier` to `self`.
+    pub fn secs_since(self, earlier: FsTime) -> f64 {
+        (self.0 - earlier.0) as f64 / 1e9
+    }
+
+    pub fn plus(self, d: std::time::Duration) -> FsTime {
+        FsTime(self.0 + d.as_nanos() as i128)
+    }
+
+    pub fn as_secs_f64(self) -> f64 {
+        self.0 as f64 / 1e9
+    }
+}
+
+/// What sits at a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+    Fifo,
+    Socket,
+    Device,
+}
+
+impl Kind {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kind::File => "a regular file",
+            Kind::Dir => "a directory",
+            Kind::Symlink => "a symbolic link",
+            Kind::Fifo => "a fifo",
+            Kind::Socket => "a socket",
+            Kind::Device => "a device node",
+        }
+    }
+}
+
+/// The attributes the protocol judges by (never the path's target: nothing
+/// here follows symbolic links).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meta {
+    pub dev: u64,
+    pub ino: u64,
+    pub nlink: u64,
+    pub size: u64,
+    pub uid: u32,
+    pub kind: Kind,
+    pub mtime: FsTime,
+    pub ctime: FsTime,
+}
+
+impl Meta {
+    /// Same file: the identity test of the link protocol.
+    pub fn same_file(&self, other: &Meta) -> bool {
+        self.dev == other.dev && self.ino == other.ino
+    }
+}
+
+/// Every filesystem effect of the lock protocol. Implementations must never
+/// follow a symbolic link at the final component of any path.
+pub trait LockFs: Send + Sync {
+    /// Creates `path` with O_CREAT|O_EXCL|O_NOFOLLOW, writes `data`, syncs it
+    /// to stable storage when `durable`, and returns the new file's
+    /// attributes (its mtime is file-system "now").
+    fn create_exclusive(&self, path: &Path, data: &[u8], durable: bool) -> io::Result<Meta>;
+    /// link(2). Its result is advice only: NFS may report failure for a link
+    /// that was made, so callers judge by [`LockFs::lstat`].
+    fn hard_link(&self, existing: &Path, new: &Path) -> io::Result<()>;
+    fn lstat(&self, path: &Path) -> io::Result<Meta>;
+    /// Opens without following links and without blocking on a fifo, and
+    /// reads at most `limit` bytes. Content is `None` when the path is not a
+    /// regular file.
+    fn read(&self, path: &Path, limit: usize) -> io::Result<(Meta, Option<Vec<u8>>)>;
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    fn unlink(&self, path: &Path) -> io::Result<()>;
+    /// Sets the mtime of `path` to the file system's own "now" (on NFS,
+    /// SETATTR with SET_TO_SERVER_TIME), never to a client timestamp.
+    fn touch_now(&self, path: &Path) -> io::Result<()>;
+    /// Names in a directory; used only to find leftovers.
+    fn list(&self, dir: &Path) -> io::Result<Vec<OsString>>;
+}

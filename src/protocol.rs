@@ -1,0 +1,1269 @@
+//! The NFS-safe lock protocol: acquire, release, touch, break and inspect.
+//!
+//! # Guarantees
+//!
+//! - **I1 Mutual exclusion.** A contender writes a claim with a unique name
+//!   and links it to the lock name; it holds the lock only when the claim and
+//!   the lock are the same inode and the claim has two links. The return code
+//!   of link(2) is never trusted: NFS can lose the reply of a link that was
+//!   made, and report EEXIST for it on retransmission. A second holder can
+//!   only appear after an explicit break, and the first finds out at its next
+//!   touch or release.
+//! - **I2 Own-only release.** Release checks the record (token, owner) and
+//!   then renames the lock to a private name and checks that what it moved is
+//!   still the file it read; if not, it links it back. Touch sets the mtime
+//!   through our own claim name, which is our inode even if the lock was
+//!   replaced, and checks afterwards that the lock is still that inode.
+//! - **I3 Precise break.** A breaker pins the judged inode with an extra link
+//!   and checks through the pin that inode, mtime and content are the ones it
+//!   judged; only then does it remove the lock name, the same way release
+//!   does. A lock re-taken in between survives.
+//! - **I4 No phantom locks.** After every error the real state is looked at
+//!   (lstat of claim and lock) before anything else is decided, so a link or
+//!   rename that took effect is known to have taken effect.
+//! - **I5 No litter.** Claims, guards and private names are removed on every
+//!   exit path; leftovers of killed processes carry recognisable names and are
+//!   swept by contended acquires and by `break`.
+//! - **I6 Skew immunity.** Ages are file-system time minus file-system time;
+//!   see [`crate::stale`].
+//! - **I7 Honest liveness.** See [`crate::stale::liveness`].
+//!
+//! # Residual windows
+//!
+//! Removing a name only if it still names a given inode is not one POSIX
+//! call. If a lock is replaced in the one round trip between a remover's
+//! check and its rename, the remover moves the new lock aside and links it
+//! back at once; if a third party links a lock in that instant, the restore
+//! fails, the displaced holder is told at its next check, and the remover
+//! reports it. Without a lease, a lock held from another host (or another
+//! boot or pid namespace) is never broken automatically.
+
+use crate::error::Error;
+use crate::fs::{FsTime, Kind, LockFs, Meta};
+use crate::names::{AuxKind, LockPath};
+use crate::record::{self, Content, Record, READ_LIMIT};
+use crate::stale::{self, Clocks, Liveness, StaleReason, Verdict};
+use crate::sys::{self, Identity, ProcState};
+use std::cell::Cell;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// Leftover guard, removal and probe files older than this (in file-system
+/// time) belong to a process that died mid-operation.
+pub const ORPHAN_AGE: Duration = Duration::from_secs(600);
+
+/// Everything the protocol needs from its surroundings besides the
+/// filesystem: identity, process table, clocks, sleeping, randomness, and a
+/// place to report what it does. The simulator provides its own.
+pub trait Env {
+    fn identity(&self) -> &Identity;
+    fn process(&self, pid: u32) -> ProcState;
+    /// A monotonic clock, for waits and timeouts only, never for ages.
+    fn monotonic(&self) -> Duration;
+    /// The local wall clock: only for the informational `acquired_at`.
+    fn wall_clock(&self) -> SystemTime;
+    /// Sleeps up to `d`; returns the signal if one arrived meanwhile.
+    fn sleep(&self, d: Duration) -> Option<i32>;
+    /// A signal that asked us to stop, if any arrived (sticky).
+    fn interrupted(&self) -> Option<i32>;
+    fn random(&self) -> u64;
+    fn event(&self, event: Event<'_>);
+}
+
+/// What the protocol tells its caller as it goes (for `-v`).
+#[derive(Debug)]
+pub enum Event<'a> {
+    Waiting {
+        info: &'a LockInfo,
+    },
+    Broke {
+        info: &'a LockInfo,
+        reason: &'a StaleReason,
+    },
+    BreakRaceLost,
+    Retrying {
+        op: &'static str,
+        path: &'a Path,
+        error: &'a io::Error,
+    },
+    Displaced {
+        path: &'a Path,
+    },
+    Swept {
+        path: &'a Path,
+    },
+    ReleaseFailed {
+        error: &'a Error,
+    },
+}
+
+/// The owner a lock is taken for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub pid: u32,
+    pub start: Option<u64>,
+}
+
+impl Owner {
+    /// The process `pid` as it is now; `None` if it does not exist.
+    pub fn of_pid(env: &dyn Env, pid: u32) -> Option<Owner> {
+        match env.process(pid) {
+            ProcState::Running { start } => Some(Owner {
+                pid,
+                start: Some(start),
+            }),
+            ProcState::Gone => None,
+            ProcState::Unknown => Some(Owner { pid, start: None }),
+        }
+    }
+}
+
+/// How `release` and `touch` recognise their own lock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Who {
+    /// The owner process on this host (boot and pid namespace included).
+    Owner(Owner),
+    /// The token printed by `acquire --print-token`.
+    Token(String),
+}
+
+/// A lock file as read: attributes plus bytes (none if not a regular file).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    pub meta: Meta,
+    pub bytes: Option<Vec<u8>>,
+}
+
+/// Everything known about a held lock, for people and for JSON.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LockInfo {
+    pub snapshot: Snapshot,
+    /// `None` when something other than a regular file is at the lock path.
+    pub content: Option<Content>,
+    pub liveness: Liveness,
+    pub verdict: Verdict,
+    pub now: Option<FsTime>,
+}
+
+impl LockInfo {
+    pub fn record(&self) -> Option<&Record> {
+        match &self.content {
+            Some(Content::Ours(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// One line: who holds it, how long, and whether it is stale.
+    pub fn describe(&self) -> String {
+        use crate::duration::human;
+        let age = match self.verdict.age {
+            Some(a) => format!(" for {}", human(a)),
+            None => String::new(),
+        };
+        let mut s = match &self.content {
+            None => {
+                return format!(
+                    "{} is at the lock path, not a lock file; remove it by hand if it does not belong there",
+                    self.snapshot.meta.kind.describe()
+                )
+            }
+            Some(Content::Ours(r)) => {
+                let alive = match &self.liveness {
+                    Liveness::Alive => String::new(),
+                    Liveness::Dead(why) => format!(", dead: {why}"),
+                    Liveness::Unknown(_) => String::new(),
+                };
+                format!("held by host {} pid {} ({}){age}{alive}", r.host, r.pid, r.user)
+            }
+            Some(Content::Foreign { what }) => format!("held by another tool ({what}){age}"),
+        };
+        if let Some(ahead) = self.verdict.future {
+            s.push_str(&format!(
+                "; suspicious: its mtime is {} in the future",
+                human(ahead)
+            ));
+        }
+        if let Some(reason) = &self.verdict.stale {
+            s.push_str(&format!("; stale: {}", reason.describe()));
+        }
+        s
+    }
+}
+
+/// Options of [`acquire`].
+#[derive(Clone, Debug)]
+pub struct AcquireOptions {
+    /// `None`: wait forever; `Some(ZERO)`: do not wait.
+    pub wait: Option<Duration>,
+    pub lease: Option<Duration>,
+    pub stale_after: Option<Duration>,
+    pub poll_min: Duration,
+    pub poll_max: Duration,
+    pub owner: Owner,
+    /// Sync the claim to stable storage before linking it (remote
+    /// filesystems).
+    pub durable: bool,
+    pub cmd: Option<String>,
+}
+
+impl AcquireOptions {
+    pub fn new(owner: Owner) -> AcquireOptions {
+        AcquireOptions {
+            wait: None,
+            lease: None,
+            stale_after: None,
+            poll_min: Duration::from_millis(20),
+            poll_max: Duration::from_secs(1),
+            owner,
+            durable: true,
+            cmd: None,
+        }
+    }
+}
+
+/// A held lock: the claim that proves it is ours.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Held {
+    pub claim: PathBuf,
+    pub claim_meta: Meta,
+    pub record: Record,
+    pub bytes: Vec<u8>,
+}
+
+impl Held {
+    pub fn token(&self) -> &str {
+        &self.record.token
+    }
+}
+
+/// The filesystem, the environment and the lock one operation works on.
+#[derive(Clone, Copy)]
+pub struct Ctx<'a> {
+    pub fs: &'a dyn LockFs,
+    pub env: &'a dyn Env,
+    pub lock: &'a LockPath,
+    /// How long a transient error may persist before we give up (74).
+    pub io_timeout: Duration,
+}
+
+/// Tracks how long transient errors have persisted.
+struct IoBudget {
+    first: Option<Duration>,
+    pause: Duration,
+}
+
+impl IoBudget {
+    fn new() -> IoBudget {
+        IoBudget {
+            first: None,
+            pause: Duration::from_millis(10),
+        }
+    }
+
+    /// After a transient error: waits a little and returns Ok to retry, or
+    /// the error once it has persisted past the timeout. `interruptible`
+    /// is false on clean-up paths, which must finish.
+    fn pause(
+        &mut self,
+        ctx: &Ctx,
+        op: &'static str,
+        path: &Path,
+        error: io::Error,
+        interruptible: bool,
+    ) -> Result<(), Error> {
+        let now = ctx.env.monotonic();
+        let first = *self.first.get_or_insert(now);
+        if now.saturating_sub(first) >= ctx.io_timeout {
+            return Err(Error::Io {
+                op,
+                path: path.to_path_buf(),
+                source: error,
+            });
+        }
+        ctx.env.event(Event::Retrying {
+            op,
+            path,
+            error: &error,
+        });
+        let sig = ctx.env.sleep(self.pause);
+        self.pause = (self.pause * 2).min(Duration::from_secs(1));
+        match sig {
+            Some(signal) if interruptible => Err(Error::Interrupted { signal }),
+            _ => Ok(()),
+        }
+    }
+
+    fn ok(&mut self) {
+        self.first = None;
+        self.pause = Duration::from_millis(10);
+    }
+}
+
+/// Exponential backoff with jitter between polls of a busy lock.
+struct Backoff {
+    min: Duration,
+    max: Duration,
+    cur: Duration,
+}
+
+impl Backoff {
+    fn new(min: Duration, max: Duration) -> Backoff {
+        let min = min.min(max);
+        Backoff { min, max, cur: min }
+    }
+
+    fn reset(&mut self) {
+        self.cur = self.min;
+    }
+
+    fn next(&mut self, env: &dyn Env) -> Duration {
+        // Jitter between half and all of the step keeps contenders from
+        // polling in lock step.
+        let frac = 0.5 + (env.random() % 1000) as f64 / 2000.0;
+        let d = self.cur.mul_f64(frac);
+        self.cur = (self.cur * 2).min(self.max);
+        d
+    }
+}
+
+fn hex_token(env: &dyn Env) -> String {
+    format!("{:016x}", env.random())
+}
+
+impl<'a> Ctx<'a> {
+    fn aux(&self, kind: AuxKind, nonce: &str, pid: u32) -> PathBuf {
+        let name = self
+            .lock
+            .aux_name(kind, nonce, pid, &self.env.identity().host);
+        self.lock.in_dir(&name)
+    }
+
+    fn my_aux(&self, kind: AuxKind) -> PathBuf {
+        self.aux(kind, &hex_token(self.env), std::process::id())
+    }
+
+    /// Runs a read-only operation, retrying transient errors.
+    fn persist<T>(
+        &self,
+        op: &'static str,
+        path: &Path,
+        interruptible: bool,
+        mut f: impl FnMut() -> io::Result<T>,
+    ) -> Result<io::Result<T>, Error> {
+        let mut budget = IoBudget::new();
+        loop {
+            match f() {
+                Err(e) if sys::is_transient(&e) => {
+                    budget.pause(self, op, path, e, interruptible)?
+                }
+                other => return Ok(other),
+            }
+        }
+    }
+
+    /// Reads the lock (or another file) as a snapshot.
+    fn snapshot(&self, path: &Path, interruptible: bool) -> Result<io::Result<Snapshot>, Error> {
+        self.persist("read", path, interruptible, || {
+            self.fs
+                .read(path, READ_LIMIT)
+                .map(|(meta, bytes)| Snapshot { meta, bytes })
+        })
+    }
+
+    /// Unlinks a file of ours, treating "already gone" as done (a lost reply
+    /// to an unlink that worked looks exactly like that).
+    fn remove_quietly(&self, path: &Path) -> Result<(), Error> {
+        let mut budget = IoBudget::new();
+        loop {
+            match self.fs.unlink(path) {
+                Ok(()) => return Ok(()),
+                Err(e) if sys::is_not_found(&e) => return Ok(()),
+                Err(e) if sys::is_transient(&e) => budget.pause(self, "unlink", path, e, false)?,
+                Err(e) => {
+                    return Err(Error::Io {
+                        op: "unlink",
+                        path: path.to_path_buf(),
+                        source: e,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Maps an error about the lock's directory to the right variant.
+    fn dir_error(&self, op: &'static str, path: &Path, e: io::Error) -> Error {
+        if sys::is_not_found(&e) || sys::is_not_dir(&e) {
+            match self.fs.lstat(&self.lock.dir) {
+                Ok(m) if m.kind == Kind::Dir => {}
+                _ => {
+                    return Error::NoDir {
+                        dir: self.lock.dir.clone(),
+                    }
+                }
+            }
+        }
+        if sys::is_cant_create(&e) {
+            return Error::CannotCreate {
+                path: path.to_path_buf(),
+                source: e,
+            };
+        }
+        Error::Io {
+            op,
+            path: path.to_path_buf(),
+            source: e,
+        }
+    }
+
+    /// File-system "now": the mtime of a probe file we create and remove.
+    /// `None` if we may not create files here.
+    pub fn fs_now(&self) -> Result<Option<FsTime>, Error> {
+        let probe = self.my_aux(AuxKind::Probe);
+        let mut budget = IoBudget::new();
+        loop {
+            match self.fs.create_exclusive(&probe, b"", false) {
+                Ok(m) => {
+                    self.remove_quietly(&probe)?;
+                    return Ok(Some(m.mtime));
+                }
+                Err(e) if sys::is_exists(&e) => {
+                    // A lost reply to our own create: the file is ours.
+                    self.remove_quietly(&probe)?;
+                    return self.fs_now();
+                }
+                Err(e) if sys::is_transient(&e) => budget.pause(self, "create", &probe, e, true)?,
+                Err(e) if sys::is_cant_create(&e) => return Ok(None),
+                Err(e) => return Err(self.dir_error("create", &probe, e)),
+            }
+        }
+    }
+
+    /// Builds what we know about a lock from a snapshot.
+    pub fn judge(
+        &self,
+        snap: Snapshot,
+        now: Option<FsTime>,
+        watched: Duration,
+        stale_after: Option<Duration>,
+    ) -> LockInfo {
+        let content = snap.bytes.as_deref().map(record::parse);
+        let liveness = match &content {
+            Some(Content::Ours(r)) => {
+                stale::liveness(r, self.env.identity(), |pid| self.env.process(pid))
+            }
+            Some(Content::Foreign { .. }) => {
+                Liveness::Unknown("not an nfslock record: judged by age only".into())
+            }
+            None => Liveness::Unknown("not a lock file".into()),
+        };
+        let clocks = Clocks {
+            now,
+            watched,
+            stale_after,
+        };
+        let verdict = match &content {
+            Some(c) => stale::judge(c, snap.meta.mtime, &liveness, clocks),
+            // Not a regular file: never stale, never broken by us.
+            None => Verdict {
+                age: None,
+                future: None,
+                stale: None,
+            },
+        };
+        LockInfo {
+            snapshot: snap,
+            content,
+            liveness,
+            verdict,
+            now,
+        }
+    }
+
+    /// Reads and judges the lock; `None` when it is free.
+    pub fn inspect(&self, stale_after: Option<Duration>) -> Result<Option<LockInfo>, Error> {
+        let now = self.fs_now()?;
+        match self.snapshot(&self.lock.path, true)? {
+            Ok(snap) => Ok(Some(self.judge(snap, now, Duration::ZERO, stale_after))),
+            Err(e) if sys::is_not_found(&e) => match self.fs.lstat(&self.lock.dir) {
+                Ok(m) if m.kind == Kind::Dir => Ok(None),
+                _ => Err(Error::NoDir {
+                    dir: self.lock.dir.clone(),
+                }),
+            },
+            Err(e) => Err(self.dir_error("read", &self.lock.path, e)),
+        }
+    }
+
+    /// Removes the lock name only if it still is `expected` (same inode and
+    /// bytes, and same mtime when `check_mtime`): rename it to a private
+    /// name, check what was moved, link it back if it was not the one.
+    fn remove_instance(&self, expected: &Snapshot, check_mtime: bool) -> Result<Removal, Error> {
+        let private = self.my_aux(AuxKind::Removing);
+        let mut budget = IoBudget::new();
+        loop {
+            let renamed = self.fs.rename(&self.lock.path, &private);
+            // Judge by what is there, not by the reply.
+            match self.snapshot(&private, false)? {
+                Ok(moved) => {
+                    let same = moved.meta.same_file(&expected.meta)
+                        && moved.bytes == expected.bytes
+                        && (!check_mtime || moved.meta.mtime == expected.meta.mtime);
+                    if same {
+                        self.remove_quietly(&private)?;
+                        return Ok(Removal::Removed);
+                    }
+                    return self.restore(&private, moved);
+                }
+                Err(e) if sys::is_not_found(&e) => match renamed {
+                    Err(e) if sys::is_not_found(&e) => {
+                        match self.persist("lstat", &self.lock.path, false, || {
+                            self.fs.lstat(&self.lock.path)
+                        })? {
+                            Err(e) if sys::is_not_found(&e) => return Ok(Removal::Gone),
+                            // The lock is there but the rename said it was
+                            // not: a stale cache. Try again.
+                            _ => budget.pause(self, "rename", &self.lock.path, e, false)?,
+                        }
+                    }
+                    Err(e) if sys::is_transient(&e) => {
+                        budget.pause(self, "rename", &self.lock.path, e, false)?
+                    }
+                    Err(e) => return Err(self.dir_error("rename", &self.lock.path, e)),
+                    Ok(()) => budget.pause(
+                        self,
+                        "rename",
+                        &private,
+                        io::Error::other("rename succeeded but its target is missing"),
+                        false,
+                    )?,
+                },
+                Err(e) => return Err(self.dir_error("read", &private, e)),
+            }
+        }
+    }
+
+    /// Puts a lock we moved by mistake back under the lock name.
+    fn restore(&self, private: &Path, moved: Snapshot) -> Result<Removal, Error> {
+        let mut budget = IoBudget::new();
+        loop {
+            let _ = self.fs.hard_link(private, &self.lock.path);
+            match self.persist("lstat", &self.lock.path, false, || {
+                self.fs.lstat(&self.lock.path)
+            })? {
+                Ok(now) if now.same_file(&moved.meta) => {
+                    self.remove_quietly(private)?;
+                    return Ok(Removal::Changed);
+                }
+                Ok(_) => {
+                    // Someone took the name while it was empty: the holder
+                    // we moved has lost its lock and will be told at its
+                    // next check. Keeping its file would only be litter.
+                    self.env.event(Event::Displaced {
+                        path: &self.lock.path,
+                    });
+                    self.remove_quietly(private)?;
+                    return Ok(Removal::Displaced);
+                }
+                Err(e) if sys::is_not_found(&e) => {
+                    budget.pause(self, "link", &self.lock.path, e, false)?
+                }
+                Err(e) => return Err(self.dir_error("lstat", &self.lock.path, e)),
+            }
+        }
+    }
+
+    /// Breaks exactly the judged instance: pin it with a guard link, verify
+    /// it through the pin, remove the lock name, and remove the holder's
+    /// claim if it is that inode.
+    pub fn break_instance(&self, judged: &LockInfo) -> Result<Removal, Error> {
+        let guard = self.my_aux(AuxKind::Guard);
+        let expected = &judged.snapshot;
+        let _ = self.fs.hard_link(&self.lock.path, &guard);
+        let pinned = match self.snapshot(&guard, false)? {
+            Ok(p) => p,
+            Err(e) if sys::is_not_found(&e) => {
+                // No pin: the lock vanished, or link failed. Look again.
+                return match self.fs.lstat(&self.lock.path) {
+                    Err(e) if sys::is_not_found(&e) => Ok(Removal::Gone),
+                    _ => Ok(Removal::Changed),
+                };
+            }
+            Err(e) => return Err(self.dir_error("read", &guard, e)),
+        };
+        let unchanged = pinned.meta.same_file(&expected.meta)
+            && pinned.bytes == expected.bytes
+            && pinned.meta.mtime == expected.meta.mtime;
+        let result = if unchanged {
+            let r = self.remove_instance(expected, true);
+            if let (Ok(Removal::Removed), Some(rec)) = (&r, judged.record()) {
+                self.remove_claim_of(rec, &pinned.meta)?;
+            }
+            r
+        } else {
+            Ok(Removal::Changed)
+        };
+        self.remove_quietly(&guard)?;
+        result
+    }
+
+    /// Removes the claim named in `rec` if it is the inode `meta`.
+    fn remove_claim_of(&self, rec: &Record, meta: &Meta) -> Result<(), Error> {
+        if self.lock.parse_aux(&rec.claim).map(|a| a.kind) != Some(AuxKind::Claim) {
+            return Ok(());
+        }
+        let claim = self.lock.in_dir(&rec.claim);
+        if let Ok(Ok(m)) = self.persist("lstat", &claim, false, || self.fs.lstat(&claim)) {
+            if m.same_file(meta) {
+                self.remove_quietly(&claim)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes leftovers of processes that died mid-operation: claims of
+    /// provably dead owners that are not linked to the lock, and guard,
+    /// removal and probe files older than [`ORPHAN_AGE`]. Best effort.
+    pub fn sweep(&self, now: Option<FsTime>, keep: Option<&Path>) -> usize {
+        let Ok(names) = self.fs.list(&self.lock.dir) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for name in names {
+            let Some(aux) = self.lock.parse_aux(&name) else {
+                continue;
+            };
+            let path = self.lock.in_dir(&name);
+            if Some(path.as_path()) == keep {
+                continue;
+            }
+            let Ok((meta, bytes)) = self.fs.read(&path, READ_LIMIT) else {
+                continue;
+            };
+            let orphan = match aux.kind {
+                AuxKind::Claim => {
+                    meta.nlink == 1
+                        && match bytes.as_deref().map(record::parse) {
+                            Some(Content::Ours(rec)) => {
+                                rec.token == aux.nonce
+                                    && matches!(
+                                        stale::liveness(&rec, self.env.identity(), |p| self
+                                            .env
+                                            .process(p)),
+                                        Liveness::Dead(_)
+                                    )
+                            }
+                            _ => false,
+                        }
+                }
+                AuxKind::Guard | AuxKind::Removing | AuxKind::Probe => match now {
+                    Some(now) => now.secs_since(meta.ctime) > ORPHAN_AGE.as_secs_f64(),
+                    None => false,
+                },
+            };
+            if orphan && self.fs.unlink(&path).is_ok() {
+                self.env.event(Event::Swept { path: &path });
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Finds and removes our own claims that no longer hold the lock: what a
+    /// holder whose lock was broken leaves behind.
+    fn remove_own_leftovers(&self, who: &Who) {
+        let Ok(names) = self.fs.list(&self.lock.dir) else {
+            return;
+        };
+        let me = self.env.identity();
+        for name in names {
+            let Some(aux) = self.lock.parse_aux(&name) else {
+                continue;
+            };
+            let plausible = aux.kind == AuxKind::Claim
+                && match who {
+                    Who::Token(t) => &aux.nonce == t,
+                    Who::Owner(o) => {
+                        aux.pid == o.pid
+                            && aux.host
+                                == self.lock.host_in_name(
+                                    AuxKind::Claim,
+                                    &aux.nonce,
+                                    o.pid,
+                                    &me.host,
+                                )
+                    }
+                };
+            if !plausible {
+                continue;
+            }
+            let path = self.lock.in_dir(&name);
+            let Ok((meta, Some(bytes))) = self.fs.read(&path, READ_LIMIT) else {
+                continue;
+            };
+            if meta.nlink != 1 {
+                continue;
+            }
+            if let Content::Ours(rec) = record::parse(&bytes) {
+                if rec.token == aux.nonce && owns(&rec, who, me) {
+                    let _ = self.remove_quietly(&path);
+                }
+            }
+        }
+    }
+}
+
+/// What a conditional removal found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Removal {
+    /// The expected instance was removed.
+    Removed,
+    /// Nothing was at the lock path.
+    Gone,
+    /// Another instance was there; it was left in place (or put back).
+    Changed,
+    /// Another instance was moved and could not be put back.
+    Displaced,
+}
+
+/// Does `rec` belong to `who`?
+pub fn owns(rec: &Record, who: &Who, me: &Identity) -> bool {
+    match who {
+        Who::Token(t) => &rec.token == t,
+        Who::Owner(o) => {
+            rec.host == me.host
+                && rec.boot_id == me.boot_id
+                && rec.pidns == me.pidns
+                && rec.pid == o.pid
+                && rec.pid_start == o.start
+        }
+    }
+}
+
+/// The claim a contender holds while it tries.
+struct Claim {
+    path: PathBuf,
+    meta: Meta,
+    record: Record,
+    bytes: Vec<u8>,
+    /// File-system time at `made_at` on our monotonic clock: lets us
+    /// estimate file-system "now" without a round trip.
+    fs_base: FsTime,
+    mono_base: Duration,
+}
+
+impl Claim {
+    fn estimate_now(&self, env: &dyn Env) -> FsTime {
+        self.fs_base
+            .plus(env.monotonic().saturating_sub(self.mono_base))
+    }
+}
+
+/// The state of a contender after it linked.
+enum Look {
+    Ours,
+    Busy(Snapshot),
+    /// The lock vanished between our link and our look: try again at once.
+    Vanished,
+    /// Our claim disappeared (swept by mistake, or deleted by hand).
+    ClaimLost,
+    /// Link counts or inodes that do not add up.
+    Anomaly(String),
+}
+
+/// Takes the lock, waiting as `opts` says. On any error, no claim is left
+/// behind and the lock is not held.
+pub fn acquire(ctx: &Ctx, opts: &AcquireOptions) -> Result<Held, Error> {
+    let mut claim: Option<Claim> = None;
+    let result = acquire_loop(ctx, opts, &mut claim);
+    if result.is_err() {
+        if let Some(c) = claim {
+            abandon(ctx, &c);
+        }
+    }
+    result
+}
+
+/// Gives a claim up on an error path, releasing the lock first if the claim
+/// turns out to hold it (a link whose success we had not seen yet).
+fn abandon(ctx: &Ctx, c: &Claim) {
+    if let Ok(l) = ctx.fs.lstat(&ctx.lock.path) {
+        if l.same_file(&c.meta) {
+            let expected = Snapshot {
+                meta: c.meta,
+                bytes: Some(c.bytes.clone()),
+            };
+            let _ = ctx.remove_instance(&expected, false);
+        }
+    }
+    let _ = ctx.remove_quietly(&c.path);
+}
+
+fn new_claim(ctx: &Ctx, opts: &AcquireOptions) -> Result<Option<Claim>, Error> {
+    let env = ctx.env;
+    let me = env.identity();
+    let token = hex_token(env);
+    let name = ctx
+        .lock
+        .aux_name(AuxKind::Claim, &token, opts.owner.pid, &me.host);
+    let path = ctx.lock.in_dir(&name);
+    let (uid, user) = sys::user();
+    let record = Record {
+        host: me.host.clone(),
+        boot_id: me.boot_id.clone(),
+        pidns: me.pidns,
+        pid: opts.owner.pid,
+        pid_start: opts.owner.start,
+        uid,
+        user,
+        token,
+        acquired_at: record::iso8601(env.wall_clock()),
+        lease: opts.lease,
+        claim: name,
+        cmd: opts.cmd.clone(),
+    };
+    let bytes = record.encode();
+    let mut budget = IoBudget::new();
+    loop {
+        match ctx.fs.create_exclusive(&path, &bytes, opts.durable) {
+            Ok(meta) => {
+                return Ok(Some(Claim {
+                    path,
+                    meta,
+                    record,
+                    bytes,
+                    fs_base: meta.mtime,
+                    mono_base: env.monotonic(),
+                }))
+            }
+            Err(e) if sys::is_exists(&e) => {
+                // Our name is random, so this is our own create whose reply
+                // was lost (or something planted there). Either way, leave
+                // it to the sweep only if it is not ours, and pick a new name.
+                if let Ok(m) = ctx.fs.lstat(&path) {
+                    if m.kind == Kind::File && m.uid == uid && m.nlink == 1 {
+                        let _ = ctx.remove_quietly(&path);
+                    }
+                }
+                return Ok(None);
+            }
+            Err(e) if sys::is_transient(&e) => budget.pause(ctx, "create", &path, e, true)?,
+            Err(e) => return Err(ctx.dir_error("create", &path, e)),
+        }
+    }
+}
+
+fn look(ctx: &Ctx, c: &Claim, link_ok: bool) -> Result<Look, Error> {
+    let claim_now = match ctx.persist("lstat", &c.path, true, || ctx.fs.lstat(&c.path))? {
+        Ok(m) => m,
+        Err(e) if sys::is_not_found(&e) => return Ok(Look::ClaimLost),
+        Err(e) => return Err(ctx.dir_error("lstat", &c.path, e)),
+    };
+    if !claim_now.same_file(&c.meta) {
+        return Ok(Look::ClaimLost);
+    }
+    let snap = match ctx.snapshot(&ctx.lock.path, true)? {
+        Ok(s) => s,
+        Err(e) if sys::is_not_found(&e) => return Ok(Look::Vanished),
+        Err(e) => return Err(ctx.dir_error("read", &ctx.lock.path, e)),
+    };
+    let ours_by_inode = snap.meta.same_file(&claim_now);
+    let ours_by_bytes = snap.bytes.as_deref() == Some(c.bytes.as_slice());
+    match (ours_by_inode, claim_now.nlink >= 2) {
+        (true, true) => Ok(Look::Ours),
+        (true, false) => Ok(Look::Anomaly(
+            "the lock is our claim's inode but the claim has one link".into(),
+        )),
+        (false, _) if ours_by_bytes => Ok(Look::Anomaly(
+            "link made a copy, not a hard link (different inode, same content)".into(),
+        )),
+        (false, true) => Ok(Look::Anomaly(
+            "our claim gained a link although the lock is another file".into(),
+        )),
+        (false, false) if link_ok => Ok(Look::Anomaly(
+            "link(2) reported success but the lock is another file".into(),
+        )),
+        (false, false) => Ok(Look::Busy(snap)),
+    }
+}
+
+fn acquire_loop(ctx: &Ctx, opts: &AcquireOptions, slot: &mut Option<Claim>) -> Result<Held, Error> {
+    let env = ctx.env;
+    let start = env.monotonic();
+    let deadline = opts.wait.map(|w| start + w);
+    let mut backoff = Backoff::new(opts.poll_min, opts.poll_max);
+    let mut budget = IoBudget::new();
+    let mut contended = false;
+    let mut announced = false;
+    let mut anomalies = 0u32;
+    // The instance we are watching, and since when (monotonic).
+    let mut watch: Option<(Snapshot, Duration)> = None;
+    loop {
+        if let Some(signal) = env.interrupted() {
+            return Err(Error::Interrupted { signal });
+        }
+        if slot.is_none() {
+            *slot = new_claim(ctx, opts)?;
+            continue;
+        }
+        let c = slot.as_ref().expect("claim present");
+        let linked = ctx.fs.hard_link(&c.path, &ctx.lock.path);
+        if let Err(e) = &linked {
+            if sys::is_link_unsupported(e) {
+                return Err(Error::Unsupported {
+                    path: ctx.lock.path.clone(),
+                    why: format!("link(2) failed: {e}"),
+                });
+            }
+        }
+        let seen = look(ctx, c, linked.is_ok())?;
+        match seen {
+            Look::Ours => {
+                let c = slot.take().expect("claim present");
+                if contended {
+                    ctx.sweep(Some(c.estimate_now(env)), Some(&c.path));
+                }
+                return Ok(Held {
+                    claim: c.path,
+                    claim_meta: c.meta,
+                    record: c.record,
+                    bytes: c.bytes,
+                });
+            }
+            Look::Vanished => {
+                budget.ok();
+                continue;
+            }
+            Look::ClaimLost => {
+                // Start over with a fresh claim; the old name, if anything
+                // is left under it, is not ours to trust any more.
+                let old = slot.take().expect("claim present");
+                abandon(ctx, &old);
+                continue;
+            }
+            Look::Anomaly(why) => {
+                anomalies += 1;
+                let old = slot.take().expect("claim present");
+                abandon(ctx, &old);
+                // Once may be a race with a breaker; twice in a row with
+                // fresh claims is the filesystem.
+                if anomalies >= 2 {
+                    return Err(Error::Unsupported {
+                        path: ctx.lock.path.clone(),
+                        why,
+                    });
+                }
+                continue;
+            }
+            Look::Busy(snap) => {
+                anomalies = 0;
+                budget.ok();
+                contended = true;
+                let now = env.monotonic();
+                let watched = match &watch {
+                    Some((w, since)) if *w == snap => now.saturating_sub(*since),
+                    _ => {
+                        if watch.is_some() {
+                            // A new holder: start polling fast again.
+                            backoff.reset();
+                        }
+                        watch = Some((snap.clone(), now));
+                        Duration::ZERO
+                    }
+                };
+                let mut info =
+                    ctx.judge(snap, Some(c.estimate_now(env)), watched, opts.stale_after);
+                if let Some(reason) = &info.verdict.stale {
+                    if !matches!(reason, StaleReason::DeadOwner(_)) {
+                        // An age verdict from an estimate: confirm it with
+                        // file-system time read just now.
+                        let fresh = refresh_fs_time(ctx, slot)?;
+                        info = ctx.judge(info.snapshot, Some(fresh), watched, opts.stale_after);
+                    }
+                }
+                if let Some(reason) = info.verdict.stale.clone() {
+                    match ctx.break_instance(&info)? {
+                        Removal::Removed => {
+                            env.event(Event::Broke {
+                                info: &info,
+                                reason: &reason,
+                            });
+                        }
+                        Removal::Gone => {}
+                        Removal::Changed | Removal::Displaced => env.event(Event::BreakRaceLost),
+                    }
+                    backoff.reset();
+                    watch = None;
+                    continue;
+                }
+                let now = env.monotonic();
+                let remaining = deadline.map(|d| d.saturating_sub(now));
+                if remaining == Some(Duration::ZERO) {
+                    return Err(Error::Busy {
+                        path: ctx.lock.path.clone(),
+                        info: Box::new(info),
+                        timed_out: opts.wait.is_some_and(|w| !w.is_zero()),
+                    });
+                }
+                if !announced {
+                    env.event(Event::Waiting { info: &info });
+                    announced = true;
+                }
+                let mut pause = backoff.next(env);
+                if let Some(r) = remaining {
+                    pause = pause.min(r);
+                }
+                if let Some(signal) = env.sleep(pause) {
+                    return Err(Error::Interrupted { signal });
+                }
+            }
+        }
+    }
+}
+
+/// Touches our claim and reads its mtime back: file-system "now".
+fn refresh_fs_time(ctx: &Ctx, slot: &mut Option<Claim>) -> Result<FsTime, Error> {
+    let c = slot.as_mut().expect("claim present");
+    let path = c.path.clone();
+    let touched = ctx.persist("touch", &path, true, || ctx.fs.touch_now(&path))?;
+    if let Err(e) = touched {
+        return Err(ctx.dir_error("touch", &path, e));
+    }
+    match ctx.persist("lstat", &path, true, || ctx.fs.lstat(&path))? {
+        Ok(m) => {
+            c.fs_base = m.mtime;
+            c.mono_base = ctx.env.monotonic();
+            Ok(m.mtime)
+        }
+        Err(e) => Err(ctx.dir_error("lstat", &path, e)),
+    }
+}
+
+/// Reads the lock and checks it is `who`'s. On "not yours", removes our own
+/// leftover claim first, so a broken holder leaves nothing behind.
+fn read_own(ctx: &Ctx, who: &Who) -> Result<(Snapshot, Record), Error> {
+    let not_owner = |why: String| {
+        ctx.remove_own_leftovers(who);
+        Err(Error::NotOwner {
+            path: ctx.lock.path.clone(),
+            why,
+        })
+    };
+    let snap = match ctx.snapshot(&ctx.lock.path, true)? {
+        Ok(s) => s,
+        Err(e) if sys::is_not_found(&e) => {
+            if !matches!(ctx.fs.lstat(&ctx.lock.dir), Ok(m) if m.kind == Kind::Dir) {
+                return Err(Error::NoDir {
+                    dir: ctx.lock.dir.clone(),
+                });
+            }
+            return not_owner("the lock is not held (it was released or broken)".into());
+        }
+        Err(e) => return Err(ctx.dir_error("read", &ctx.lock.path, e)),
+    };
+    let info = ctx.judge(snap, None, Duration::ZERO, None);
+    match info.record() {
+        Some(rec) if owns(rec, who, ctx.env.identity()) => {
+            let rec = rec.clone();
+            Ok((info.snapshot, rec))
+        }
+        _ => not_owner(info.describe()),
+    }
+}
+
+/// Releases a lock taken by `acquire` in another process.
+pub fn release(ctx: &Ctx, who: &Who) -> Result<(), Error> {
+    let (snap, rec) = read_own(ctx, who)?;
+    let lost = |why: &str| {
+        ctx.remove_own_leftovers(who);
+        Err(Error::NotOwner {
+            path: ctx.lock.path.clone(),
+            why: why.to_string(),
+        })
+    };
+    match ctx.remove_instance(&snap, false)? {
+        Removal::Removed => {
+            ctx.remove_claim_of(&rec, &snap.meta)?;
+            Ok(())
+        }
+        Removal::Gone => lost("the lock was broken before it could be released"),
+        Removal::Changed | Removal::Displaced => {
+            lost("the lock was broken and taken by someone else; it was left alone")
+        }
+    }
+}
+
+/// Refreshes the lock's mtime to file-system now, through our claim, and
+/// returns the new mtime.
+pub fn touch(ctx: &Ctx, who: &Who) -> Result<FsTime, Error> {
+    let (snap, rec) = read_own(ctx, who)?;
+    let claim = ctx.lock.in_dir(&rec.claim);
+    touch_claim(ctx, &claim, &snap.meta, who)
+}
+
+fn touch_claim(ctx: &Ctx, claim: &Path, lock_meta: &Meta, who: &Who) -> Result<FsTime, Error> {
+    let not_owner = |why: &str| {
+        ctx.remove_own_leftovers(who);
+        Err(Error::NotOwner {
+            path: ctx.lock.path.clone(),
+            why: why.to_string(),
+        })
+    };
+    let claim_meta = match ctx.persist("lstat", claim, true, || ctx.fs.lstat(claim))? {
+        Ok(m) if m.same_file(lock_meta) => m,
+        Ok(_) | Err(_) => {
+            return not_owner(
+                "our claim file is gone or changed, so the lock cannot be refreshed safely",
+            )
+        }
+    };
+    if let Err(e) = ctx.persist("touch", claim, true, || ctx.fs.touch_now(claim))? {
+        return Err(ctx.dir_error("touch", claim, e));
+    }
+    let after = ctx.persist("lstat", claim, true, || ctx.fs.lstat(claim))?;
+    let lock_now = ctx.persist("lstat", &ctx.lock.path, true, || {
+        ctx.fs.lstat(&ctx.lock.path)
+    })?;
+    match (after, lock_now) {
+        (Ok(c), Ok(l)) if l.same_file(&claim_meta) => Ok(c.mtime),
+        _ => not_owner("the lock was broken; it now belongs to someone else or nobody"),
+    }
+}
+
+impl Held {
+    /// Refreshes the lock's mtime and checks it is still ours.
+    pub fn touch(&self, ctx: &Ctx) -> Result<FsTime, Error> {
+        let who = Who::Token(self.record.token.clone());
+        touch_claim(ctx, &self.claim, &self.claim_meta, &who)
+    }
+
+    /// Releases the lock; 76-style error if it was lost meanwhile.
+    pub fn release(self, ctx: &Ctx) -> Result<(), Error> {
+        let expected = Snapshot {
+            meta: self.claim_meta,
+            bytes: Some(self.bytes.clone()),
+        };
+        let result = match ctx.remove_instance(&expected, false)? {
+            Removal::Removed => Ok(()),
+            _ => Err(Error::NotOwner {
+                path: ctx.lock.path.clone(),
+                why: "the lock was broken while held".into(),
+            }),
+        };
+        ctx.remove_quietly(&self.claim)?;
+        result
+    }
+}
+
+/// What `break` did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BreakOutcome {
+    Free,
+    Broken {
+        info: LockInfo,
+        reason: Option<StaleReason>,
+    },
+    WouldBreak {
+        info: LockInfo,
+        reason: Option<StaleReason>,
+    },
+    Refused {
+        info: LockInfo,
+    },
+    /// Someone else changed the lock during the break; the current holder.
+    LostRace {
+        now: Option<LockInfo>,
+    },
+}
+
+/// Options of [`break_lock`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BreakOptions {
+    pub older_than: Option<Duration>,
+    pub force: bool,
+    pub dry_run: bool,
+}
+
+/// Breaks the lock if it is stale (or `force`), removing exactly the
+/// instance judged. Sweeps leftovers too.
+pub fn break_lock(ctx: &Ctx, opts: BreakOptions) -> Result<BreakOutcome, Error> {
+    let outcome = break_once(ctx, opts)?;
+    if !opts.dry_run {
+        let now = ctx.fs_now()?;
+        ctx.sweep(now, None);
+    }
+    Ok(outcome)
+}
+
+fn break_once(ctx: &Ctx, opts: BreakOptions) -> Result<BreakOutcome, Error> {
+    let Some(info) = ctx.inspect(opts.older_than)? else {
+        return Ok(BreakOutcome::Free);
+    };
+    let reason = info.verdict.stale.clone();
+    if info.content.is_none() || (reason.is_none() && !opts.force) {
+        return Ok(BreakOutcome::Refused { info });
+    }
+    if opts.dry_run {
+        return Ok(BreakOutcome::WouldBreak { info, reason });
+    }
+    match ctx.break_instance(&info)? {
+        Removal::Removed => Ok(BreakOutcome::Broken { info, reason }),
+        Removal::Gone => Ok(BreakOutcome::Free),
+        Removal::Changed | Removal::Displaced => Ok(BreakOutcome::LostRace {
+            now: ctx.inspect(opts.older_than)?,
+        }),
+    }
+}
+
+/// A held lock that releases itself when dropped: the library's way to hold
+/// a lock for the length of a scope.
+pub struct Guard<'a> {
+    ctx: Ctx<'a>,
+    held: Option<Held>,
+}
+
+impl<'a> Guard<'a> {
+    /// Acquires the lock as [`acquire`] does.
+    pub fn acquire(ctx: Ctx<'a>, opts: &AcquireOptions) -> Result<Guard<'a>, Error> {
+        let held = acquire(&ctx, opts)?;
+        Ok(Guard {
+            ctx,
+            held: Some(held),
+        })
+    }
+
+    pub fn held(&self) -> &Held {
+        self.held.as_ref().expect("held until released")
+    }
+
+    /// Refreshes the mtime; an error means the lock was lost.
+    pub fn touch(&self) -> Result<FsTime, Error> {
+        self.held().touch(&self.ctx)
+    }
+
+    /// Releases now and says whether the lock was still ours.
+    pub fn release(mut self) -> Result<(), Error> {
+        let held = self.held.take().expect("held until released");
+        held.release(&self.ctx)
+    }
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        if let Some(held) = self.held.take() {
+            if let Err(error) = held.release(&self.ctx) {
+                self.ctx.env.event(Event::ReleaseFailed { error: &error });
+            }
+        }
+    }
+}
+
+/// One step of xorshift64: cheap jitter and tokens from a kernel seed.
+pub fn xorshift(state: &Cell<u64>) -> u64 {
+    let mut x = state.get().max(1);
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    state.set(x);
+    x
+}

@@ -1,0 +1,132 @@
+//! The production [`LockFs`]: plain POSIX calls through std and nix, with
+//! O_NOFOLLOW everywhere a lock path is opened.
+
+use crate::fs::{FsTime, Kind, LockFs, Meta};
+use nix::sys::stat::{utimensat, UtimensatFlags};
+use nix::sys::time::TimeSpec;
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+/// The real filesystem.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RealFs;
+
+fn meta_of(m: &std::fs::Metadata) -> Meta {
+    let ft = m.file_type();
+    let kind = if ft.is_file() {
+        Kind::File
+    } else if ft.is_dir() {
+        Kind::Dir
+    } else if ft.is_symlink() {
+        Kind::Symlink
+    } else if ft.is_fifo() {
+        Kind::Fifo
+    } else if ft.is_socket() {
+        Kind::Socket
+    } else {
+        Kind::Device
+    };
+    Meta {
+        dev: m.dev(),
+        ino: m.ino(),
+        nlink: m.nlink(),
+        size: m.size(),
+        uid: m.uid(),
+        kind,
+        mtime: FsTime::from_parts(m.mtime(), m.mtime_nsec()),
+        ctime: FsTime::from_parts(m.ctime(), m.ctime_nsec()),
+    }
+}
+
+impl LockFs for RealFs {
+    fn create_exclusive(&self, path: &Path, data: &[u8], durable: bool) -> io::Result<Meta> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc_flags::O_NOFOLLOW)
+            .open(path)?;
+        let written = f
+            .write_all(data)
+            .and_then(|()| if durable { f.sync_all() } else { Ok(()) });
+        if let Err(e) = written {
+            // A claim we could not fill is useless and would be litter.
+            drop(f);
+            let _ = std::fs::remove_file(path);
+            return Err(e);
+        }
+        Ok(meta_of(&f.metadata()?))
+    }
+
+    fn hard_link(&self, existing: &Path, new: &Path) -> io::Result<()> {
+        // std::fs::hard_link uses linkat(..., 0): it does not follow a
+        // symlink at `existing`, and link(2) never follows one at `new`.
+        std::fs::hard_link(existing, new)
+    }
+
+    fn lstat(&self, path: &Path) -> io::Result<Meta> {
+        Ok(meta_of(&std::fs::symlink_metadata(path)?))
+    }
+
+    fn read(&self, path: &Path, limit: usize) -> io::Result<(Meta, Option<Vec<u8>>)> {
+        let opened = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc_flags::O_NOFOLLOW | libc_flags::O_NONBLOCK)
+            .open(path);
+        let f: File = match opened {
+            Ok(f) => f,
+            // ELOOP: a symlink at the final component. Report what is there
+            // without touching the target.
+            Err(e) if e.raw_os_error() == Some(libc_flags::ELOOP) => {
+                return Ok((self.lstat(path)?, None));
+            }
+            // A socket cannot be opened; a device may refuse. Describe it.
+            Err(e) if e.raw_os_error() == Some(libc_flags::ENXIO) => {
+                return Ok((self.lstat(path)?, None));
+            }
+            Err(e) => return Err(e),
+        };
+        let meta = meta_of(&f.metadata()?);
+        if meta.kind != Kind::File {
+            return Ok((meta, None));
+        }
+        let mut buf = Vec::with_capacity(limit.min(4096));
+        f.take(limit as u64).read_to_end(&mut buf)?;
+        Ok((meta, Some(buf)))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn unlink(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn touch_now(&self, path: &Path) -> io::Result<()> {
+        // UTIME_NOW lets the file system stamp its own time; on NFS the
+        // client sends SET_TO_SERVER_TIME instead of its local clock.
+        utimensat(
+            nix::fcntl::AT_FDCWD,
+            path,
+            &TimeSpec::UTIME_NOW,
+            &TimeSpec::UTIME_NOW,
+            UtimensatFlags::NoFollowSymlink,
+        )
+        .map_err(io::Error::from)
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<OsString>> {
+        std::fs::read_dir(dir)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect()
+    }
+}
+
+/// The few libc constants std does not name.
+mod libc_flags {
+    pub use nix::libc::{ELOOP, ENXIO, O_NOFOLLOW, O_NONBLOCK};
+}

@@ -1,0 +1,365 @@
+//! The record: what a claim (and so the lock) says about its owner.
+//!
+//! Small `key=value` text. The first line is a marker that does not start
+//! with a digit, so liblockfile-based tools read pid 0 and fall back to their
+//! age rule instead of probing one of our pids on their own host. The parser
+//! is total: it reads at most [`READ_LIMIT`] bytes, never panics, and turns
+//! anything it does not recognise into [`Content::Foreign`], which is judged
+//! by age only.
+
+use crate::names::unescape;
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::time::{Duration, SystemTime};
+
+/// First line of every record.
+pub const MAGIC: &str = "nfslock-record 1";
+/// Bytes read from a lock; a longer file is foreign.
+pub const READ_LIMIT: usize = 4096;
+/// Longest command line kept in a record.
+pub const CMD_MAX: usize = 256;
+
+/// An owner's record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    /// Escaped hostname of the owner.
+    pub host: String,
+    pub boot_id: Option<String>,
+    pub pidns: Option<u64>,
+    /// The owner pid (the calling shell for `acquire`).
+    pub pid: u32,
+    /// Start time of the owner pid, in clock ticks since boot.
+    pub pid_start: Option<u64>,
+    pub uid: u32,
+    pub user: String,
+    /// Random, unique per acquisition; also in the claim's name.
+    pub token: String,
+    /// The acquirer's wall clock at acquisition, ISO 8601 UTC. Informational
+    /// only: ages are always judged from mtimes in file-system time.
+    pub acquired_at: String,
+    pub lease: Option<Duration>,
+    /// File name of the claim linked to the lock.
+    pub claim: OsString,
+    /// The protected command, for `run` (sanitised, truncated).
+    pub cmd: Option<String>,
+}
+
+/// What a lock file contains, as far as we can tell.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Content {
+    Ours(Record),
+    /// Another tool's lock, or garbage. `what` describes it for people.
+    Foreign {
+        what: String,
+    },
+}
+
+/// Escapes a value so it stays on one printable line: `%`, control bytes,
+/// and bytes outside ASCII become `%XX`.
+fn escape_value(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Makes a command line safe to store and show: control characters become
+/// spaces and it is cut at [`CMD_MAX`] bytes on a character boundary.
+pub fn sanitise_cmd(cmd: &str) -> String {
+    let clean: String = cmd
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if clean.len() <= CMD_MAX {
+        return clean;
+    }
+    let mut end = CMD_MAX;
+    while !clean.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &clean[..end])
+}
+
+impl Record {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut s = String::with_capacity(512);
+        s.push_str(MAGIC);
+        s.push('\n');
+        let mut kv = |k: &str, v: &str| {
+            s.push_str(k);
+            s.push('=');
+            s.push_str(v);
+            s.push('\n');
+        };
+        kv("host", &escape_value(self.host.as_bytes()));
+        kv("boot_id", self.boot_id.as_deref().unwrap_or("unknown"));
+        kv("pidns", &opt_num(self.pidns));
+        kv("pid", &self.pid.to_string());
+        kv("pid_start", &opt_num(self.pid_start));
+        kv("uid", &self.uid.to_string());
+        kv("user", &escape_value(self.user.as_bytes()));
+        kv("token", &self.token);
+        kv("acquired_at", &self.acquired_at);
+        let lease = match self.lease {
+            Some(d) => format!("{:.3}", d.as_secs_f64()),
+            None => "none".into(),
+        };
+        kv("lease", &lease);
+        kv("claim", &escape_value(self.claim.as_bytes()));
+        if let Some(cmd) = &self.cmd {
+            kv("cmd", &escape_value(cmd.as_bytes()));
+        }
+        s.into_bytes()
+    }
+}
+
+fn opt_num(v: Option<u64>) -> String {
+    v.map_or_else(|| "unknown".into(), |v| v.to_string())
+}
+
+/// Reads whatever a lock file holds. Never fails.
+pub fn parse(bytes: &[u8]) -> Content {
+    match parse_ours(bytes) {
+        Some(r) => Content::Ours(r),
+        None => Content::Foreign {
+            what: describe_foreign(bytes),
+        },
+    }
+}
+
+fn parse_ours(bytes: &[u8]) -> Option<Record> {
+    if bytes.len() >= READ_LIMIT {
+        return None;
+    }
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut lines = text.split('\n');
+    if lines.next()? != MAGIC {
+        return None;
+    }
+    let mut get = std::collections::HashMap::new();
+    for line in lines.filter(|l| !l.is_empty()) {
+        let (k, v) = line.split_once('=')?;
+        // A repeated key is a sign of tampering or corruption.
+        if get.insert(k, v).is_some() {
+            return None;
+        }
+    }
+    let text_field = |k: &str| -> Option<String> { String::from_utf8(unescape(get.get(k)?)?).ok() };
+    let opt_u64 = |k: &str| -> Option<Option<u64>> {
+        match *get.get(k)? {
+            "unknown" => Some(None),
+            v => v.parse().ok().map(Some),
+        }
+    };
+    let lease = match *get.get("lease")? {
+        "none" => None,
+        v => {
+            let secs: f64 = v.parse().ok()?;
+            if !(secs.is_finite() && (0.0..1e12).contains(&secs)) {
+                return None;
+            }
+            Some(Duration::from_secs_f64(secs))
+        }
+    };
+    let token = get.get("token")?.to_string();
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let claim = OsString::from_vec(unescape(get.get("claim")?)?);
+    if claim.is_empty() || claim.as_bytes().contains(&b'/') {
+        return None;
+    }
+    Some(Record {
+        host: text_field("host")?,
+        boot_id: match *get.get("boot_id")? {
+            "unknown" => None,
+            v => Some(v.to_string()),
+        },
+        pidns: opt_u64("pidns")?,
+        pid: get.get("pid")?.parse().ok()?,
+        pid_start: opt_u64("pid_start")?,
+        uid: get.get("uid")?.parse().ok()?,
+        user: text_field("user")?,
+        token,
+        acquired_at: get.get("acquired_at")?.to_string(),
+        lease,
+        claim,
+        cmd: match get.get("cmd") {
+            Some(_) => Some(text_field("cmd")?),
+            None => None,
+        },
+    })
+}
+
+/// A one-line description of content that is not ours.
+fn describe_foreign(bytes: &[u8]) -> String {
+    if bytes.is_empty() {
+        return "empty file".into();
+    }
+    if bytes.len() >= READ_LIMIT {
+        return format!("{}+ bytes, not an nfslock record", READ_LIMIT);
+    }
+    if let Ok(t) = std::str::from_utf8(bytes) {
+        let t = t.trim();
+        if !t.is_empty() && t.len() <= 20 && t.bytes().all(|b| b.is_ascii_digit()) {
+            return format!("pid {t} written by another tool (dotlockfile, shlock ...)");
+        }
+        if t.starts_with("nfslock-record") {
+            return "corrupt nfslock record".into();
+        }
+        if t.bytes()
+            .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
+        {
+            return format!("{} bytes of text from another tool", bytes.len());
+        }
+    }
+    format!("{} bytes of binary data", bytes.len())
+}
+
+/// Formats a wall-clock time as ISO 8601 UTC with seconds.
+pub fn iso8601(t: SystemTime) -> String {
+    let secs = match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    };
+    iso8601_secs(secs)
+}
+
+/// Formats seconds since the epoch as ISO 8601 UTC.
+pub fn iso8601_secs(secs: i64) -> String {
+    let days = secs.div_euclid(86400);
+    let rem = secs.rem_euclid(86400);
+    // Civil-from-days (proleptic Gregorian), after Howard Hinnant.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> Record {
+        Record {
+            host: "web3.example.com".into(),
+            boot_id: Some("0f1e2d3c-aaaa-bbbb-cccc-000000000001".into()),
+            pidns: Some(4026531836),
+            pid: 4242,
+            pid_start: Some(123456),
+            uid: 1000,
+            user: "alice smith%".into(),
+            token: "00ff00ff00ff00ff".into(),
+            acquired_at: "2026-11-22T03:00:00Z".into(),
+            lease: Some(Duration::from_millis(60_500)),
+            claim: OsString::from_vec(
+                b".job.lock.nfslock-claim.00ff00ff00ff00ff.4242.w\xff".to_vec(),
+            ),
+            cmd: Some("rsync -a /src /dst".into()),
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let r = sample();
+        let bytes = r.encode();
+        assert!(
+            !bytes[0].is_ascii_digit(),
+            "liblockfile must not read a pid"
+        );
+        assert_eq!(parse(&bytes), Content::Ours(r.clone()));
+        let minimal = Record {
+            boot_id: None,
+            pidns: None,
+            pid_start: None,
+            lease: None,
+            cmd: None,
+            ..r
+        };
+        assert_eq!(parse(&minimal.encode()), Content::Ours(minimal));
+    }
+
+    #[test]
+    fn garbage_is_foreign_never_a_panic() {
+        let cases: Vec<Vec<u8>> = vec![
+            vec![],
+            b"0\n".to_vec(),
+            b"      4242\n".to_vec(),
+            vec![0xff; 100],
+            vec![b'a'; 1 << 20],
+            b"nfslock-record 1\nhost=x\n".to_vec(),
+            b"nfslock-record 1\nnot a pair\n".to_vec(),
+            b"nfslock-record 2\n".to_vec(),
+        ];
+        for c in cases {
+            assert!(
+                matches!(parse(&c), Content::Foreign { .. }),
+                "{:?}",
+                &c[..c.len().min(30)]
+            );
+        }
+        let Content::Foreign { what } = parse(b"0\n") else {
+            panic!()
+        };
+        assert!(what.contains("pid 0"), "{what}");
+        let Content::Foreign { what } = parse(b"") else {
+            panic!()
+        };
+        assert_eq!(what, "empty file");
+    }
+
+    #[test]
+    fn every_truncation_and_byte_flip_is_handled() {
+        let bytes = sample().encode();
+        for cut in 0..bytes.len() {
+            let _ = parse(&bytes[..cut]);
+        }
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x5a;
+            let _ = parse(&b);
+        }
+    }
+
+    #[test]
+    fn rejects_duplicate_keys_and_bad_claims() {
+        let mut b = sample().encode();
+        b.extend_from_slice(b"pid=1\n");
+        assert!(matches!(parse(&b), Content::Foreign { .. }));
+        let mut r = sample();
+        r.claim = OsString::from("../../etc/passwd");
+        assert!(matches!(parse(&r.encode()), Content::Foreign { .. }));
+    }
+
+    #[test]
+    fn commands_are_sanitised() {
+        assert_eq!(sanitise_cmd("a\nb\tc"), "a b c");
+        let long = "é".repeat(300);
+        let s = sanitise_cmd(&long);
+        assert!(s.len() <= CMD_MAX + 3 && s.ends_with("..."));
+    }
+
+    #[test]
+    fn iso_dates() {
+        assert_eq!(iso8601_secs(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso8601_secs(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(iso8601_secs(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(iso8601_secs(-1), "1969-12-31T23:59:59Z");
+    }
+}

@@ -1,0 +1,261 @@
+//! What this host and its processes are, read from the kernel: hostname, boot
+//! id, pid namespace, process start times; plus errno classes and the
+//! filesystem-type probe. Protocol code asks questions here and never matches
+//! on errno itself.
+//!
+//! Liveness is only ever judged on Linux, where /proc gives a boot id, a pid
+//! namespace id and per-process start times. Elsewhere the identity is
+//! incomplete and every holder counts as alive until its lease expires.
+
+use crate::names::escape_bytes;
+use std::io;
+use std::path::Path;
+
+/// Who "we" are, as far as lock ownership is concerned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// gethostname(2) as returned, escaped to printable ASCII; no DNS.
+    pub host: String,
+    /// /proc/sys/kernel/random/boot_id: changes on every boot.
+    pub boot_id: Option<String>,
+    /// Inode of /proc/self/ns/pid: pids only mean something inside one
+    /// namespace.
+    pub pidns: Option<u64>,
+}
+
+impl Identity {
+    /// Liveness verdicts need all three parts.
+    pub fn complete(&self) -> bool {
+        self.boot_id.is_some() && self.pidns.is_some()
+    }
+}
+
+/// What /proc says about a pid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcState {
+    /// Running, with its start time in clock ticks since boot.
+    Running {
+        start: u64,
+    },
+    Gone,
+    /// Cannot tell (no /proc, or /proc belongs to another pid namespace).
+    Unknown,
+}
+
+/// Reads this host's identity.
+pub fn identity() -> Identity {
+    let host = escape_bytes(gethostname::gethostname().as_encoded_bytes());
+    #[cfg(target_os = "linux")]
+    {
+        let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty());
+        let pidns = if proc_is_ours() {
+            std::fs::metadata("/proc/self/ns/pid")
+                .ok()
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        } else {
+            None
+        };
+        Identity {
+            host,
+            boot_id,
+            pidns,
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Identity {
+            host,
+            boot_id: None,
+            pidns: None,
+        }
+    }
+}
+
+/// True when /proc shows pids of our own pid namespace. After
+/// `unshare --pid` without a fresh /proc mount, /proc/PID names processes
+/// of another namespace, and probing it would give false verdicts.
+#[cfg(target_os = "linux")]
+fn proc_is_ours() -> bool {
+    let me = std::process::id();
+    match stat_fields(me) {
+        Some((pid, _)) => pid == me,
+        None => false,
+    }
+}
+
+/// (pid, starttime) from /proc/PID/stat. The command name in field 2 may hold
+/// spaces and parentheses, so fields are counted after the last ')'.
+#[cfg(target_os = "linux")]
+fn stat_fields(pid: u32) -> Option<(u32, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let head: u32 = text.split(' ').next()?.parse().ok()?;
+    let after = &text[text.rfind(')')? + 1..];
+    // After ')': state is field 3; starttime is field 22, so index 19 here.
+    let start: u64 = after.split_whitespace().nth(19)?.parse().ok()?;
+    Some((head, start))
+}
+
+/// What /proc says about `pid`. `Unknown` unless our identity is complete.
+pub fn process_state(pid: u32) -> ProcState {
+    #[cfg(target_os = "linux")]
+    {
+        if pid == 0 || !proc_is_ours() {
+            return ProcState::Unknown;
+        }
+        match stat_fields(pid) {
+            Some((_, start)) => ProcState::Running { start },
+            None if Path::new(&format!("/proc/{pid}")).exists() => ProcState::Unknown,
+            None => ProcState::Gone,
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = pid;
+        ProcState::Unknown
+    }
+}
+
+/// The numeric uid and a user name for the record.
+pub fn user() -> (u32, String) {
+    let uid = nix::unistd::getuid();
+    let name = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string());
+    (uid.as_raw(), name)
+}
+
+/// Eight random bytes from the kernel, as the seed for tokens and jitter.
+pub fn random_seed() -> u64 {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_ok()
+    {
+        return u64::from_le_bytes(b);
+    }
+    // No /dev/urandom (a chroot): mix what differs between processes.
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    t ^ (u64::from(std::process::id()) << 32)
+}
+
+/// True when files in `dir` live on another machine (NFS, FUSE, SMB, Ceph,
+/// 9p), where the claim must reach stable storage before we link it.
+pub fn is_remote_fs(dir: &Path) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::sys::statfs::{statfs, FUSE_SUPER_MAGIC, NFS_SUPER_MAGIC, SMB_SUPER_MAGIC};
+        const CIFS: i64 = 0xFF53_4D42;
+        const SMB2: i64 = 0xFE53_4D42;
+        const CEPH: i64 = 0x00C3_6400;
+        const V9FS: i64 = 0x0102_1997;
+        match statfs(dir) {
+            Ok(s) => {
+                let t = s.filesystem_type();
+                // f_type's width differs between platforms.
+                #[allow(clippy::unnecessary_cast)]
+                let raw = t.0 as i64;
+                t == NFS_SUPER_MAGIC
+                    || t == FUSE_SUPER_MAGIC
+                    || t == SMB_SUPER_MAGIC
+                    || [CIFS, SMB2, CEPH, V9FS].contains(&raw)
+            }
+            // Unknown: assume the worst and sync.
+            Err(_) => true,
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = dir;
+        true
+    }
+}
+
+/// Errors NFS produces for a moment and then not again: retried until
+/// `--io-timeout`, after looking at what really happened.
+pub fn is_transient(e: &io::Error) -> bool {
+    use nix::libc::*;
+    matches!(
+        e.raw_os_error(),
+        Some(
+            EIO | ESTALE
+                | ETIMEDOUT
+                | EINTR
+                | EAGAIN
+                | ENOLCK
+                | ECONNRESET
+                | ECONNREFUSED
+                | ENETUNREACH
+                | EHOSTUNREACH
+                | ENOMEM
+                | ENFILE
+                | EMFILE
+                | EBUSY
+        )
+    ) || e.kind() == io::ErrorKind::Interrupted
+}
+
+/// Errors that mean "you may not, or cannot, create a file here".
+pub fn is_cant_create(e: &io::Error) -> bool {
+    use nix::libc::*;
+    matches!(
+        e.raw_os_error(),
+        Some(EACCES | EPERM | EROFS | ENOSPC | EDQUOT | ENAMETOOLONG | EFBIG)
+    )
+}
+
+/// Errors from link(2) that mean the filesystem has no hard links.
+pub fn is_link_unsupported(e: &io::Error) -> bool {
+    use nix::libc::*;
+    matches!(
+        e.raw_os_error(),
+        Some(EPERM | EOPNOTSUPP | ENOSYS | EXDEV | EMLINK)
+    )
+}
+
+pub fn is_not_found(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound
+}
+
+pub fn is_exists(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::AlreadyExists
+}
+
+/// ENOTDIR: a path component that should be a directory is not one.
+pub fn is_not_dir(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(nix::libc::ENOTDIR)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_own_process_is_running_and_has_a_start_time() {
+        let me = std::process::id();
+        match process_state(me) {
+            ProcState::Running { start } => assert!(start > 0),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_pid_beyond_pid_max_is_gone() {
+        assert_eq!(process_state(4_194_305), ProcState::Gone);
+    }
+
+    #[test]
+    fn identity_is_complete_on_linux() {
+        let id = identity();
+        assert!(id.complete(), "{id:?}");
+        assert!(!id.host.is_empty());
+    }
+}

@@ -1,0 +1,151 @@
+//! The protocol's [`Env`] for the real world: /proc identity, the monotonic
+//! clock, and waits that SIGINT, SIGTERM and SIGHUP cut short.
+//!
+//! Those three signals are blocked and read from a signalfd, so they can
+//! only arrive between protocol steps, never in the middle of one: a claim
+//! is always either made and known, or not made. The caller then cleans up
+//! and exits 128+n.
+
+use crate::protocol::{xorshift, Env, Event};
+use crate::sys::{self, Identity, ProcState};
+use crate::ui;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use std::cell::Cell;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant, SystemTime};
+
+pub struct SysEnv {
+    identity: Identity,
+    rng: Cell<u64>,
+    origin: Instant,
+    signals: Option<SignalFd>,
+    caught: Cell<Option<i32>>,
+}
+
+/// The signals that mean "stop waiting and clean up".
+pub fn stop_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGHUP);
+    set
+}
+
+impl SysEnv {
+    /// Reads this host's identity and takes over the stop signals.
+    pub fn new() -> SysEnv {
+        let set = stop_signals();
+        // If blocking fails we still work; signals then kill us the default
+        // way, which may leave a claim for the sweep.
+        let signals = set.thread_block().ok().and_then(|()| {
+            SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).ok()
+        });
+        SysEnv {
+            identity: sys::identity(),
+            rng: Cell::new(sys::random_seed()),
+            origin: Instant::now(),
+            signals,
+            caught: Cell::new(None),
+        }
+    }
+
+    fn drain(&self) -> Option<i32> {
+        if let Some(fd) = &self.signals {
+            if let Ok(Some(info)) = fd.read_signal() {
+                self.caught.set(Some(info.ssi_signo as i32));
+            }
+        }
+        self.caught.get()
+    }
+}
+
+impl Default for SysEnv {
+    fn default() -> Self {
+        SysEnv::new()
+    }
+}
+
+impl Env for SysEnv {
+    fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    fn process(&self, pid: u32) -> ProcState {
+        sys::process_state(pid)
+    }
+
+    fn monotonic(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    fn wall_clock(&self) -> SystemTime {
+        SystemTime::now()
+    }
+
+    fn sleep(&self, d: Duration) -> Option<i32> {
+        let Some(fd) = &self.signals else {
+            std::thread::sleep(d);
+            return None;
+        };
+        let before = self.caught.get();
+        let deadline = Instant::now() + d;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            let ms = u32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(u32::MAX);
+            let timeout = PollTimeout::try_from(ms.min(60_000)).unwrap_or(PollTimeout::MAX);
+            let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, timeout) {
+                Ok(n) if n > 0 => {
+                    let now = self.drain();
+                    if now.is_some() && now != before {
+                        return now;
+                    }
+                    if now.is_some() {
+                        // Already reported: sleep out the rest plainly.
+                        std::thread::sleep(left);
+                        return None;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn interrupted(&self) -> Option<i32> {
+        self.drain()
+    }
+
+    fn random(&self) -> u64 {
+        xorshift(&self.rng)
+    }
+
+    fn event(&self, event: Event<'_>) {
+        match event {
+            Event::Waiting { info } => ui::explain(&format!("waiting: {}", info.describe())),
+            Event::Broke { info, reason } => ui::explain(&format!(
+                "broke a stale lock ({}): {}",
+                reason.describe(),
+                info.describe()
+            )),
+            Event::BreakRaceLost => {
+                ui::explain("the lock changed while being broken; left it alone")
+            }
+            Event::Retrying { op, path, error } => {
+                ui::explain(&format!("{op} {}: {error}; retrying", path.display()))
+            }
+            Event::Displaced { path } => ui::say(&format!(
+                "{}: a lock taken during a removal could not be put back; its holder will find it lost",
+                path.display()
+            )),
+            Event::Swept { path } => {
+                ui::explain(&format!("removed leftover {}", path.display()))
+            }
+            Event::ReleaseFailed { error } => ui::say(&format!("release failed: {error}")),
+        }
+    }
+}
