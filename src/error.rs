@@ -28,7 +28,7 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    #[error("{}: lock name is {len} bytes long; at most {max} leave room for its claim files", path.display())]
+    #[error("{}: lock name too long ({len} bytes; at most {max} leave room for its claim files)", path.display())]
     NameTooLong {
         path: PathBuf,
         len: usize,

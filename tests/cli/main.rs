@@ -1,0 +1,16 @@
+//! Integration tests of the real `nfslock` binary, one test target.
+
+mod util;
+
+// Acquire, release, touch, status and break: the happy paths and exit codes.
+mod commands;
+// Contention between real processes, including the shared-counter stress.
+mod contention;
+// Dead owners, leases and clock skew: what may be broken, and when.
+mod staleness;
+// Everything a hostile or confused world puts at a lock path.
+mod bad_input;
+// SIGINT, SIGTERM and SIGHUP while waiting.
+mod signals;
+// The README and the code agree on the exit-code table.
+mod docs;

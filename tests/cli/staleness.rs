@@ -1,0 +1,174 @@
+use crate::util::*;
+use std::process::Command;
+
+/// Rewrites one `key=value` line of a held lock in place (the claim is the
+/// same inode, so it changes too).
+fn edit_record(path: &std::path::Path, key: &str, value: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let edited: Vec<String> = text
+        .lines()
+        .map(|l| match l.split_once('=') {
+            Some((k, _)) if k == key => format!("{k}={value}"),
+            _ => l.to_string(),
+        })
+        .collect();
+    std::fs::write(path, edited.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn a_dead_owner_is_broken_at_once() {
+    let s = Scratch::new();
+    // The owner is the short-lived shell, which is gone when this returns.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("{BIN} acquire l"))
+        .current_dir(s.dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v = s.run(["status", "--json", "l"]).code(1).json();
+    assert_eq!(v["state"], "stale");
+    assert_eq!(v["reason"], "dead-owner");
+    assert_eq!(v["alive"], false);
+    s.run(["acquire", "-n", "-v", "l"])
+        .code(0)
+        .stderr_has("broke");
+    assert_eq!(
+        s.litter().len(),
+        1,
+        "dead owner's claim must go: {:?}",
+        s.litter()
+    );
+    s.run(["release", "l"]).code(0);
+    s.assert_no_litter();
+}
+
+#[test]
+fn a_reused_pid_counts_as_dead() {
+    let s = Scratch::new();
+    let h = s.hold("l", &[]);
+    s.run(["status", "l"]).code(75);
+    // Same pid, different start time: the process that took the lock is
+    // gone and the pid now belongs to someone else.
+    edit_record(&s.path("l"), "pid_start", "1");
+    let out = s.run(["status", "l"]);
+    out.code(1).stdout_has("reused");
+    s.run(["break", "l"])
+        .code(0)
+        .stderr_has(&format!("pid {}", h.pid));
+    s.assert_no_litter();
+}
+
+#[test]
+fn pids_of_other_hosts_boots_and_namespaces_are_never_probed() {
+    for (key, value) in [
+        ("host", "elsewhere.example"),
+        ("boot_id", "00000000-0000-0000-0000-000000000000"),
+        ("pidns", "1"),
+    ] {
+        let s = Scratch::new();
+        let mut h = s.hold("l", &[]);
+        edit_record(&s.path("l"), key, value);
+        h.kill(); // the local pid is now dead, but it is not that pid
+        let v = s.run(["status", "--json", "l"]).code(75).json();
+        assert!(v["alive"].is_null(), "{key}: {v}");
+        s.run(["acquire", "-n", "l"]).code(75);
+        s.run(["break", "l"]).code(75);
+        assert!(s.path("l").exists());
+    }
+}
+
+#[test]
+fn an_expired_lease_is_judged_in_file_system_time() {
+    let s = Scratch::new();
+    let _h = s.hold("l", &["--lease", "30s"]);
+    s.run(["acquire", "-n", "l"]).code(75);
+    age_by(&s.path("l"), 29);
+    s.run(["acquire", "-n", "l"]).code(75);
+    s.run(["status", "l"]).code(75);
+    age_by(&s.path("l"), 2);
+    s.run(["status", "l"])
+        .code(1)
+        .stdout_has("lease of 30s expired");
+    s.run(["acquire", "-n", "-v", "l"])
+        .code(0)
+        .stderr_has("lease");
+    s.run(["release", "l"]).code(0);
+    s.assert_no_litter();
+}
+
+#[test]
+fn stale_after_is_opt_in() {
+    let s = Scratch::new();
+    let _h = s.hold("l", &[]);
+    age_by(&s.path("l"), 120);
+    s.run(["acquire", "-n", "l"]).code(75);
+    s.run(["status", "l"]).code(75);
+    s.run(["status", "--stale-after", "1m", "l"]).code(1);
+    s.run(["acquire", "-n", "--stale-after", "5m", "l"])
+        .code(75);
+    s.run(["acquire", "-n", "--stale-after", "1m", "l"]).code(0);
+    s.run(["release", "l"]).code(0);
+    s.assert_no_litter();
+}
+
+#[test]
+fn a_future_mtime_is_suspicious_not_fresh() {
+    let s = Scratch::new();
+    let _h = s.hold("l", &["--lease", "1s"]);
+    let m = mtime(&s.path("l"));
+    set_mtime(&s.path("l"), m + 3600);
+    let v = s.run(["status", "--json", "l"]).code(75).json();
+    assert!(v["suspicious"].as_str().unwrap().contains("future"), "{v}");
+    s.run(["status", "l"]).stdout_has("suspicious");
+    // A waiter watches it unchanged past its lease and then breaks it.
+    s.run(["acquire", "-w", "30s", "-v", "l"])
+        .code(0)
+        .stderr_has("broke");
+    s.run(["release", "l"]).code(0);
+    s.assert_no_litter();
+}
+
+/// Runs nfslock under libfaketime with the given offset, the way a client
+/// with a wrong clock would.
+fn skewed(s: &Scratch, offset: &str, args: &[&str]) -> Option<Out> {
+    let lib = [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists());
+    let Some(lib) = lib else {
+        assert!(std::env::var_os("CI").is_none(), "CI must install faketime");
+        eprintln!("skipping: libfaketime is not installed");
+        return None;
+    };
+    let mut c = s.cmd(args);
+    c.env("LD_PRELOAD", lib)
+        .env("FAKETIME", offset)
+        .env("FAKE_UTIME", "1")
+        .env("DONT_FAKE_MONOTONIC", "1");
+    Some(Out::from(c.output().unwrap()))
+}
+
+#[test]
+fn clock_skew_neither_breaks_fresh_locks_nor_keeps_stale_ones() {
+    let s = Scratch::new();
+    let _h = s.hold("l", &["--lease", "60s"]);
+    for offset in ["+2h", "-2h", "+30d"] {
+        let Some(out) = skewed(&s, offset, &["acquire", "-n", "l"]) else {
+            return;
+        };
+        out.code(75);
+        skewed(&s, offset, &["break", "l"]).unwrap().code(75);
+    }
+    assert!(s.path("l").exists());
+    age_by(&s.path("l"), 61);
+    skewed(&s, "-2h", &["acquire", "-n", "--pid", &_h.pid, "l"])
+        .unwrap()
+        .code(0);
+    skewed(&s, "-2h", &["release", "--pid", &_h.pid, "l"])
+        .unwrap()
+        .code(0);
+    s.assert_no_litter();
+}

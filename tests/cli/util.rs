@@ -1,0 +1,222 @@
+//! The test harness: a scratch directory, the binary, and assertions that
+//! print everything on failure.
+
+use std::ffi::OsStr;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_nfslock");
+
+/// Where a test's locks live. `NFSLOCK_TEST_DIR` points the whole suite at
+/// another filesystem (the NFS lab mount); default is a local temp dir.
+pub struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        let dir = match std::env::var_os("NFSLOCK_TEST_DIR") {
+            Some(base) => tempfile::Builder::new().prefix("t").tempdir_in(base),
+            None => tempfile::tempdir(),
+        }
+        .expect("scratch dir");
+        Scratch { dir }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The binary with a scrubbed environment, running in the scratch dir.
+    pub fn cmd<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut c = Command::new(BIN);
+        c.args(args).current_dir(self.dir()).env_clear();
+        c.env("PATH", std::env::var_os("PATH").unwrap_or_default());
+        c
+    }
+
+    pub fn run<I, S>(&self, args: I) -> Out
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        Out::from(self.cmd(args).output().expect("run nfslock"))
+    }
+
+    /// Names of our auxiliary files left in the directory.
+    pub fn litter(&self) -> Vec<String> {
+        std::fs::read_dir(self.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".nfslock-"))
+            .collect()
+    }
+
+    pub fn assert_no_litter(&self) {
+        let l = self.litter();
+        assert!(l.is_empty(), "leftover files: {l:?}");
+    }
+
+    /// Takes `lock` for a fresh long-lived process and returns it.
+    pub fn hold(&self, lock: &str, extra: &[&str]) -> Holder {
+        let child = Command::new("sleep").arg("600").spawn().unwrap();
+        let pid = child.id().to_string();
+        let mut args = vec!["acquire", "-n", "--pid", &pid];
+        args.extend_from_slice(extra);
+        args.push(lock);
+        self.run(&args).code(0);
+        Holder { child, pid }
+    }
+}
+
+/// A process that owns a lock; killed when dropped.
+pub struct Holder {
+    pub child: Child,
+    pub pid: String,
+}
+
+impl Holder {
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A finished run.
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Out {
+    fn from(o: Output) -> Out {
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Out {
+    #[track_caller]
+    pub fn code(&self, want: i32) -> &Out {
+        assert_eq!(
+            self.code, want,
+            "exit {} (want {want})\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn stderr_has(&self, needle: &str) -> &Out {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn stdout_has(&self, needle: &str) -> &Out {
+        assert!(
+            self.stdout.contains(needle),
+            "stdout lacks {needle:?}:\n{}",
+            self.stdout
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn silent(&self) -> &Out {
+        assert!(
+            self.stdout.is_empty() && self.stderr.is_empty(),
+            "expected no output:\n--- stdout\n{}--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", self.stdout))
+    }
+}
+
+/// Moves a file's mtime `secs` back from its current value, so it looks
+/// that much older in file-system time.
+pub fn age_by(path: &Path, secs: i64) {
+    let m = std::fs::symlink_metadata(path).unwrap();
+    set_mtime(path, m.mtime() - secs);
+}
+
+pub fn set_mtime(path: &Path, secs: i64) {
+    use nix::sys::stat::{utimensat, UtimensatFlags};
+    use nix::sys::time::TimeSpec;
+    let t = TimeSpec::new(secs, 0);
+    utimensat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        &t,
+        &t,
+        UtimensatFlags::NoFollowSymlink,
+    )
+    .unwrap();
+}
+
+pub fn mtime(path: &Path) -> i64 {
+    std::fs::symlink_metadata(path).unwrap().mtime()
+}
+
+/// Waits until `cond` holds, failing after a generous bound. For waiting on
+/// an event another process causes, never for timing.
+#[track_caller]
+pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(Instant::now() < end, "gave up waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits for a child with a generous bound; kills it on timeout.
+#[track_caller]
+pub fn wait_out(mut child: Child, what: &str) -> Out {
+    let end = Instant::now() + Duration::from_secs(60);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return Out::from(child.wait_with_output().unwrap());
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            panic!("{what}: did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+pub fn piped(mut c: Command) -> Child {
+    c.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
