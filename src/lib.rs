@@ -25,6 +25,7 @@ pub mod commands;
 pub mod duration;
 pub mod error;
 pub mod exit;
+pub mod faultfs;
 pub mod fs;
 pub mod names;
 pub mod protocol;

@@ -17,5 +17,12 @@ fn main() -> ExitCode {
             });
         }
     };
-    ExitCode::from(commands::run(cli))
+    // A bug must not look like "busy" or like a child's status: exit 70.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("nfslock: internal error: {info}");
+    }));
+    match std::panic::catch_unwind(|| commands::run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(_) => ExitCode::from(exit::INTERNAL),
+    }
 }

@@ -597,7 +597,8 @@ impl<'a> Ctx<'a> {
         let result = if unchanged {
             let r = self.remove_instance(expected, true);
             if let (Ok(Removal::Removed), Some(rec)) = (&r, judged.record()) {
-                self.remove_claim_of(rec, &pinned.meta)?;
+                // Best effort: the guard must go whatever happens here.
+                let _ = self.remove_claim_of(rec, &pinned.meta);
             }
             r
         } else {
@@ -769,6 +770,8 @@ enum Look {
     ClaimLost,
     /// Link counts or inodes that do not add up.
     Anomaly(String),
+    /// The lock is a copy of our claim: link(2) copies on this filesystem.
+    Copied(Snapshot),
 }
 
 /// Takes the lock, waiting as `opts` says. On any error, no claim is left
@@ -874,9 +877,7 @@ fn look(ctx: &Ctx, c: &Claim, link_ok: bool) -> Result<Look, Error> {
         (true, false) => Ok(Look::Anomaly(
             "the lock is our claim's inode but the claim has one link".into(),
         )),
-        (false, _) if ours_by_bytes => Ok(Look::Anomaly(
-            "link made a copy, not a hard link (different inode, same content)".into(),
-        )),
+        (false, _) if ours_by_bytes => Ok(Look::Copied(snap)),
         (false, true) => Ok(Look::Anomaly(
             "our claim gained a link although the lock is another file".into(),
         )),
@@ -940,6 +941,15 @@ fn acquire_loop(ctx: &Ctx, opts: &AcquireOptions, slot: &mut Option<Claim>) -> R
                 let old = slot.take().expect("claim present");
                 abandon(ctx, &old);
                 continue;
+            }
+            Look::Copied(copy) => {
+                // The copy carries our random token, so it is ours to remove.
+                ctx.remove_instance(&copy, false)?;
+                return Err(Error::Unsupported {
+                    path: ctx.lock.path.clone(),
+                    why: "link(2) made a copy, not a hard link (different inode, same content)"
+                        .into(),
+                });
             }
             Look::Anomaly(why) => {
                 anomalies += 1;
@@ -1266,4 +1276,457 @@ pub fn xorshift(state: &Cell<u64>) -> u64 {
     x ^= x << 17;
     state.set(x);
     x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::faultfs::{Fault, FaultFs, Op};
+    use crate::realfs::RealFs;
+    use nix::libc::{EEXIST, EIO, ENOENT, EPERM, ESTALE};
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    /// The real host, with short real sleeps and recorded events.
+    struct TestEnv {
+        id: Identity,
+        rng: Cell<u64>,
+        origin: Instant,
+        events: Mutex<Vec<String>>,
+    }
+
+    impl TestEnv {
+        fn new() -> TestEnv {
+            TestEnv {
+                id: sys::identity(),
+                rng: Cell::new(sys::random_seed()),
+                origin: Instant::now(),
+                events: Mutex::new(Vec::new()),
+            }
+        }
+
+        fn saw(&self, needle: &str) -> bool {
+            self.events
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|e| e.contains(needle))
+        }
+    }
+
+    impl Env for TestEnv {
+        fn identity(&self) -> &Identity {
+            &self.id
+        }
+        fn process(&self, pid: u32) -> ProcState {
+            sys::process_state(pid)
+        }
+        fn monotonic(&self) -> Duration {
+            self.origin.elapsed()
+        }
+        fn wall_clock(&self) -> SystemTime {
+            SystemTime::now()
+        }
+        fn sleep(&self, d: Duration) -> Option<i32> {
+            std::thread::sleep(d.min(Duration::from_millis(5)));
+            None
+        }
+        fn interrupted(&self) -> Option<i32> {
+            None
+        }
+        fn random(&self) -> u64 {
+            xorshift(&self.rng)
+        }
+        fn event(&self, e: Event<'_>) {
+            self.events.lock().unwrap().push(format!("{e:?}"));
+        }
+    }
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        lock: LockPath,
+        fs: FaultFs<RealFs>,
+        env: TestEnv,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            let lock = LockPath::new(&dir.path().join("l")).unwrap();
+            Fixture {
+                dir,
+                lock,
+                fs: FaultFs::new(RealFs),
+                env: TestEnv::new(),
+            }
+        }
+
+        fn ctx(&self) -> Ctx<'_> {
+            Ctx {
+                fs: &self.fs,
+                env: &self.env,
+                lock: &self.lock,
+                io_timeout: Duration::from_millis(300),
+            }
+        }
+
+        fn opts(&self) -> AcquireOptions {
+            let mut o = AcquireOptions::new(Owner::of_pid(&self.env, std::process::id()).unwrap());
+            o.wait = Some(Duration::ZERO);
+            o
+        }
+
+        fn names(&self) -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(self.dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        }
+
+        fn litter(&self) -> Vec<String> {
+            self.names()
+                .into_iter()
+                .filter(|n| n.contains(".nfslock-"))
+                .collect()
+        }
+
+        /// Puts someone else's lock at the lock path (a new inode).
+        fn plant_other_lock(&self, bytes: &[u8]) {
+            let tmp = self.dir.path().join("other");
+            std::fs::write(&tmp, bytes).unwrap();
+            std::fs::rename(&tmp, &self.lock.path).unwrap();
+        }
+
+        fn lock_bytes(&self) -> Option<Vec<u8>> {
+            std::fs::read(&self.lock.path).ok()
+        }
+    }
+
+    #[test]
+    fn a_lost_link_reply_still_acquires() {
+        for errno in [EEXIST, EIO, ESTALE] {
+            let f = Fixture::new();
+            f.fs.on(Op::Link, Some("claim"), 1, Fault::LostReply(errno));
+            let held = acquire(&f.ctx(), &f.opts()).expect("link took effect");
+            assert_eq!(f.fs.fired(), 1);
+            assert_eq!(f.lock_bytes().unwrap(), held.bytes);
+            held.release(&f.ctx()).unwrap();
+            assert_eq!(f.names(), Vec::<String>::new());
+        }
+    }
+
+    #[test]
+    fn a_failed_link_is_retried_not_trusted() {
+        let f = Fixture::new();
+        f.fs.on(Op::Link, Some("claim"), 1, Fault::Fail(EIO));
+        let held = acquire(&f.ctx(), &f.opts()).unwrap();
+        assert!(f.fs.calls(Op::Link) >= 2);
+        held.release(&f.ctx()).unwrap();
+        assert!(f.names().is_empty());
+    }
+
+    #[test]
+    fn a_lost_create_reply_leaves_no_orphan() {
+        let f = Fixture::new();
+        f.fs.on(Op::Create, Some("claim"), 1, Fault::LostReply(EEXIST));
+        let held = acquire(&f.ctx(), &f.opts()).unwrap();
+        assert_eq!(f.litter().len(), 1, "{:?}", f.litter());
+        held.release(&f.ctx()).unwrap();
+        assert!(f.names().is_empty(), "{:?}", f.names());
+    }
+
+    #[test]
+    fn lost_rename_and_unlink_replies_do_not_fail_a_release() {
+        for (op, errno) in [
+            (Op::Rename, ENOENT),
+            (Op::Rename, EIO),
+            (Op::Unlink, ENOENT),
+            (Op::Unlink, EIO),
+        ] {
+            let f = Fixture::new();
+            let held = acquire(&f.ctx(), &f.opts()).unwrap();
+            f.fs.on(op, None, 1, Fault::LostReply(errno));
+            let who = Who::Token(held.token().to_string());
+            release(&f.ctx(), &who).unwrap_or_else(|e| panic!("{op:?}/{errno}: {e}"));
+            assert_eq!(f.fs.fired(), 1);
+            assert!(f.names().is_empty(), "{op:?}: {:?}", f.names());
+        }
+    }
+
+    #[test]
+    fn a_filesystem_that_copies_instead_of_linking_is_refused() {
+        let f = Fixture::new();
+        f.fs.on(Op::Link, Some("claim"), 0, Fault::Copy);
+        match acquire(&f.ctx(), &f.opts()) {
+            Err(Error::Unsupported { why, .. }) => assert!(why.contains("copy"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(f.names().is_empty(), "{:?}", f.names());
+    }
+
+    #[test]
+    fn a_link_count_that_grows_on_a_failed_link_is_refused() {
+        let f = Fixture::new();
+        f.plant_other_lock(b"0\n");
+        let dir = f.dir.path().to_path_buf();
+        let extra = Cell::new(0);
+        // Like proot's link emulation: a failed link still bumps nlink.
+        f.fs.on(
+            Op::Link,
+            Some("claim"),
+            0,
+            Fault::Before(Box::new(move || {
+                for e in std::fs::read_dir(&dir).unwrap() {
+                    let p = e.unwrap().path();
+                    let n = p.file_name().unwrap().to_string_lossy().into_owned();
+                    if n.contains("nfslock-claim") {
+                        extra.set(extra.get() + 1);
+                        let _ = std::fs::hard_link(&p, dir.join(format!("x{}", extra.get())));
+                    }
+                }
+            })),
+        );
+        let e = acquire(&f.ctx(), &f.opts()).unwrap_err();
+        assert_eq!(e.exit_code(), crate::exit::UNSUPPORTED, "{e}");
+        assert_eq!(f.lock_bytes().unwrap(), b"0\n");
+        assert!(f.litter().is_empty(), "{:?}", f.litter());
+    }
+
+    #[test]
+    fn a_filesystem_without_hard_links_is_refused() {
+        let f = Fixture::new();
+        f.fs.on(Op::Link, None, 0, Fault::Fail(EPERM));
+        let e = acquire(&f.ctx(), &f.opts()).unwrap_err();
+        assert_eq!(e.exit_code(), crate::exit::UNSUPPORTED, "{e}");
+        assert!(f.names().is_empty());
+    }
+
+    #[test]
+    fn a_persistent_error_gives_up_cleanly() {
+        let f = Fixture::new();
+        f.fs.on(Op::Lstat, Some("claim"), 0, Fault::Fail(EIO));
+        let e = acquire(&f.ctx(), &f.opts()).unwrap_err();
+        assert_eq!(e.exit_code(), crate::exit::IO, "{e}");
+        assert!(f.env.saw("Retrying"));
+        assert!(f.names().is_empty(), "{:?}", f.names());
+    }
+
+    #[test]
+    fn release_never_removes_a_lock_taken_in_the_meantime() {
+        let f = Fixture::new();
+        let held = acquire(&f.ctx(), &f.opts()).unwrap();
+        let who = Who::Token(held.token().to_string());
+        // Our lock is broken and re-taken between release's check and its
+        // rename.
+        let lock = f.lock.path.clone();
+        let dir = f.dir.path().to_path_buf();
+        f.fs.on(
+            Op::Rename,
+            Some("nfslock-rm"),
+            1,
+            Fault::Before(Box::new(move || {
+                std::fs::write(dir.join("other"), b"theirs").unwrap();
+                std::fs::rename(dir.join("other"), &lock).unwrap();
+            })),
+        );
+        let e = release(&f.ctx(), &who).unwrap_err();
+        assert_eq!(e.exit_code(), crate::exit::NOT_OWNER);
+        assert_eq!(f.lock_bytes().unwrap(), b"theirs");
+        assert_eq!(f.litter(), Vec::<String>::new(), "our claim is cleaned up");
+    }
+
+    #[test]
+    fn touch_never_refreshes_a_replaced_lock() {
+        let f = Fixture::new();
+        let held = acquire(&f.ctx(), &f.opts()).unwrap();
+        let who = Who::Token(held.token().to_string());
+        let lock = f.lock.path.clone();
+        let dir = f.dir.path().to_path_buf();
+        f.fs.on(
+            Op::Touch,
+            None,
+            1,
+            Fault::Before(Box::new(move || {
+                std::fs::write(dir.join("other"), b"theirs").unwrap();
+                std::fs::rename(dir.join("other"), &lock).unwrap();
+            })),
+        );
+        let theirs_before = {
+            // The replacement happens inside touch; read its mtime after.
+            let e = touch(&f.ctx(), &who).unwrap_err();
+            assert_eq!(e.exit_code(), crate::exit::NOT_OWNER);
+            std::fs::symlink_metadata(&f.lock.path)
+                .unwrap()
+                .modified()
+                .unwrap()
+        };
+        // Touching went through our claim, which is no longer the lock.
+        std::thread::sleep(Duration::from_millis(20));
+        let theirs_after = std::fs::symlink_metadata(&f.lock.path)
+            .unwrap()
+            .modified()
+            .unwrap();
+        assert_eq!(theirs_before, theirs_after);
+        assert_eq!(f.lock_bytes().unwrap(), b"theirs");
+        assert!(f.litter().is_empty(), "{:?}", f.litter());
+    }
+
+    #[test]
+    fn break_spares_a_lock_replaced_before_the_pin() {
+        let f = Fixture::new();
+        f.plant_other_lock(b"0\n");
+        let lock = f.lock.path.clone();
+        let dir = f.dir.path().to_path_buf();
+        f.fs.on(
+            Op::Link,
+            Some("nfslock-guard"),
+            1,
+            Fault::Before(Box::new(move || {
+                std::fs::write(dir.join("other"), b"fresh").unwrap();
+                std::fs::rename(dir.join("other"), &lock).unwrap();
+            })),
+        );
+        let opts = BreakOptions {
+            force: true,
+            ..Default::default()
+        };
+        let out = break_lock(&f.ctx(), opts).unwrap();
+        assert!(
+            matches!(out, BreakOutcome::LostRace { now: Some(_) }),
+            "{out:?}"
+        );
+        assert_eq!(f.lock_bytes().unwrap(), b"fresh");
+        assert!(f.litter().is_empty(), "{:?}", f.litter());
+    }
+
+    #[test]
+    fn break_spares_a_lock_replaced_after_the_pin() {
+        let f = Fixture::new();
+        f.plant_other_lock(b"0\n");
+        let lock = f.lock.path.clone();
+        let dir = f.dir.path().to_path_buf();
+        f.fs.on(
+            Op::Rename,
+            Some("nfslock-rm"),
+            1,
+            Fault::Before(Box::new(move || {
+                std::fs::write(dir.join("other"), b"fresh").unwrap();
+                std::fs::rename(dir.join("other"), &lock).unwrap();
+            })),
+        );
+        let opts = BreakOptions {
+            force: true,
+            ..Default::default()
+        };
+        let out = break_lock(&f.ctx(), opts).unwrap();
+        assert!(matches!(out, BreakOutcome::LostRace { .. }), "{out:?}");
+        assert_eq!(
+            f.lock_bytes().unwrap(),
+            b"fresh",
+            "the new lock was put back"
+        );
+        assert!(f.litter().is_empty(), "{:?}", f.litter());
+    }
+
+    #[test]
+    fn a_failed_restore_is_reported_and_leaves_no_litter() {
+        let f = Fixture::new();
+        let held = acquire(&f.ctx(), &f.opts()).unwrap();
+        let who = Who::Token(held.token().to_string());
+        let lock = f.lock.path.clone();
+        let dir = f.dir.path().to_path_buf();
+        // Our lock is replaced before our rename, and a third party links
+        // a lock in the instant the name is empty.
+        f.fs.on(
+            Op::Rename,
+            Some("nfslock-rm"),
+            1,
+            Fault::Before(Box::new({
+                let (lock, dir) = (lock.clone(), dir.clone());
+                move || {
+                    std::fs::write(dir.join("other"), b"second").unwrap();
+                    std::fs::rename(dir.join("other"), &lock).unwrap();
+                }
+            })),
+        );
+        f.fs.on(
+            Op::Link,
+            Some("nfslock-rm"),
+            1,
+            Fault::Before(Box::new(move || {
+                std::fs::write(&lock, b"third").unwrap();
+            })),
+        );
+        let e = release(&f.ctx(), &who).unwrap_err();
+        assert_eq!(e.exit_code(), crate::exit::NOT_OWNER);
+        assert!(f.env.saw("Displaced"));
+        assert_eq!(f.lock_bytes().unwrap(), b"third");
+        assert!(f.litter().is_empty(), "{:?}", f.litter());
+    }
+
+    #[test]
+    fn a_dead_owner_is_broken_and_its_claim_removed() {
+        let f = Fixture::new();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let owner = Owner::of_pid(&f.env, pid);
+        child.wait().unwrap();
+        let mut o = f.opts();
+        o.owner = owner.unwrap_or(Owner {
+            pid,
+            start: Some(1),
+        });
+        let dead = acquire(&f.ctx(), &o).unwrap();
+        assert!(f.dir.path().join(&dead.record.claim).exists());
+        let held = acquire(&f.ctx(), &f.opts()).unwrap();
+        assert!(f.env.saw("Broke"));
+        assert!(!f.dir.path().join(&dead.record.claim).exists());
+        drop(Guard {
+            ctx: f.ctx(),
+            held: Some(held),
+        });
+        assert!(
+            f.names().is_empty(),
+            "the guard released on drop: {:?}",
+            f.names()
+        );
+    }
+
+    #[test]
+    fn the_sweep_removes_dead_claims_and_old_pins_only() {
+        let f = Fixture::new();
+        let live = acquire(&f.ctx(), &f.opts()).unwrap();
+        // A waiter that was killed: claim with one link, owner gone.
+        let mut o = f.opts();
+        o.owner = Owner {
+            pid: 4_194_305,
+            start: Some(1),
+        };
+        o.lease = Some(Duration::from_secs(1));
+        let c = new_claim(&f.ctx(), &o).unwrap().unwrap();
+        // A pin left by a breaker killed long ago, and a fresh one.
+        let old = f.ctx().my_aux(AuxKind::Guard);
+        std::fs::write(&old, b"").unwrap();
+        let young = f.ctx().my_aux(AuxKind::Removing);
+        std::fs::write(&young, b"").unwrap();
+        let now =
+            f.fs.lstat(&young)
+                .unwrap()
+                .mtime
+                .plus(ORPHAN_AGE + Duration::from_secs(1));
+        // Only `old` is old: judge `young` against its own ctime.
+        let removed = f.ctx().sweep(Some(now), None);
+        assert_eq!(removed, 3, "{:?}", f.names());
+        assert!(!c.path.exists() && !old.exists() && !young.exists());
+        assert!(
+            f.dir.path().join(&live.record.claim).exists(),
+            "the holder's claim stays"
+        );
+        let removed = f
+            .ctx()
+            .sweep(Some(f.fs.lstat(&live.claim).unwrap().mtime), None);
+        assert_eq!(removed, 0);
+    }
 }

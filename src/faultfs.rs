@@ -1,0 +1,194 @@
+//! A [`LockFs`] wrapper that injects NFS faults by script: the n-th call of
+//! an operation fails, or takes effect and then reports an error (a lost
+//! reply), or link makes a copy (a filesystem that fakes hard links), or an
+//! action runs just before the call (to stage a race). Used by the protocol
+//! tests; the simulator builds on it.
+
+use crate::fs::{LockFs, Meta};
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// The operations of [`LockFs`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    Create,
+    Link,
+    Lstat,
+    Read,
+    Rename,
+    Unlink,
+    Touch,
+    List,
+}
+
+/// What happens to a call a rule matches.
+pub enum Fault {
+    /// Return this errno without doing anything.
+    Fail(i32),
+    /// Do the operation, then return this errno (the reply was lost).
+    LostReply(i32),
+    /// `Link` only: write a copy instead of a hard link, report success.
+    Copy,
+    /// Run this first, then do the operation normally.
+    Before(Box<dyn FnMut() + Send>),
+}
+
+/// A rule's fault as stored: actions are shared so they can run outside
+/// the rules lock and still fire again.
+enum Stored {
+    Plain(Fault),
+    Action(Arc<Mutex<Box<dyn FnMut() + Send>>>),
+}
+
+struct Rule {
+    op: Op,
+    /// Only calls whose path contains this; for link and rename the path
+    /// is `"<from> -> <to>"`.
+    path_has: Option<String>,
+    /// Fire on the n-th matching call (1-based); 0 fires on every call.
+    nth: usize,
+    fault: Stored,
+    seen: usize,
+}
+
+/// The wrapper. Rules fire in the order added; each call meets at most one.
+pub struct FaultFs<F: LockFs> {
+    inner: F,
+    rules: Mutex<Vec<Rule>>,
+    calls: Mutex<HashMap<Op, usize>>,
+    fired: Mutex<usize>,
+}
+
+impl<F: LockFs> FaultFs<F> {
+    pub fn new(inner: F) -> FaultFs<F> {
+        FaultFs {
+            inner,
+            rules: Mutex::new(Vec::new()),
+            calls: Mutex::new(HashMap::new()),
+            fired: Mutex::new(0),
+        }
+    }
+
+    /// Adds a rule: on the `nth` call of `op` whose path contains
+    /// `path_has` (any path if `None`; every call if `nth` is 0), apply
+    /// `fault`.
+    pub fn on(&self, op: Op, path_has: Option<&str>, nth: usize, fault: Fault) -> &Self {
+        self.rules.lock().unwrap().push(Rule {
+            op,
+            path_has: path_has.map(str::to_string),
+            nth,
+            fault: match fault {
+                Fault::Before(action) => Stored::Action(Arc::new(Mutex::new(action))),
+                plain => Stored::Plain(plain),
+            },
+            seen: 0,
+        });
+        self
+    }
+
+    /// How many calls of `op` were made.
+    pub fn calls(&self, op: Op) -> usize {
+        self.calls.lock().unwrap().get(&op).copied().unwrap_or(0)
+    }
+
+    /// How many faults were injected.
+    pub fn fired(&self) -> usize {
+        *self.fired.lock().unwrap()
+    }
+
+    /// The fault for this call, if a rule fires. `Before` actions run here.
+    fn fault_for(&self, op: Op, path: &Path) -> Option<Fault> {
+        *self.calls.lock().unwrap().entry(op).or_default() += 1;
+        let mut rules = self.rules.lock().unwrap();
+        let text = path.to_string_lossy();
+        for rule in rules.iter_mut() {
+            if rule.op != op || rule.path_has.as_deref().is_some_and(|p| !text.contains(p)) {
+                continue;
+            }
+            rule.seen += 1;
+            if rule.nth != 0 && rule.seen != rule.nth {
+                continue;
+            }
+            *self.fired.lock().unwrap() += 1;
+            return match &rule.fault {
+                Stored::Plain(Fault::Fail(e)) => Some(Fault::Fail(*e)),
+                Stored::Plain(Fault::LostReply(e)) => Some(Fault::LostReply(*e)),
+                Stored::Plain(Fault::Copy) => Some(Fault::Copy),
+                Stored::Plain(Fault::Before(_)) => None,
+                Stored::Action(action) => {
+                    // Run outside the rules lock: the action may use the fs.
+                    let action = Arc::clone(action);
+                    drop(rules);
+                    (action.lock().unwrap())();
+                    None
+                }
+            };
+        }
+        None
+    }
+
+    fn apply<T>(&self, op: Op, path: &Path, run: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+        match self.fault_for(op, path) {
+            Some(Fault::Fail(e)) => Err(io::Error::from_raw_os_error(e)),
+            Some(Fault::LostReply(e)) => {
+                let _ = run();
+                Err(io::Error::from_raw_os_error(e))
+            }
+            _ => run(),
+        }
+    }
+}
+
+impl<F: LockFs> LockFs for FaultFs<F> {
+    fn create_exclusive(&self, path: &Path, data: &[u8], durable: bool) -> io::Result<Meta> {
+        self.apply(Op::Create, path, || {
+            self.inner.create_exclusive(path, data, durable)
+        })
+    }
+
+    fn hard_link(&self, existing: &Path, new: &Path) -> io::Result<()> {
+        let both = format!("{} -> {}", existing.display(), new.display());
+        match self.fault_for(Op::Link, Path::new(&both)) {
+            Some(Fault::Fail(e)) => Err(io::Error::from_raw_os_error(e)),
+            Some(Fault::LostReply(e)) => {
+                let _ = self.inner.hard_link(existing, new);
+                Err(io::Error::from_raw_os_error(e))
+            }
+            Some(Fault::Copy) => {
+                let (_, bytes) = self.inner.read(existing, 1 << 20)?;
+                self.inner
+                    .create_exclusive(new, &bytes.unwrap_or_default(), false)
+                    .map(drop)
+            }
+            _ => self.inner.hard_link(existing, new),
+        }
+    }
+
+    fn lstat(&self, path: &Path) -> io::Result<Meta> {
+        self.apply(Op::Lstat, path, || self.inner.lstat(path))
+    }
+
+    fn read(&self, path: &Path, limit: usize) -> io::Result<(Meta, Option<Vec<u8>>)> {
+        self.apply(Op::Read, path, || self.inner.read(path, limit))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let both = format!("{} -> {}", from.display(), to.display());
+        self.apply(Op::Rename, Path::new(&both), || self.inner.rename(from, to))
+    }
+
+    fn unlink(&self, path: &Path) -> io::Result<()> {
+        self.apply(Op::Unlink, path, || self.inner.unlink(path))
+    }
+
+    fn touch_now(&self, path: &Path) -> io::Result<()> {
+        self.apply(Op::Touch, path, || self.inner.touch_now(path))
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<OsString>> {
+        self.apply(Op::List, dir, || self.inner.list(dir))
+    }
+}
