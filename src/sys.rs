@@ -79,11 +79,15 @@ pub fn identity() -> Identity {
 /// of another namespace, and probing it would give false verdicts.
 #[cfg(target_os = "linux")]
 fn proc_is_ours() -> bool {
-    let me = std::process::id();
-    match stat_fields(me) {
-        Some((pid, _)) => pid == me,
-        None => false,
-    }
+    static OURS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OURS.get_or_init(|| {
+        // /proc/self is ourselves as the /proc mount's namespace numbers us;
+        // it only matches getpid() when that namespace is ours.
+        std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|t| t.split(' ').next()?.parse::<u32>().ok())
+            == Some(std::process::id())
+    })
 }
 
 /// (pid, starttime) from /proc/PID/stat. The command name in field 2 may hold
