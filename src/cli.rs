@@ -51,6 +51,12 @@ pub enum Command {
     Status(StatusArgs),
     /// Break a stale lock (dead owner, expired lease, or older than DUR).
     Break(BreakArgs),
+    /// Hold the lock while a command runs, refreshing it; exit with the
+    /// command's status (76 if the lock was lost meanwhile).
+    Run(RunArgs),
+    /// The detached keeper behind `acquire --keepalive` (internal).
+    #[command(hide = true)]
+    Keeper(KeeperArgs),
 }
 
 #[derive(Debug, Args)]
@@ -80,7 +86,74 @@ pub struct AcquireArgs {
     /// Longest pause between polls while waiting.
     #[arg(long, value_name = "DUR", value_parser = duration, default_value = "1s")]
     pub poll_max: Duration,
+    /// Start a detached keeper that refreshes the lock while the owner lives
+    /// and releases it as soon as the owner dies (lease default 60s).
+    #[arg(long)]
+    pub keepalive: bool,
     /// The lock file.
+    pub lock: PathBuf,
+}
+
+fn on_lost(s: &str) -> Result<crate::run::OnLost, String> {
+    crate::run::OnLost::parse(s)
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Fail at once if the lock is busy (after breaking stale locks).
+    #[arg(short = 'n', long = "nonblock", conflicts_with = "wait")]
+    pub nonblock: bool,
+    /// Wait at most DUR for the lock (default: forever; 0 means -n).
+    #[arg(short = 'w', long = "wait", visible_alias = "timeout", value_name = "DUR", value_parser = duration)]
+    pub wait: Option<Duration>,
+    /// Also break locks whose mtime is older than DUR (file-system time).
+    #[arg(long, value_name = "DUR", value_parser = duration)]
+    pub stale_after: Option<Duration>,
+    /// Others may break the lock if the heartbeat stops for DUR; the
+    /// heartbeat refreshes it every DUR/3.
+    #[arg(long, value_name = "DUR", value_parser = duration, default_value = "60s")]
+    pub lease: Duration,
+    /// When the lock is lost: term (TERM, then KILL after --kill-after),
+    /// kill, warn, or signal:NAME. The exit status is 76 whatever the policy.
+    #[arg(long, value_name = "POLICY", value_parser = on_lost, default_value = "term")]
+    pub on_lost: crate::run::OnLost,
+    /// Grace between TERM and KILL for --on-lost term.
+    #[arg(long, value_name = "DUR", value_parser = duration, default_value = "10s")]
+    pub kill_after: Duration,
+    /// Give the command NFSLOCK_FENCE, a counter that grows on every fenced
+    /// acquisition of this lock.
+    #[arg(long)]
+    pub fence: bool,
+    /// Exit status when busy or timed out (default 75).
+    #[arg(short = 'E', long = "conflict-exit-code", value_name = "N")]
+    pub conflict_exit_code: Option<u8>,
+    /// Longest pause between polls while waiting.
+    #[arg(long, value_name = "DUR", value_parser = duration, default_value = "1s")]
+    pub poll_max: Duration,
+    /// Run STRING with /bin/sh -c (may also follow LOCK, as with flock).
+    #[arg(short = 'c', long = "command", value_name = "STRING")]
+    pub shell: Option<std::ffi::OsString>,
+    /// The lock file.
+    pub lock: PathBuf,
+    /// The command and its arguments; options after LOCK belong to it.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub cmd: Vec<std::ffi::OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct KeeperArgs {
+    #[arg(long)]
+    pub token: String,
+    #[arg(long)]
+    pub owner: u32,
+    #[arg(long)]
+    pub owner_start: String,
+    #[arg(long, value_parser = duration)]
+    pub lease: Duration,
     pub lock: PathBuf,
 }
 

@@ -1,7 +1,9 @@
 //! The subcommands: turn parsed arguments into protocol calls, and results
 //! into output and an exit code. All printing for scripts happens here.
 
-use crate::cli::{AcquireArgs, BreakArgs, Cli, Command, OwnerArgs, StatusArgs};
+use crate::cli::{
+    AcquireArgs, BreakArgs, Cli, Command, KeeperArgs, OwnerArgs, RunArgs, StatusArgs,
+};
 use crate::duration::human;
 use crate::error::Error;
 use crate::exit;
@@ -15,7 +17,10 @@ use crate::stale::Liveness;
 use crate::sys;
 use crate::sysenv::SysEnv;
 use crate::ui::{self, Level};
+use crate::{record, run};
+use nix::sys::signal::Signal;
 use serde_json::{json, Value};
+use std::ffi::OsString;
 use std::path::Path;
 use std::time::Duration;
 
@@ -28,13 +33,28 @@ pub fn run(cli: Cli) -> u8 {
     } else {
         Level::Normal
     });
-    let env = SysEnv::new();
+    // `run` takes over the signals it forwards, and SIGCHLD to notice its
+    // child's end while it sleeps.
+    let env = match cli.command {
+        Command::Run(_) => SysEnv::with_signals(&[
+            Signal::SIGQUIT,
+            Signal::SIGUSR1,
+            Signal::SIGUSR2,
+            Signal::SIGCHLD,
+        ]),
+        _ => SysEnv::new(),
+    };
     let io_timeout = cli.io_timeout;
     let (result, conflict_code) = match cli.command {
         Command::Acquire(a) => {
             let code = a.conflict_exit_code;
             (acquire(&env, io_timeout, a), code)
         }
+        Command::Run(a) => {
+            let code = a.conflict_exit_code;
+            (run_cmd(&env, io_timeout, a), code)
+        }
+        Command::Keeper(a) => (keeper(&env, io_timeout, a), None),
         Command::Release(a) => (release(&env, io_timeout, a), None),
         Command::Touch(a) => (touch(&env, io_timeout, a), None),
         Command::Status(a) => (status(&env, io_timeout, a), None),
@@ -79,13 +99,17 @@ fn acquire(env: &SysEnv, io_timeout: Duration, a: AcquireArgs) -> Result<u8, Err
         lock: &lock,
         io_timeout,
     };
-    let mut opts = AcquireOptions::new(owner(env, a.pid)?);
+    let owner = owner(env, a.pid)?;
+    let mut opts = AcquireOptions::new(owner);
     opts.wait = if a.nonblock {
         Some(Duration::ZERO)
     } else {
         a.wait
     };
-    opts.lease = a.lease;
+    opts.lease = match (a.lease, a.keepalive) {
+        (None, true) => Some(DEFAULT_LEASE),
+        (lease, _) => lease,
+    };
     opts.stale_after = a.stale_after;
     opts.poll_max = a.poll_max;
     opts.durable = sys::is_remote_fs(&lock.dir);
@@ -98,6 +122,12 @@ fn acquire(env: &SysEnv, io_timeout: Duration, a: AcquireArgs) -> Result<u8, Err
         held.release(&ctx)?;
         return Err(Error::Interrupted { signal });
     }
+    if a.keepalive {
+        if let Err(e) = run::start_keeper(&ctx, &held, owner, opts.lease.unwrap_or(DEFAULT_LEASE)) {
+            held.release(&ctx)?;
+            return Err(e);
+        }
+    }
     ui::explain(&format!(
         "acquired {} after {} (token {})",
         lock.path.display(),
@@ -108,6 +138,84 @@ fn acquire(env: &SysEnv, io_timeout: Duration, a: AcquireArgs) -> Result<u8, Err
         println!("{}", held.token());
     }
     Ok(exit::OK)
+}
+
+/// Lease of `run` and `acquire --keepalive` unless told otherwise.
+const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+
+fn run_cmd(env: &SysEnv, io_timeout: Duration, a: RunArgs) -> Result<u8, Error> {
+    let lock = lock_path(&a.lock)?;
+    let sh = |s: OsString| vec![OsString::from("/bin/sh"), OsString::from("-c"), s];
+    let argv = match (a.shell, a.cmd) {
+        (Some(s), c) if c.is_empty() => sh(s),
+        // flock's spelling: `run LOCK -c STRING`.
+        (None, mut c) if c.len() == 2 && c[0] == "-c" => sh(c.remove(1)),
+        (None, c) if !c.is_empty() => c,
+        _ => {
+            return Err(Error::Usage(
+                "run needs a command: run [OPTIONS] LOCK [--] CMD [ARGS...], or -c STRING".into(),
+            ))
+        }
+    };
+    if a.lease < Duration::from_millis(30) {
+        return Err(Error::Usage("--lease must be at least 30ms".into()));
+    }
+    let ctx = Ctx {
+        fs: &RealFs,
+        env,
+        lock: &lock,
+        io_timeout,
+    };
+    let me = std::process::id();
+    let mut opts = AcquireOptions::new(owner(env, Some(me))?);
+    opts.wait = if a.nonblock {
+        Some(Duration::ZERO)
+    } else {
+        a.wait
+    };
+    opts.lease = Some(a.lease);
+    opts.stale_after = a.stale_after;
+    opts.poll_max = a.poll_max;
+    opts.durable = sys::is_remote_fs(&lock.dir);
+    let shown: Vec<String> = argv
+        .iter()
+        .map(|s| s.to_string_lossy().into_owned())
+        .collect();
+    opts.cmd = Some(record::sanitise_cmd(&shown.join(" ")));
+    let held = protocol::acquire(&ctx, &opts)?;
+    if let Some(signal) = env.interrupted() {
+        held.release(&ctx)?;
+        return Err(Error::Interrupted { signal });
+    }
+    ui::explain(&format!(
+        "acquired {}; running {}",
+        lock.path.display(),
+        shown.join(" ")
+    ));
+    let spec = run::RunSpec {
+        argv,
+        lease: a.lease,
+        on_lost: a.on_lost,
+        kill_after: a.kill_after,
+        fence: a.fence,
+        durable: opts.durable,
+    };
+    run::supervise(env, &ctx, held, &spec)
+}
+
+fn keeper(env: &SysEnv, io_timeout: Duration, a: KeeperArgs) -> Result<u8, Error> {
+    let lock = lock_path(&a.lock)?;
+    let ctx = Ctx {
+        fs: &RealFs,
+        env,
+        lock: &lock,
+        io_timeout,
+    };
+    let owner = Owner {
+        pid: a.owner,
+        start: a.owner_start.parse().ok(),
+    };
+    Ok(run::keep(env, &ctx, &a.token, owner, a.lease))
 }
 
 fn who(env: &dyn Env, a: &OwnerArgs) -> Result<Who, Error> {

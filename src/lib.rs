@@ -31,6 +31,7 @@ pub mod names;
 pub mod protocol;
 pub mod realfs;
 pub mod record;
+pub mod run;
 pub mod stale;
 pub mod sys;
 pub mod sysenv;

@@ -1225,6 +1225,74 @@ fn break_once(ctx: &Ctx, opts: BreakOptions) -> Result<BreakOutcome, Error> {
     }
 }
 
+/// Bumps the fencing counter kept beside the lock (`.<lock>.nfslock-fence`)
+/// and returns the new value. Call only while holding the lock: mutual
+/// exclusion is what makes the values strictly increase. Costs a read, a
+/// create and a rename.
+pub fn next_fence(ctx: &Ctx, durable: bool) -> Result<u64, Error> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut name = ctx.lock.aux_prefix();
+    name.extend_from_slice(b"fence");
+    let path = ctx.lock.in_dir(std::ffi::OsStr::from_bytes(&name));
+    let corrupt = || Error::Io {
+        op: "parse",
+        path: path.clone(),
+        source: io::Error::new(
+            io::ErrorKind::InvalidData,
+            "fencing counter is not a number",
+        ),
+    };
+    let current: u64 = match ctx.snapshot(&path, true)? {
+        Ok(Snapshot { bytes: Some(b), .. }) => std::str::from_utf8(&b)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .ok_or_else(corrupt)?,
+        Ok(_) => return Err(corrupt()),
+        Err(e) if sys::is_not_found(&e) => 0,
+        Err(e) => return Err(ctx.dir_error("read", &path, e)),
+    };
+    let next = current + 1;
+    let text = format!("{next}\n");
+    let tmp = ctx.my_aux(AuxKind::Probe);
+    let mut budget = IoBudget::new();
+    loop {
+        match ctx.fs.create_exclusive(&tmp, text.as_bytes(), durable) {
+            Ok(_) => break,
+            Err(e) if sys::is_exists(&e) => break, // our own create, reply lost
+            Err(e) if sys::is_transient(&e) => budget.pause(ctx, "create", &tmp, e, false)?,
+            Err(e) => return Err(ctx.dir_error("create", &tmp, e)),
+        }
+    }
+    let mut budget = IoBudget::new();
+    loop {
+        let renamed = ctx.fs.rename(&tmp, &path);
+        // Judge by what is there: a lost reply to a rename that worked
+        // looks like ENOENT.
+        if let Ok(Ok(Snapshot { bytes: Some(b), .. })) = ctx.snapshot(&path, false) {
+            if b == text.as_bytes() {
+                let _ = ctx.remove_quietly(&tmp);
+                return Ok(next);
+            }
+        }
+        match renamed {
+            Err(e) if sys::is_transient(&e) || sys::is_not_found(&e) => {
+                budget.pause(ctx, "rename", &tmp, e, false)?
+            }
+            Err(e) => {
+                let _ = ctx.remove_quietly(&tmp);
+                return Err(ctx.dir_error("rename", &tmp, e));
+            }
+            Ok(()) => budget.pause(
+                ctx,
+                "rename",
+                &tmp,
+                io::Error::other("counter not updated"),
+                false,
+            )?,
+        }
+    }
+}
+
 /// A held lock that releases itself when dropped: the library's way to hold
 /// a lock for the length of a scope.
 pub struct Guard<'a> {

@@ -12,7 +12,7 @@ use crate::ui;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -22,6 +22,17 @@ pub struct SysEnv {
     origin: Instant,
     signals: Option<SignalFd>,
     caught: Cell<Option<i32>>,
+    /// Other signals read from the signalfd, for `run` to forward.
+    others: RefCell<Vec<Caught>>,
+    forwarding: Cell<bool>,
+}
+
+/// A signal read from the signalfd, with whether a process sent it with
+/// kill(2) (as opposed to the kernel or the terminal).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caught {
+    pub signo: i32,
+    pub sent_by_process: bool,
 }
 
 /// The signals that mean "stop waiting and clean up".
@@ -36,7 +47,16 @@ pub fn stop_signals() -> SigSet {
 impl SysEnv {
     /// Reads this host's identity and takes over the stop signals.
     pub fn new() -> SysEnv {
-        let set = stop_signals();
+        SysEnv::with_signals(&[])
+    }
+
+    /// Like [`SysEnv::new`], and also takes over `extra` signals, which
+    /// [`SysEnv::take_others`] hands out instead of treating them as stops.
+    pub fn with_signals(extra: &[Signal]) -> SysEnv {
+        let mut set = stop_signals();
+        for s in extra {
+            set.add(*s);
+        }
         // If blocking fails we still work; signals then kill us the default
         // way, which may leave a claim for the sweep.
         let signals = set.thread_block().ok().and_then(|()| {
@@ -48,16 +68,58 @@ impl SysEnv {
             origin: Instant::now(),
             signals,
             caught: Cell::new(None),
+            others: RefCell::new(Vec::new()),
+            forwarding: Cell::new(false),
         }
     }
 
+    /// Reads every pending signal: stop signals become sticky, the rest
+    /// are queued for [`SysEnv::take_others`].
     fn drain(&self) -> Option<i32> {
         if let Some(fd) = &self.signals {
-            if let Ok(Some(info)) = fd.read_signal() {
-                self.caught.set(Some(info.ssi_signo as i32));
+            while let Ok(Some(info)) = fd.read_signal() {
+                let signo = info.ssi_signo as i32;
+                // SI_USER, SI_QUEUE and friends are <= 0; the terminal's
+                // and the kernel's signals carry SI_KERNEL (0x80) or > 0.
+                let sent_by_process = info.ssi_code <= 0;
+                let stop =
+                    stop_signals().contains(Signal::try_from(signo).unwrap_or(Signal::SIGKILL));
+                if stop && self.caught.get().is_none() && !self.forwarding.get() {
+                    self.caught.set(Some(signo));
+                } else {
+                    self.others.borrow_mut().push(Caught {
+                        signo,
+                        sent_by_process,
+                    });
+                }
             }
         }
         self.caught.get()
+    }
+
+    /// From now on stop signals are queued like the others (for `run`,
+    /// which forwards them to its child instead of stopping).
+    pub fn forward_stops(&self) {
+        self.forwarding.set(true);
+    }
+
+    /// Signals read so far that were not stop signals (or all of them
+    /// after [`SysEnv::forward_stops`]).
+    pub fn take_others(&self) -> Vec<Caught> {
+        self.drain();
+        std::mem::take(&mut *self.others.borrow_mut())
+    }
+
+    /// Waits until a signal arrives or `d` passes.
+    pub fn wait_signal(&self, d: Duration) {
+        let Some(fd) = &self.signals else {
+            std::thread::sleep(d);
+            return;
+        };
+        let ms = u32::try_from(d.as_micros().div_ceil(1000)).unwrap_or(u32::MAX);
+        let timeout = PollTimeout::try_from(ms.min(60_000)).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut fds, timeout);
     }
 }
 

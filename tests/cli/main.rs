@@ -12,5 +12,8 @@ mod staleness;
 mod bad_input;
 // SIGINT, SIGTERM and SIGHUP while waiting.
 mod signals;
+// `run`: the child, its signals, its status, heartbeats and lost locks;
+// and `acquire --keepalive`.
+mod run;
 // The README and the code agree on the exit-code table.
 mod docs;

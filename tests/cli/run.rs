@@ -1,0 +1,337 @@
+use crate::util::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn signal(child: &std::process::Child, sig: Signal) {
+    kill(Pid::from_raw(child.id() as i32), sig).unwrap();
+}
+
+#[test]
+fn exit_status_passes_through() {
+    let s = Scratch::new();
+    s.run(["run", "l", "true"]).code(0).silent();
+    s.run(["run", "l", "--", "sh", "-c", "exit 7"]).code(7);
+    s.run(["run", "l", "sh", "-c", "kill -TERM $$"]).code(143);
+    s.run(["run", "l", "-c", "exit 3"]).code(3);
+    s.run(["run", "-c", "exit 4", "l"]).code(4);
+    s.assert_no_litter();
+    assert!(!s.path("l").exists());
+}
+
+#[test]
+fn exec_errors_are_127_and_126() {
+    let s = Scratch::new();
+    s.run(["run", "l", "/no/such/command"])
+        .code(127)
+        .stderr_has("not found");
+    std::fs::write(s.path("plain"), "not a program").unwrap();
+    s.run(["run", "l", "./plain"]).code(126);
+    s.run(["run", "l"]).code(64);
+    s.assert_no_litter();
+    assert!(!s.path("l").exists());
+}
+
+#[test]
+fn busy_run_does_not_start_the_command() {
+    let s = Scratch::new();
+    let _h = s.hold("l", &[]);
+    s.run(["run", "-n", "l", "touch", "ran"])
+        .code(75)
+        .stderr_has("held by");
+    s.run(["run", "-n", "-E", "0", "-q", "l", "touch", "ran"])
+        .code(0)
+        .silent();
+    assert!(!s.path("ran").exists());
+}
+
+#[test]
+fn the_child_sees_its_lock_and_no_lock_descriptors() {
+    let s = Scratch::new();
+    let out = s.run([
+        "run",
+        "l",
+        "sh",
+        "-c",
+        "echo $NFSLOCK_PATH; echo $NFSLOCK_TOKEN; ls /proc/$$/fd",
+    ]);
+    out.code(0);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0], s.path("l").to_str().unwrap());
+    assert_eq!(lines[1].len(), 16);
+    // Whatever the test runner passes down, nfslock must add nothing.
+    let plain = std::process::Command::new("sh")
+        .args(["-c", "ls /proc/$$/fd"])
+        .current_dir(s.dir())
+        .output()
+        .unwrap();
+    let plain = String::from_utf8(plain.stdout).unwrap();
+    let expected: Vec<&str> = plain.lines().collect();
+    assert_eq!(
+        lines[2..],
+        expected[..],
+        "descriptors leaked into the child"
+    );
+}
+
+#[test]
+fn fence_tokens_strictly_increase() {
+    let s = Scratch::new();
+    let mut last = 0u64;
+    for _ in 0..5 {
+        let out = s.run(["run", "--fence", "l", "sh", "-c", "echo $NFSLOCK_FENCE"]);
+        let n: u64 = out.code(0).stdout.trim().parse().unwrap();
+        assert!(n > last, "{n} after {last}");
+        last = n;
+    }
+    let out = s.run(["run", "l", "sh", "-c", "echo \"[$NFSLOCK_FENCE]\""]);
+    assert_eq!(
+        out.stdout.trim(),
+        "[]",
+        "only --fence runs get a fencing token"
+    );
+    // The counter is meant to stay; nothing else may.
+    assert_eq!(s.litter(), [".l.nfslock-fence"]);
+}
+
+/// Starts `nfslock run` with a child that signals readiness by a file.
+fn start(s: &Scratch, opts: &[&str], body: &str) -> std::process::Child {
+    let mut args: Vec<&str> = vec!["run"];
+    args.extend_from_slice(opts);
+    let script = format!("echo $$ > child.pid; {body}");
+    args.extend_from_slice(&["l", "sh", "-c", &script]);
+    let child = piped(s.cmd(&args));
+    eventually("the child to start", || s.path("child.pid").exists());
+    child
+}
+
+#[test]
+fn stop_signals_reach_the_child_and_the_lock_is_released() {
+    for (sig, code) in [
+        (Signal::SIGTERM, 143),
+        (Signal::SIGINT, 130),
+        (Signal::SIGHUP, 129),
+    ] {
+        let s = Scratch::new();
+        let run = start(&s, &[], "exec sleep 60");
+        signal(&run, sig);
+        wait_out(run, "run").code(code);
+        assert!(!s.path("l").exists(), "{sig}: lock left behind");
+        s.assert_no_litter();
+    }
+}
+
+#[test]
+fn a_child_that_handles_the_signal_decides_the_status() {
+    let s = Scratch::new();
+    let run = start(&s, &[], "trap 'exit 0' TERM; while :; do sleep 0.05; done");
+    signal(&run, Signal::SIGTERM);
+    wait_out(run, "run").code(0);
+    s.assert_no_litter();
+}
+
+#[test]
+fn usr1_is_forwarded() {
+    let s = Scratch::new();
+    let run = start(
+        &s,
+        &[],
+        "trap 'touch got-usr1; exit 5' USR1; while :; do sleep 0.05; done",
+    );
+    signal(&run, Signal::SIGUSR1);
+    wait_out(run, "run").code(5);
+    assert!(s.path("got-usr1").exists());
+}
+
+#[test]
+fn a_killed_supervisor_takes_its_child_along_and_frees_the_lock() {
+    let s = Scratch::new();
+    let run = start(&s, &[], "exec sleep 60");
+    let child: i32 = std::fs::read_to_string(s.path("child.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    signal(&run, Signal::SIGKILL);
+    let _ = wait_out(run, "run");
+    eventually("the child to die with its supervisor", || {
+        kill(Pid::from_raw(child), None).is_err()
+    });
+    // The owner (the supervisor) is provably dead on this host.
+    s.run(["acquire", "-n", "l"]).code(0);
+    s.run(["release", "l"]).code(0);
+    s.assert_no_litter();
+}
+
+#[test]
+fn a_broken_lock_terminates_the_command_and_exits_76() {
+    let s = Scratch::new();
+    let began = Instant::now();
+    let run = start(&s, &["--lease", "1s"], "exec sleep 60");
+    s.run(["break", "--force", "-q", "l"]).code(0);
+    let out = wait_out(run, "run");
+    out.code(76).stderr_has("lock lost");
+    assert!(
+        began.elapsed() < Duration::from_secs(30),
+        "the child ran on"
+    );
+    s.assert_no_litter();
+}
+
+#[test]
+fn a_child_ignoring_term_is_killed_after_the_grace() {
+    let s = Scratch::new();
+    let began = Instant::now();
+    let run = start(
+        &s,
+        &["--lease", "1s", "--kill-after", "1s"],
+        "trap '' TERM; while :; do sleep 0.05; done",
+    );
+    s.run(["break", "--force", "-q", "l"]).code(0);
+    wait_out(run, "run").code(76);
+    assert!(began.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn with_on_lost_warn_the_command_finishes_and_the_exit_is_76() {
+    let s = Scratch::new();
+    let run = start(
+        &s,
+        &["--lease", "1s", "--on-lost", "warn"],
+        "while [ ! -e go ]; do sleep 0.05; done; touch finished",
+    );
+    s.run(["break", "--force", "-q", "l"]).code(0);
+    std::fs::write(s.path("go"), "").unwrap();
+    wait_out(run, "run").code(76).stderr_has("lost");
+    assert!(s.path("finished").exists(), "the command was cut short");
+    s.assert_no_litter();
+}
+
+#[test]
+fn the_heartbeat_keeps_the_lock_across_leases() {
+    let s = Scratch::new();
+    // 7 s under a 2 s lease: without refreshes it would expire three times.
+    let run = start(&s, &["--lease", "2s"], "sleep 7");
+    let mut tries = 0;
+    while s.path("l").exists() && tries < 500 {
+        let out = s.run(["acquire", "-n", "-q", "l"]);
+        if out.code == 0 {
+            panic!("a live run's lock was taken after {tries} tries");
+        }
+        out.code(75);
+        tries += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    wait_out(run, "run").code(0);
+    assert!(tries > 20, "only {tries} attempts");
+    s.assert_no_litter();
+}
+
+#[test]
+fn keepalive_frees_the_lock_when_the_owner_is_killed() {
+    let s = Scratch::new();
+    let script =
+        format!("{BIN} acquire --keepalive --lease 3s --pid $$ l && touch held && exec sleep 60");
+    let mut owner = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(s.dir())
+        .spawn()
+        .unwrap();
+    eventually("the owner to hold the lock", || s.path("held").exists());
+    // Kept fresh past several leases while the owner lives.
+    age_by(&s.path("l"), 100);
+    eventually("the keeper to refresh the lock", || {
+        s.run(["status", "l"]).code == 75
+    });
+    s.run(["acquire", "-n", "l"]).code(75);
+    owner.kill().unwrap();
+    owner.wait().unwrap();
+    eventually("the keeper to release the dead owner's lock", || {
+        !s.path("l").exists()
+    });
+    s.assert_no_litter();
+}
+
+#[test]
+fn keepalive_exits_after_release() {
+    let s = Scratch::new();
+    // Command substitution also proves the keeper does not hold stdout
+    // open: otherwise $(...) would wait for it.
+    let script = format!(
+        "T=$({BIN} acquire --keepalive --print-token --lease 300ms --pid $$ l) || exit 1; \
+         echo $T > token; pgrep -f \"keeper --token $T\" >/dev/null || exit 3; \
+         {BIN} release --pid $$ l"
+    );
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(s.dir())
+        .status()
+        .unwrap();
+    assert_eq!(st.code(), Some(0), "3: no keeper was running");
+    assert!(!s.path("l").exists());
+    let token = std::fs::read_to_string(s.path("token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(token.len(), 16);
+    let keeper_running = || {
+        Command::new("pgrep")
+            .args(["-f", &format!("keeper --token {token}")])
+            .status()
+            .unwrap()
+            .success()
+    };
+    eventually("the keeper to exit after the release", || !keeper_running());
+    s.assert_no_litter();
+}
+
+/// Seed 004's record manager: 50 writers add one record each to a JSON
+/// file (read, modify, write a temp file, rename over) and 50 readers read
+/// it, all inside `nfslock run`. Every record must survive and no reader may
+/// see a torn or invalid file.
+#[test]
+fn record_manager_loses_no_record() {
+    let s = Scratch::new();
+    std::fs::write(s.path("db.json"), "{}").unwrap();
+    let writer = r#"
+import json, os, sys
+with open("db.json") as f: db = json.load(f)
+db[sys.argv[1]] = {"writer": int(sys.argv[1])}
+with open("db.tmp", "w") as f: json.dump(db, f); f.flush(); os.fsync(f.fileno())
+os.replace("db.tmp", "db.json")
+"#;
+    let reader = r#"
+import json, sys
+with open("db.json") as f: json.load(f)
+"#;
+    let mut procs = Vec::new();
+    for i in 0..100 {
+        let (code, arg) = if i % 2 == 0 {
+            (writer, i.to_string())
+        } else {
+            (reader, String::new())
+        };
+        let mut c = s.cmd([
+            "run",
+            "--poll-max",
+            "200ms",
+            "db.lock",
+            "python3",
+            "-c",
+            code,
+            &arg,
+        ]);
+        c.env("PYTHONDONTWRITEBYTECODE", "1");
+        procs.push(piped(c));
+    }
+    for p in procs {
+        wait_out(p, "worker").code(0);
+    }
+    let db: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.path("db.json")).unwrap()).unwrap();
+    assert_eq!(db.as_object().unwrap().len(), 50, "records lost: {db}");
+    s.assert_no_litter();
+}
