@@ -258,7 +258,14 @@ pub fn supervise(env: &SysEnv, ctx: &Ctx, held: Held, spec: &RunSpec) -> Result<
             };
             if let Some(why) = why {
                 lost = true;
-                ui::say(&format!("lock lost while the command ran: {why}"));
+                let now_held = match beat_ctx.inspect(None) {
+                    Ok(Some(info)) => format!("now {}", info.describe()),
+                    Ok(None) => "nobody holds it now".into(),
+                    Err(e) => format!("cannot tell who holds it now: {e}"),
+                };
+                ui::say(&format!(
+                    "lock lost while the command ran ({why}); {now_held}"
+                ));
                 match spec.on_lost {
                     OnLost::Term => {
                         let _ = kill(pid, Signal::SIGTERM);

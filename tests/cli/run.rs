@@ -170,8 +170,14 @@ fn a_broken_lock_terminates_the_command_and_exits_76() {
     let began = Instant::now();
     let run = start(&s, &["--lease", "1s"], "exec sleep 60");
     s.run(["break", "--force", "-q", "l"]).code(0);
+    let taker = s.hold("l", &[]);
     let out = wait_out(run, "run");
-    out.code(76).stderr_has("lock lost");
+    out.code(76)
+        .stderr_has("lock lost")
+        .stderr_has("now held by host")
+        .stderr_has(&format!("pid {}", taker.pid));
+    drop(taker);
+    s.run(["break", "-q", "l"]).code(0);
     assert!(
         began.elapsed() < Duration::from_secs(30),
         "the child ran on"
