@@ -72,6 +72,16 @@ pub fn run(cli: Cli) -> u8 {
     }
 }
 
+/// The protocol's context on the real filesystem.
+fn real_ctx<'a>(env: &'a SysEnv, lock: &'a LockPath, io_timeout: Duration) -> Ctx<'a> {
+    Ctx {
+        fs: &RealFs,
+        env,
+        lock,
+        io_timeout,
+    }
+}
+
 fn lock_path(p: &Path) -> Result<LockPath, Error> {
     LockPath::new(p).map_err(|e| match e {
         BadLockPath::NoFileName => {
@@ -93,12 +103,7 @@ fn owner(env: &dyn Env, pid: Option<u32>) -> Result<Owner, Error> {
 
 fn acquire(env: &SysEnv, io_timeout: Duration, a: AcquireArgs) -> Result<u8, Error> {
     let lock = lock_path(&a.lock)?;
-    let ctx = Ctx {
-        fs: &RealFs,
-        env,
-        lock: &lock,
-        io_timeout,
-    };
+    let ctx = real_ctx(env, &lock, io_timeout);
     let owner = owner(env, a.pid)?;
     let mut opts = AcquireOptions::new(owner);
     opts.wait = if a.nonblock {
@@ -160,12 +165,7 @@ fn run_cmd(env: &SysEnv, io_timeout: Duration, a: RunArgs) -> Result<u8, Error> 
     if a.lease < Duration::from_millis(30) {
         return Err(Error::Usage("--lease must be at least 30ms".into()));
     }
-    let ctx = Ctx {
-        fs: &RealFs,
-        env,
-        lock: &lock,
-        io_timeout,
-    };
+    let ctx = real_ctx(env, &lock, io_timeout);
     let me = std::process::id();
     let mut opts = AcquireOptions::new(owner(env, Some(me))?);
     opts.wait = if a.nonblock {
@@ -205,12 +205,7 @@ fn run_cmd(env: &SysEnv, io_timeout: Duration, a: RunArgs) -> Result<u8, Error> 
 
 fn keeper(env: &SysEnv, io_timeout: Duration, a: KeeperArgs) -> Result<u8, Error> {
     let lock = lock_path(&a.lock)?;
-    let ctx = Ctx {
-        fs: &RealFs,
-        env,
-        lock: &lock,
-        io_timeout,
-    };
+    let ctx = real_ctx(env, &lock, io_timeout);
     let owner = Owner {
         pid: a.owner,
         start: a.owner_start.parse().ok(),
@@ -231,12 +226,7 @@ fn who(env: &dyn Env, a: &OwnerArgs) -> Result<Who, Error> {
 
 fn release(env: &SysEnv, io_timeout: Duration, a: OwnerArgs) -> Result<u8, Error> {
     let lock = lock_path(&a.lock)?;
-    let ctx = Ctx {
-        fs: &RealFs,
-        env,
-        lock: &lock,
-        io_timeout,
-    };
+    let ctx = real_ctx(env, &lock, io_timeout);
     protocol::release(&ctx, &who(env, &a)?)?;
     ui::explain(&format!("released {}", lock.path.display()));
     Ok(exit::OK)
@@ -244,12 +234,7 @@ fn release(env: &SysEnv, io_timeout: Duration, a: OwnerArgs) -> Result<u8, Error
 
 fn touch(env: &SysEnv, io_timeout: Duration, a: OwnerArgs) -> Result<u8, Error> {
     let lock = lock_path(&a.lock)?;
-    let ctx = Ctx {
-        fs: &RealFs,
-        env,
-        lock: &lock,
-        io_timeout,
-    };
+    let ctx = real_ctx(env, &lock, io_timeout);
     protocol::touch(&ctx, &who(env, &a)?)?;
     ui::explain(&format!("touched {}", lock.path.display()));
     Ok(exit::OK)
@@ -367,12 +352,7 @@ fn print_status_text(path: &Path, info: Option<&LockInfo>) {
 
 fn status(env: &SysEnv, io_timeout: Duration, a: StatusArgs) -> Result<u8, Error> {
     let lock = lock_path(&a.lock)?;
-    let ctx = Ctx {
-        fs: &RealFs,
-        env,
-        lock: &lock,
-        io_timeout,
-    };
+    let ctx = real_ctx(env, &lock, io_timeout);
     let info = ctx.inspect(a.stale_after)?;
     if a.json {
         println!("{}", lock_json(&lock.path, info.as_ref()));
@@ -388,12 +368,7 @@ fn status(env: &SysEnv, io_timeout: Duration, a: StatusArgs) -> Result<u8, Error
 
 fn break_cmd(env: &SysEnv, io_timeout: Duration, a: BreakArgs) -> Result<u8, Error> {
     let lock = lock_path(&a.lock)?;
-    let ctx = Ctx {
-        fs: &RealFs,
-        env,
-        lock: &lock,
-        io_timeout,
-    };
+    let ctx = real_ctx(env, &lock, io_timeout);
     let opts = BreakOptions {
         older_than: a.older_than,
         force: a.force,

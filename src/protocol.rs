@@ -500,33 +500,43 @@ impl<'a> Ctx<'a> {
     /// name, check what was moved, link it back if it was not the one.
     fn remove_instance(&self, expected: &Snapshot, check_mtime: bool) -> Result<Removal, Error> {
         let private = self.my_aux(AuxKind::Removing);
+        let same = |s: &Snapshot| {
+            s.meta.same_file(&expected.meta)
+                && s.bytes == expected.bytes
+                && (!check_mtime || s.meta.mtime == expected.meta.mtime)
+        };
         let mut budget = IoBudget::new();
+        let mut retry = false;
         loop {
-            let renamed = self.fs.rename(&self.lock.path, &private);
-            // Judge by what is there, not by the reply.
-            match self.snapshot(&private, false)? {
-                Ok(moved) => {
-                    let same = moved.meta.same_file(&expected.meta)
-                        && moved.bytes == expected.bytes
-                        && (!check_mtime || moved.meta.mtime == expected.meta.mtime);
-                    if same {
+            if retry {
+                // A rename may have taken effect without our seeing it yet.
+                // Never rename the lock name again unless it still holds
+                // the expected instance: by now it may be the next holder's.
+                if let Ok(moved) = self.snapshot(&private, false)? {
+                    if same(&moved) {
                         self.remove_quietly(&private)?;
                         return Ok(Removal::Removed);
                     }
                     return self.restore(&private, moved);
                 }
+                match self.snapshot(&self.lock.path, false)? {
+                    Ok(now) if same(&now) => {}
+                    Ok(_) => return Ok(Removal::Changed),
+                    Err(e) if sys::is_not_found(&e) => return Ok(Removal::Gone),
+                    Err(e) => return Err(self.dir_error("read", &self.lock.path, e)),
+                }
+            }
+            retry = true;
+            let renamed = self.fs.rename(&self.lock.path, &private);
+            // Judge by what is there, not by the reply.
+            match self.snapshot(&private, false)? {
+                Ok(moved) if same(&moved) => {
+                    self.remove_quietly(&private)?;
+                    return Ok(Removal::Removed);
+                }
+                Ok(moved) => return self.restore(&private, moved),
                 Err(e) if sys::is_not_found(&e) => match renamed {
-                    Err(e) if sys::is_not_found(&e) => {
-                        match self.persist("lstat", &self.lock.path, false, || {
-                            self.fs.lstat(&self.lock.path)
-                        })? {
-                            Err(e) if sys::is_not_found(&e) => return Ok(Removal::Gone),
-                            // The lock is there but the rename said it was
-                            // not: a stale cache. Try again.
-                            _ => budget.pause(self, "rename", &self.lock.path, e, false)?,
-                        }
-                    }
-                    Err(e) if sys::is_transient(&e) => {
+                    Err(e) if sys::is_transient(&e) || sys::is_not_found(&e) => {
                         budget.pause(self, "rename", &self.lock.path, e, false)?
                     }
                     Err(e) => return Err(self.dir_error("rename", &self.lock.path, e)),
@@ -841,11 +851,13 @@ fn new_claim(ctx: &Ctx, opts: &AcquireOptions) -> Result<Option<Claim>, Error> {
             }
             Err(e) if sys::is_exists(&e) => {
                 // Our name is random, so this is our own create whose reply
-                // was lost (or something planted there). Either way, leave
-                // it to the sweep only if it is not ours, and pick a new name.
-                if let Ok(m) = ctx.fs.lstat(&path) {
+                // was lost (or something planted there). Remove it if it is
+                // a plain file of ours, retrying transient errors: giving up
+                // here would leave an orphan nobody owns. Then pick a new
+                // name.
+                if let Ok(m) = ctx.persist("lstat", &path, true, || ctx.fs.lstat(&path))? {
                     if m.kind == Kind::File && m.uid == uid && m.nlink == 1 {
-                        let _ = ctx.remove_quietly(&path);
+                        ctx.remove_quietly(&path)?;
                     }
                 }
                 return Ok(None);
@@ -1467,6 +1479,16 @@ mod tests {
             std::fs::rename(&tmp, &self.lock.path).unwrap();
         }
 
+        /// A fault action that puts a new lock (another inode) in place.
+        fn replace_lock_with(&self, bytes: &'static [u8]) -> Fault {
+            let lock = self.lock.path.clone();
+            let tmp = self.dir.path().join("other");
+            Fault::Before(Box::new(move || {
+                std::fs::write(&tmp, bytes).unwrap();
+                std::fs::rename(&tmp, &lock).unwrap();
+            }))
+        }
+
         fn lock_bytes(&self) -> Option<Vec<u8>> {
             std::fs::read(&self.lock.path).ok()
         }
@@ -1502,6 +1524,37 @@ mod tests {
         let held = acquire(&f.ctx(), &f.opts()).unwrap();
         assert_eq!(f.litter().len(), 1, "{:?}", f.litter());
         held.release(&f.ctx()).unwrap();
+        assert!(f.names().is_empty(), "{:?}", f.names());
+    }
+
+    /// Found by the NFS lab: a lost CREATE reply followed by a transient
+    /// error on the check of our own orphan left a claim nobody owned.
+    #[test]
+    fn an_orphan_from_a_lost_create_reply_survives_no_transient_error() {
+        let f = Fixture::new();
+        f.fs.on(Op::Create, Some("claim"), 1, Fault::LostReply(EEXIST));
+        f.fs.on(Op::Lstat, Some("claim"), 1, Fault::Fail(EIO));
+        let held = acquire(&f.ctx(), &f.opts()).unwrap();
+        held.release(&f.ctx()).unwrap();
+        assert!(f.names().is_empty(), "{:?}", f.names());
+    }
+
+    /// Found by the NFS lab: when a rename's effect was not visible yet,
+    /// the lock name was renamed again, and by then it could hold the next
+    /// holder's lock. A removal renames the lock name at most once unless it
+    /// has re-verified the name still holds the expected instance.
+    #[test]
+    fn a_rename_not_yet_visible_is_never_repeated() {
+        let f = Fixture::new();
+        let held = acquire(&f.ctx(), &f.opts()).unwrap();
+        f.fs.on(Op::Read, Some("nfslock-rm"), 1, Fault::Fail(ENOENT));
+        let before = f.fs.calls(Op::Rename);
+        held.release(&f.ctx()).unwrap();
+        assert_eq!(
+            f.fs.calls(Op::Rename) - before,
+            1,
+            "the lock name was renamed twice"
+        );
         assert!(f.names().is_empty(), "{:?}", f.names());
     }
 
@@ -1588,16 +1641,11 @@ mod tests {
         let who = Who::Token(held.token().to_string());
         // Our lock is broken and re-taken between release's check and its
         // rename.
-        let lock = f.lock.path.clone();
-        let dir = f.dir.path().to_path_buf();
         f.fs.on(
             Op::Rename,
             Some("nfslock-rm"),
             1,
-            Fault::Before(Box::new(move || {
-                std::fs::write(dir.join("other"), b"theirs").unwrap();
-                std::fs::rename(dir.join("other"), &lock).unwrap();
-            })),
+            f.replace_lock_with(b"theirs"),
         );
         let e = release(&f.ctx(), &who).unwrap_err();
         assert_eq!(e.exit_code(), crate::exit::NOT_OWNER);
@@ -1610,17 +1658,7 @@ mod tests {
         let f = Fixture::new();
         let held = acquire(&f.ctx(), &f.opts()).unwrap();
         let who = Who::Token(held.token().to_string());
-        let lock = f.lock.path.clone();
-        let dir = f.dir.path().to_path_buf();
-        f.fs.on(
-            Op::Touch,
-            None,
-            1,
-            Fault::Before(Box::new(move || {
-                std::fs::write(dir.join("other"), b"theirs").unwrap();
-                std::fs::rename(dir.join("other"), &lock).unwrap();
-            })),
-        );
+        f.fs.on(Op::Touch, None, 1, f.replace_lock_with(b"theirs"));
         let theirs_before = {
             // The replacement happens inside touch; read its mtime after.
             let e = touch(&f.ctx(), &who).unwrap_err();
@@ -1645,16 +1683,11 @@ mod tests {
     fn break_spares_a_lock_replaced_before_the_pin() {
         let f = Fixture::new();
         f.plant_other_lock(b"0\n");
-        let lock = f.lock.path.clone();
-        let dir = f.dir.path().to_path_buf();
         f.fs.on(
             Op::Link,
             Some("nfslock-guard"),
             1,
-            Fault::Before(Box::new(move || {
-                std::fs::write(dir.join("other"), b"fresh").unwrap();
-                std::fs::rename(dir.join("other"), &lock).unwrap();
-            })),
+            f.replace_lock_with(b"fresh"),
         );
         let opts = BreakOptions {
             force: true,
@@ -1673,16 +1706,11 @@ mod tests {
     fn break_spares_a_lock_replaced_after_the_pin() {
         let f = Fixture::new();
         f.plant_other_lock(b"0\n");
-        let lock = f.lock.path.clone();
-        let dir = f.dir.path().to_path_buf();
         f.fs.on(
             Op::Rename,
             Some("nfslock-rm"),
             1,
-            Fault::Before(Box::new(move || {
-                std::fs::write(dir.join("other"), b"fresh").unwrap();
-                std::fs::rename(dir.join("other"), &lock).unwrap();
-            })),
+            f.replace_lock_with(b"fresh"),
         );
         let opts = BreakOptions {
             force: true,

@@ -5,8 +5,8 @@ use std::process::Command;
 fn a_waiter_gets_the_lock_when_the_holder_releases() {
     let s = Scratch::new();
     let h = s.hold("l", &[]);
-    let next = Command::new("sleep").arg("600").spawn().unwrap();
-    let next_pid = next.id().to_string();
+    let next = sleeper();
+    let next_pid = next.pid.clone();
     let waiter = piped(s.cmd(["acquire", "--pid", &next_pid, "l"]));
     eventually("the waiter's claim", || s.litter().len() == 2);
     s.run(["release", "--pid", &h.pid, "l"]).code(0);

@@ -95,15 +95,20 @@ fn fence_tokens_strictly_increase() {
     assert_eq!(s.litter(), [".l.nfslock-fence"]);
 }
 
-/// Starts `nfslock run` with a child that signals readiness by a file.
-fn start(s: &Scratch, opts: &[&str], body: &str) -> std::process::Child {
+/// Starts `nfslock run` with a child that signals readiness by a file
+/// once `setup` (traps, say) is done.
+fn start_after(s: &Scratch, opts: &[&str], setup: &str, body: &str) -> std::process::Child {
     let mut args: Vec<&str> = vec!["run"];
     args.extend_from_slice(opts);
-    let script = format!("echo $$ > child.pid; {body}");
+    let script = format!("{setup} echo $$ > child.pid; {body}");
     args.extend_from_slice(&["l", "sh", "-c", &script]);
     let child = piped(s.cmd(&args));
     eventually("the child to start", || s.path("child.pid").exists());
     child
+}
+
+fn start(s: &Scratch, opts: &[&str], body: &str) -> std::process::Child {
+    start_after(s, opts, "", body)
 }
 
 #[test]
@@ -125,7 +130,12 @@ fn stop_signals_reach_the_child_and_the_lock_is_released() {
 #[test]
 fn a_child_that_handles_the_signal_decides_the_status() {
     let s = Scratch::new();
-    let run = start(&s, &[], "trap 'exit 0' TERM; while :; do sleep 0.05; done");
+    let run = start_after(
+        &s,
+        &[],
+        "trap 'exit 0' TERM;",
+        "while :; do sleep 0.05; done",
+    );
     signal(&run, Signal::SIGTERM);
     wait_out(run, "run").code(0);
     s.assert_no_litter();

@@ -69,14 +69,27 @@ impl Scratch {
 
     /// Takes `lock` for a fresh long-lived process and returns it.
     pub fn hold(&self, lock: &str, extra: &[&str]) -> Holder {
-        let child = Command::new("sleep").arg("600").spawn().unwrap();
-        let pid = child.id().to_string();
+        let holder = sleeper();
+        let pid = holder.pid.clone();
         let mut args = vec!["acquire", "-n", "--pid", &pid];
         args.extend_from_slice(extra);
         args.push(lock);
         self.run(&args).code(0);
-        Holder { child, pid }
+        holder
     }
+}
+
+/// A long-lived process to own locks, killed when dropped (a leftover
+/// would keep the test runner's output pipe open).
+pub fn sleeper() -> Holder {
+    let child = Command::new("sleep")
+        .arg("600")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    Holder { child, pid }
 }
 
 /// A process that owns a lock; killed when dropped.
@@ -198,10 +211,11 @@ pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// Waits for a child with a generous bound; kills it on timeout.
+/// Waits for a child with a generous bound (heavy contention over the NFS
+/// lab is slow); kills it on timeout.
 #[track_caller]
 pub fn wait_out(mut child: Child, what: &str) -> Out {
-    let end = Instant::now() + Duration::from_secs(60);
+    let end = Instant::now() + Duration::from_secs(300);
     loop {
         if child.try_wait().unwrap().is_some() {
             return Out::from(child.wait_with_output().unwrap());

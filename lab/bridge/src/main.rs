@@ -202,6 +202,16 @@ fn atime_of(t: Option<TimeOrNow>) -> set_atime {
     }
 }
 
+/// An RPC's outcome as the errno a caller sees: the server's status, or
+/// EIO when the call itself failed.
+fn rpc<T, E>(r: Result<Nfs3Result<T, E>, nfs3_client::RpcError>) -> Result<T, Errno> {
+    match r {
+        Ok(Nfs3Result::Ok(v)) => Ok(v),
+        Ok(Nfs3Result::Err((stat, _))) => Err(errno_of(stat)),
+        Err(_) => Err(Errno::EIO),
+    }
+}
+
 impl Inner {
     fn count(&mut self, what: &str) {
         *self.counts.entry(what.to_string()).or_default() += 1;
@@ -263,11 +273,7 @@ impl Inner {
     fn getattr_fh(&mut self, fh: &nfs_fh3) -> Result<fattr3, Errno> {
         self.count("GETATTR");
         let args = GETATTR3args { object: fh.clone() };
-        match self.rt.block_on(self.nfs.getattr(&args)) {
-            Ok(Nfs3Result::Ok(ok)) => Ok(ok.obj_attributes),
-            Ok(Nfs3Result::Err((stat, _))) => Err(errno_of(stat)),
-            Err(_) => Err(Errno::EIO),
-        }
+        rpc(self.rt.block_on(self.nfs.getattr(&args))).map(|ok| ok.obj_attributes)
     }
 
     fn lookup_fh(&mut self, dir: &nfs_fh3, name: &OsStr) -> Result<(nfs_fh3, fattr3), Errno> {
@@ -278,17 +284,12 @@ impl Inner {
                 name: name3(name),
             },
         };
-        match self.rt.block_on(self.nfs.lookup(&args)) {
-            Ok(Nfs3Result::Ok(ok)) => {
-                let attrs = match ok.obj_attributes {
-                    Nfs3Option::Some(a) => a,
-                    Nfs3Option::None => self.getattr_fh(&ok.object)?,
-                };
-                Ok((ok.object, attrs))
-            }
-            Ok(Nfs3Result::Err((stat, _))) => Err(errno_of(stat)),
-            Err(_) => Err(Errno::EIO),
-        }
+        let ok = rpc(self.rt.block_on(self.nfs.lookup(&args)))?;
+        let attrs = match ok.obj_attributes {
+            Nfs3Option::Some(a) => a,
+            Nfs3Option::None => self.getattr_fh(&ok.object)?,
+        };
+        Ok((ok.object, attrs))
     }
 
     /// The handle and attributes of a new object from a create-like reply.
@@ -432,11 +433,7 @@ impl Filesystem for Bridge {
                 },
                 guard: Nfs3Option::None,
             };
-            match i.rt.block_on(i.nfs.setattr(&args)) {
-                Ok(Nfs3Result::Ok(_)) => {}
-                Ok(Nfs3Result::Err((stat, _))) => return Err(errno_of(stat)),
-                Err(_) => return Err(Errno::EIO),
-            }
+            rpc(i.rt.block_on(i.nfs.setattr(&args)))?;
             // SETATTR is idempotent: a lost reply is retransmitted and
             // succeeds, so only EIO (soft mount) reaches the caller.
             if fate != Fate::Normal {
@@ -457,11 +454,7 @@ impl Filesystem for Bridge {
         let r = i.fh(ino).and_then(|fh| {
             i.count("READLINK");
             let args = READLINK3args { symlink: fh };
-            match i.rt.block_on(i.nfs.readlink(&args)) {
-                Ok(Nfs3Result::Ok(ok)) => Ok(ok.data.0.to_vec()),
-                Ok(Nfs3Result::Err((stat, _))) => Err(errno_of(stat)),
-                Err(_) => Err(Errno::EIO),
-            }
+            rpc(i.rt.block_on(i.nfs.readlink(&args))).map(|ok| ok.data.0.to_vec())
         });
         match r {
             Ok(d) => reply.data(&d),
@@ -499,11 +492,8 @@ impl Filesystem for Bridge {
                 },
                 what,
             };
-            match i.rt.block_on(i.nfs.mknod(&args)) {
-                Ok(Nfs3Result::Ok(ok)) => i.new_object(&dir, name, ok.obj, ok.obj_attributes),
-                Ok(Nfs3Result::Err((stat, _))) => Err(errno_of(stat)),
-                Err(_) => Err(Errno::EIO),
-            }
+            rpc(i.rt.block_on(i.nfs.mknod(&args)))
+                .and_then(|ok| i.new_object(&dir, name, ok.obj, ok.obj_attributes))
         });
         match r {
             Ok(attr) => reply.entry(&self.ttl, &attr, Generation(0)),
@@ -534,11 +524,8 @@ impl Filesystem for Bridge {
                     ..Default::default()
                 },
             };
-            match i.rt.block_on(i.nfs.mkdir(&args)) {
-                Ok(Nfs3Result::Ok(ok)) => i.new_object(&dir, name, ok.obj, ok.obj_attributes),
-                Ok(Nfs3Result::Err((stat, _))) => Err(errno_of(stat)),
-                Err(_) => Err(Errno::EIO),
-            }
+            rpc(i.rt.block_on(i.nfs.mkdir(&args)))
+                .and_then(|ok| i.new_object(&dir, name, ok.obj, ok.obj_attributes))
         });
         match r {
             Ok(attr) => reply.entry(&self.ttl, &attr, Generation(0)),
@@ -561,11 +548,7 @@ impl Filesystem for Bridge {
                     name: name3(name),
                 },
             };
-            match i.rt.block_on(i.nfs.remove(&args)) {
-                Ok(Nfs3Result::Ok(_)) => {}
-                Ok(Nfs3Result::Err((stat, _))) => return Err(errno_of(stat)),
-                Err(_) => return Err(Errno::EIO),
-            }
+            rpc(i.rt.block_on(i.nfs.remove(&args)))?;
             match fate {
                 Fate::LoseReply => Err(Errno::ENOENT),
                 Fate::EioDone => Err(Errno::EIO),
@@ -589,11 +572,7 @@ impl Filesystem for Bridge {
                     name: name3(name),
                 },
             };
-            match i.rt.block_on(i.nfs.rmdir(&args)) {
-                Ok(Nfs3Result::Ok(_)) => Ok(()),
-                Ok(Nfs3Result::Err((stat, _))) => Err(errno_of(stat)),
-                Err(_) => Err(Errno::EIO),
-            }
+            rpc(i.rt.block_on(i.nfs.rmdir(&args))).map(drop)
         });
         match r {
             Ok(()) => reply.ok(),
@@ -623,11 +602,8 @@ impl Filesystem for Bridge {
                     symlink_data: nfspath3::from(target.as_os_str().as_bytes().to_vec()),
                 },
             };
-            match i.rt.block_on(i.nfs.symlink(&args)) {
-                Ok(Nfs3Result::Ok(ok)) => i.new_object(&dir, link_name, ok.obj, ok.obj_attributes),
-                Ok(Nfs3Result::Err((stat, _))) => Err(errno_of(stat)),
-                Err(_) => Err(Errno::EIO),
-            }
+            rpc(i.rt.block_on(i.nfs.symlink(&args)))
+                .and_then(|ok| i.new_object(&dir, link_name, ok.obj, ok.obj_attributes))
         });
         match r {
             Ok(attr) => reply.entry(&self.ttl, &attr, Generation(0)),
@@ -669,11 +645,7 @@ impl Filesystem for Bridge {
                     name: name3(newname),
                 },
             };
-            match i.rt.block_on(i.nfs.rename(&args)) {
-                Ok(Nfs3Result::Ok(_)) => {}
-                Ok(Nfs3Result::Err((stat, _))) => return Err(errno_of(stat)),
-                Err(_) => return Err(Errno::EIO),
-            }
+            rpc(i.rt.block_on(i.nfs.rename(&args)))?;
             match fate {
                 Fate::LoseReply => Err(Errno::ENOENT),
                 Fate::EioDone => Err(Errno::EIO),
@@ -710,11 +682,7 @@ impl Filesystem for Bridge {
                     name: name3(newname),
                 },
             };
-            match i.rt.block_on(i.nfs.link(&args)) {
-                Ok(Nfs3Result::Ok(_)) => {}
-                Ok(Nfs3Result::Err((stat, _))) => return Err(errno_of(stat)),
-                Err(_) => return Err(Errno::EIO),
-            }
+            rpc(i.rt.block_on(i.nfs.link(&args)))?;
             match fate {
                 Fate::LoseReply => return Err(Errno::EEXIST),
                 Fate::EioDone => return Err(Errno::EIO),
@@ -757,11 +725,7 @@ impl Filesystem for Bridge {
                 offset,
                 count: size,
             };
-            match i.rt.block_on(i.nfs.read(&args)) {
-                Ok(Nfs3Result::Ok(ok)) => Ok(ok.data.to_vec()),
-                Ok(Nfs3Result::Err((stat, _))) => Err(errno_of(stat)),
-                Err(_) => Err(Errno::EIO),
-            }
+            rpc(i.rt.block_on(i.nfs.read(&args))).map(|ok| ok.data.to_vec())
         });
         match r {
             Ok(d) => reply.data(&d),
@@ -792,11 +756,7 @@ impl Filesystem for Bridge {
                 stable: stable_how::FILE_SYNC,
                 data: Opaque::borrowed(data),
             };
-            match i.rt.block_on(i.nfs.write(&args)) {
-                Ok(Nfs3Result::Ok(ok)) => Ok(ok.count),
-                Ok(Nfs3Result::Err((stat, _))) => Err(errno_of(stat)),
-                Err(_) => Err(Errno::EIO),
-            }
+            rpc(i.rt.block_on(i.nfs.write(&args))).map(|ok| ok.count)
         });
         match r {
             Ok(n) => reply.written(n),
@@ -834,11 +794,7 @@ impl Filesystem for Bridge {
                 offset: 0,
                 count: 0,
             };
-            match i.rt.block_on(i.nfs.commit(&args)) {
-                Ok(Nfs3Result::Ok(_)) => Ok(()),
-                Ok(Nfs3Result::Err((stat, _))) => Err(errno_of(stat)),
-                Err(_) => Err(Errno::EIO),
-            }
+            rpc(i.rt.block_on(i.nfs.commit(&args))).map(drop)
         });
         match r {
             Ok(()) => reply.ok(),
@@ -862,11 +818,7 @@ impl Filesystem for Bridge {
                     dircount: 16 * 1024,
                     maxcount: 64 * 1024,
                 };
-                let ok = match i.rt.block_on(i.nfs.readdirplus(&args)) {
-                    Ok(Nfs3Result::Ok(ok)) => ok,
-                    Ok(Nfs3Result::Err((stat, _))) => return Err(errno_of(stat)),
-                    Err(_) => return Err(Errno::EIO),
-                };
+                let ok = rpc(i.rt.block_on(i.nfs.readdirplus(&args)))?;
                 verf = ok.cookieverf;
                 for e in &ok.reply.entries.0 {
                     cookie = e.cookie;
@@ -992,11 +944,7 @@ impl Filesystem for Bridge {
                 },
                 how,
             };
-            let ok = match i.rt.block_on(i.nfs.create(&args)) {
-                Ok(Nfs3Result::Ok(ok)) => ok,
-                Ok(Nfs3Result::Err((stat, _))) => return Err(errno_of(stat)),
-                Err(_) => return Err(Errno::EIO),
-            };
+            let ok = rpc(i.rt.block_on(i.nfs.create(&args)))?;
             let attr = i.new_object(&dir, name, ok.obj, ok.obj_attributes)?;
             match fate {
                 // The retransmitted GUARDED create finds the file it made.
