@@ -521,9 +521,27 @@ impl<'a> Ctx<'a> {
                 }
                 match self.snapshot(&self.lock.path, false)? {
                     Ok(now) if same(&now) => {}
-                    Ok(_) => return Ok(Removal::Changed),
-                    Err(e) if sys::is_not_found(&e) => return Ok(Removal::Gone),
-                    Err(e) => return Err(self.dir_error("read", &self.lock.path, e)),
+                    other => {
+                        // The name no longer holds our instance: perhaps
+                        // because our rename worked and its target is just
+                        // not visible yet. Look a little longer before
+                        // calling the lock lost.
+                        for _ in 0..20 {
+                            self.env.sleep(Duration::from_millis(50));
+                            if let Ok(moved) = self.snapshot(&private, false)? {
+                                if same(&moved) {
+                                    self.remove_quietly(&private)?;
+                                    return Ok(Removal::Removed);
+                                }
+                                return self.restore(&private, moved);
+                            }
+                        }
+                        return match other {
+                            Ok(_) => Ok(Removal::Changed),
+                            Err(e) if sys::is_not_found(&e) => Ok(Removal::Gone),
+                            Err(e) => Err(self.dir_error("read", &self.lock.path, e)),
+                        };
+                    }
                 }
             }
             retry = true;
@@ -1556,6 +1574,21 @@ mod tests {
             "the lock name was renamed twice"
         );
         assert!(f.names().is_empty(), "{:?}", f.names());
+    }
+
+    /// Seen in the NFS lab: the private name stayed invisible for a while
+    /// after a rename that worked, and meanwhile the next holder took the
+    /// lock. The release succeeded and must say so, leaving theirs alone.
+    #[test]
+    fn a_slowly_visible_rename_is_not_reported_as_a_lost_lock() {
+        let f = Fixture::new();
+        let held = acquire(&f.ctx(), &f.opts()).unwrap();
+        f.fs.on(Op::Read, Some("nfslock-rm"), 1, Fault::Fail(ENOENT));
+        f.fs.on(Op::Read, Some("nfslock-rm"), 1, Fault::Fail(ENOENT));
+        f.fs.on(Op::Read, Some("/l"), 1, f.replace_lock_with(b"theirs"));
+        held.release(&f.ctx()).unwrap();
+        assert_eq!(f.lock_bytes().unwrap(), b"theirs");
+        assert_eq!(f.names(), ["l"]);
     }
 
     #[test]

@@ -144,10 +144,11 @@ fn a_child_that_handles_the_signal_decides_the_status() {
 #[test]
 fn usr1_is_forwarded() {
     let s = Scratch::new();
-    let run = start(
+    let run = start_after(
         &s,
         &[],
-        "trap 'touch got-usr1; exit 5' USR1; while :; do sleep 0.05; done",
+        "trap 'touch got-usr1; exit 5' USR1;",
+        "while :; do sleep 0.05; done",
     );
     signal(&run, Signal::SIGUSR1);
     wait_out(run, "run").code(5);
@@ -330,8 +331,10 @@ with open("db.json") as f: json.load(f)
         } else {
             (reader, String::new())
         };
+        // -v: a failure then shows the protocol's retries in its report.
         let mut c = s.cmd([
             "run",
+            "-v",
             "--poll-max",
             "200ms",
             "db.lock",

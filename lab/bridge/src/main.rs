@@ -312,6 +312,16 @@ impl Inner {
     }
 }
 
+/// What the caller sees of a call the server executed: a lost reply shows
+/// as `lost` (what the retransmission returns), a soft-mount EIO as EIO.
+fn outcome(fate: Fate, lost: Errno) -> Result<(), Errno> {
+    match fate {
+        Fate::LoseReply => Err(lost),
+        Fate::EioDone => Err(Errno::EIO),
+        _ => Ok(()),
+    }
+}
+
 impl Bridge {
     /// Decides a call's fate and applies the delay. `mutating` calls may
     /// lose their reply; any call may fail with EIO.
@@ -549,11 +559,7 @@ impl Filesystem for Bridge {
                 },
             };
             rpc(i.rt.block_on(i.nfs.remove(&args)))?;
-            match fate {
-                Fate::LoseReply => Err(Errno::ENOENT),
-                Fate::EioDone => Err(Errno::EIO),
-                _ => Ok(()),
-            }
+            outcome(fate, Errno::ENOENT)
         });
         match r {
             Ok(()) => reply.ok(),
@@ -646,11 +652,7 @@ impl Filesystem for Bridge {
                 },
             };
             rpc(i.rt.block_on(i.nfs.rename(&args)))?;
-            match fate {
-                Fate::LoseReply => Err(Errno::ENOENT),
-                Fate::EioDone => Err(Errno::EIO),
-                _ => Ok(()),
-            }
+            outcome(fate, Errno::ENOENT)
         });
         match r {
             Ok(()) => reply.ok(),
@@ -683,11 +685,7 @@ impl Filesystem for Bridge {
                 },
             };
             rpc(i.rt.block_on(i.nfs.link(&args)))?;
-            match fate {
-                Fate::LoseReply => return Err(Errno::EEXIST),
-                Fate::EioDone => return Err(Errno::EIO),
-                _ => {}
-            }
+            outcome(fate, Errno::EEXIST)?;
             let a = i.getattr_fh(&file)?;
             Ok(i.remember(&file, &a))
         });
