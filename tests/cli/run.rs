@@ -346,8 +346,21 @@ with open("db.json") as f: json.load(f)
         c.env("PYTHONDONTWRITEBYTECODE", "1");
         procs.push(piped(c));
     }
-    for p in procs {
-        wait_out(p, "worker").code(0);
+    let outs: Vec<Out> = procs.into_iter().map(|p| wait_out(p, "worker")).collect();
+    // On failure, show every worker's break decisions, not just the loser's.
+    let breaks: Vec<&str> = outs
+        .iter()
+        .flat_map(|o| o.stderr.lines())
+        .filter(|l| l.contains("broke") || l.contains("lost") || l.contains("changed"))
+        .collect();
+    for o in &outs {
+        assert_eq!(
+            o.code,
+            0,
+            "worker failed:\n{}\nall breaks:\n{}",
+            o.stderr,
+            breaks.join("\n")
+        );
     }
     let db: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(s.path("db.json")).unwrap()).unwrap();
