@@ -205,6 +205,9 @@ pub struct AcquireOptions {
     /// filesystems).
     pub durable: bool,
     pub cmd: Option<String>,
+    /// Refresh the claim's mtime before a link attempt once it is older
+    /// than this, so that a lock is never born old.
+    pub refresh_claim_after: Duration,
 }
 
 impl AcquireOptions {
@@ -218,6 +221,7 @@ impl AcquireOptions {
             owner,
             durable: true,
             cmd: None,
+            refresh_claim_after: Duration::from_secs(1),
         }
     }
 }
@@ -937,6 +941,16 @@ fn acquire_loop(ctx: &Ctx, opts: &AcquireOptions, slot: &mut Option<Claim>) -> R
             *slot = new_claim(ctx, opts)?;
             continue;
         }
+        // The lock will be the claim's inode, so its mtime is the claim's:
+        // a claim kept through a long wait would make a brand-new lock look
+        // as old as the wait, and others would break it as expired.
+        if env
+            .monotonic()
+            .saturating_sub(slot.as_ref().expect("claim present").mono_base)
+            > opts.refresh_claim_after
+        {
+            refresh_fs_time(ctx, slot)?;
+        }
         let c = slot.as_ref().expect("claim present");
         let linked = ctx.fs.hard_link(&c.path, &ctx.lock.path);
         if let Err(e) = &linked {
@@ -1589,6 +1603,54 @@ mod tests {
         held.release(&f.ctx()).unwrap();
         assert_eq!(f.lock_bytes().unwrap(), b"theirs");
         assert_eq!(f.names(), ["l"]);
+    }
+
+    /// Found by the NFS lab: a contender that waited longer than its lease
+    /// acquired a lock whose mtime (its claim's, made when the wait began)
+    /// was already past the lease, and others broke it while it ran.
+    #[test]
+    fn a_lock_is_born_fresh_however_long_the_wait() {
+        let f = Fixture::new();
+        f.plant_other_lock(b"0\n");
+        let dir = f.dir.path().to_path_buf();
+        let lock = f.lock.path.clone();
+        // During the wait: the claim ages an hour and the holder goes away.
+        f.fs.on(
+            Op::Read,
+            Some("/l"),
+            1,
+            Fault::Before(Box::new(move || {
+                for e in std::fs::read_dir(&dir).unwrap() {
+                    let p = e.unwrap().path();
+                    if p.to_string_lossy().contains("nfslock-claim") {
+                        let t = nix::sys::time::TimeSpec::new(1_000_000_000, 0);
+                        nix::sys::stat::utimensat(
+                            nix::fcntl::AT_FDCWD,
+                            &p,
+                            &t,
+                            &t,
+                            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+                        )
+                        .unwrap();
+                    }
+                }
+                std::fs::remove_file(&lock).unwrap();
+            })),
+        );
+        let mut o = f.opts();
+        o.wait = Some(Duration::from_secs(10));
+        o.refresh_claim_after = Duration::ZERO;
+        let held = acquire(&f.ctx(), &o).unwrap();
+        let age = SystemTime::now()
+            .duration_since(
+                std::fs::symlink_metadata(&f.lock.path)
+                    .unwrap()
+                    .modified()
+                    .unwrap(),
+            )
+            .unwrap_or_default();
+        assert!(age < Duration::from_secs(60), "the new lock is {age:?} old");
+        held.release(&f.ctx()).unwrap();
     }
 
     #[test]
