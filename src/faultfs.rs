@@ -32,6 +32,9 @@ pub enum Fault {
     LostReply(i32),
     /// `Link` only: write a copy instead of a hard link, report success.
     Copy,
+    /// `Lstat` only: answer from a stale attribute cache that still says
+    /// one link.
+    StaleNlink,
     /// Run this first, then do the operation normally.
     Before(Box<dyn FnMut() + Send>),
 }
@@ -117,6 +120,7 @@ impl<F: LockFs> FaultFs<F> {
                 Stored::Plain(Fault::Fail(e)) => Some(Fault::Fail(*e)),
                 Stored::Plain(Fault::LostReply(e)) => Some(Fault::LostReply(*e)),
                 Stored::Plain(Fault::Copy) => Some(Fault::Copy),
+                Stored::Plain(Fault::StaleNlink) => Some(Fault::StaleNlink),
                 Stored::Plain(Fault::Before(_)) => None,
                 Stored::Action(action) => {
                     // Run outside the rules lock: the action may use the fs.
@@ -168,7 +172,11 @@ impl<F: LockFs> LockFs for FaultFs<F> {
     }
 
     fn lstat(&self, path: &Path) -> io::Result<Meta> {
-        self.apply(Op::Lstat, path, || self.inner.lstat(path))
+        match self.fault_for(Op::Lstat, path) {
+            Some(Fault::Fail(e)) => Err(io::Error::from_raw_os_error(e)),
+            Some(Fault::StaleNlink) => self.inner.lstat(path).map(|m| Meta { nlink: 1, ..m }),
+            _ => self.inner.lstat(path),
+        }
     }
 
     fn read(&self, path: &Path, limit: usize) -> io::Result<(Meta, Option<Vec<u8>>)> {

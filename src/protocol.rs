@@ -49,6 +49,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+/// How long an attribute cache may keep a claim's link count from before
+/// the link (NFS acregmin is 3 s by default).
+pub const STALE_ATTR_PATIENCE: Duration = Duration::from_secs(5);
+
 /// Leftover guard, removal and probe files older than this (in file-system
 /// time) belong to a process that died mid-operation.
 pub const ORPHAN_AGE: Duration = Duration::from_secs(600);
@@ -891,10 +895,15 @@ fn new_claim(ctx: &Ctx, opts: &AcquireOptions) -> Result<Option<Claim>, Error> {
 }
 
 fn look(ctx: &Ctx, c: &Claim, link_ok: bool) -> Result<Look, Error> {
-    let claim_now = match ctx.persist("lstat", &c.path, true, || ctx.fs.lstat(&c.path))? {
-        Ok(m) => m,
-        Err(e) if sys::is_not_found(&e) => return Ok(Look::ClaimLost),
-        Err(e) => return Err(ctx.dir_error("lstat", &c.path, e)),
+    let stat_claim = || -> Result<Option<Meta>, Error> {
+        match ctx.persist("lstat", &c.path, true, || ctx.fs.lstat(&c.path))? {
+            Ok(m) => Ok(Some(m)),
+            Err(e) if sys::is_not_found(&e) => Ok(None),
+            Err(e) => Err(ctx.dir_error("lstat", &c.path, e)),
+        }
+    };
+    let Some(mut claim_now) = stat_claim()? else {
+        return Ok(Look::ClaimLost);
     };
     if !claim_now.same_file(&c.meta) {
         return Ok(Look::ClaimLost);
@@ -906,6 +915,19 @@ fn look(ctx: &Ctx, c: &Claim, link_ok: bool) -> Result<Look, Error> {
     };
     let ours_by_inode = snap.meta.same_file(&claim_now);
     let ours_by_bytes = snap.bytes.as_deref() == Some(c.bytes.as_slice());
+    // The lock is our inode but the claim shows one link: an attribute
+    // cache (NFS actimeo) may still hold the count from before the link.
+    // Give it time to catch up before calling the filesystem a liar.
+    let patience = ctx.env.monotonic() + STALE_ATTR_PATIENCE;
+    while ours_by_inode && claim_now.nlink < 2 && ctx.env.monotonic() < patience {
+        if let Some(signal) = ctx.env.sleep(Duration::from_millis(100)) {
+            return Err(Error::Interrupted { signal });
+        }
+        match stat_claim()? {
+            Some(m) => claim_now = m,
+            None => return Ok(Look::ClaimLost),
+        }
+    }
     match (ours_by_inode, claim_now.nlink >= 2) {
         (true, true) => Ok(Look::Ours),
         (true, false) => Ok(Look::Anomaly(
@@ -1708,6 +1730,19 @@ mod tests {
         assert_eq!(e.exit_code(), crate::exit::UNSUPPORTED, "{e}");
         assert_eq!(f.lock_bytes().unwrap(), b"0\n");
         assert!(f.litter().is_empty(), "{:?}", f.litter());
+    }
+
+    /// Found by the NFS lab: after a lost LINK reply, an attribute cache
+    /// kept the claim's old link count; that is not a lying filesystem.
+    #[test]
+    fn a_stale_link_count_is_waited_out_not_refused() {
+        let f = Fixture::new();
+        f.fs.on(Op::Link, Some("claim"), 1, Fault::LostReply(EEXIST));
+        f.fs.on(Op::Lstat, Some("claim"), 1, Fault::StaleNlink);
+        f.fs.on(Op::Lstat, Some("claim"), 1, Fault::StaleNlink);
+        let held = acquire(&f.ctx(), &f.opts()).expect("the cache catches up");
+        held.release(&f.ctx()).unwrap();
+        assert!(f.names().is_empty(), "{:?}", f.names());
     }
 
     #[test]
