@@ -184,12 +184,6 @@ impl LockPath {
             host: host.to_string(),
         })
     }
-
-    /// The host part a name of ours would carry for `host`.
-    pub fn host_in_name(&self, kind: AuxKind, nonce: &str, pid: u32, host: &str) -> String {
-        let name = self.aux_name(kind, nonce, pid, host);
-        self.parse_aux(&name).map(|a| a.host).unwrap_or_default()
-    }
 }
 
 #[cfg(test)]

@@ -340,15 +340,13 @@ fn hex_token(env: &dyn Env) -> String {
 }
 
 impl<'a> Ctx<'a> {
-    fn aux(&self, kind: AuxKind, nonce: &str, pid: u32) -> PathBuf {
+    /// A fresh name of `kind` for this process.
+    fn my_aux(&self, kind: AuxKind) -> PathBuf {
+        let host = &self.env.identity().host;
         let name = self
             .lock
-            .aux_name(kind, nonce, pid, &self.env.identity().host);
+            .aux_name(kind, &hex_token(self.env), std::process::id(), host);
         self.lock.in_dir(&name)
-    }
-
-    fn my_aux(&self, kind: AuxKind) -> PathBuf {
-        self.aux(kind, &hex_token(self.env), std::process::id())
     }
 
     /// Runs a read-only operation, retrying transient errors.
@@ -720,16 +718,8 @@ impl<'a> Ctx<'a> {
             let plausible = aux.kind == AuxKind::Claim
                 && match who {
                     Who::Token(t) => &aux.nonce == t,
-                    Who::Owner(o) => {
-                        aux.pid == o.pid
-                            && aux.host
-                                == self.lock.host_in_name(
-                                    AuxKind::Claim,
-                                    &aux.nonce,
-                                    o.pid,
-                                    &me.host,
-                                )
-                    }
+                    // The host is checked in full by owns() below.
+                    Who::Owner(o) => aux.pid == o.pid,
                 };
             if !plausible {
                 continue;
@@ -1159,7 +1149,11 @@ pub fn release(ctx: &Ctx, who: &Who) -> Result<(), Error> {
     };
     match ctx.remove_instance(&snap, false)? {
         Removal::Removed => {
-            ctx.remove_claim_of(&rec, &snap.meta)?;
+            // The record is ours (checked above), so the claim it names,
+            // carrying our random token, is ours: no lstat needed.
+            if ctx.lock.parse_aux(&rec.claim).map(|a| a.kind) == Some(AuxKind::Claim) {
+                ctx.remove_quietly(&ctx.lock.in_dir(&rec.claim))?;
+            }
             Ok(())
         }
         Removal::Gone => lost("the lock was broken before it could be released"),
@@ -1172,12 +1166,11 @@ pub fn release(ctx: &Ctx, who: &Who) -> Result<(), Error> {
 /// Refreshes the lock's mtime to file-system now, through our claim, and
 /// returns the new mtime.
 pub fn touch(ctx: &Ctx, who: &Who) -> Result<FsTime, Error> {
-    let (snap, rec) = read_own(ctx, who)?;
-    let claim = ctx.lock.in_dir(&rec.claim);
-    touch_claim(ctx, &claim, &snap.meta, who)
+    let (_, rec) = read_own(ctx, who)?;
+    touch_claim(ctx, &ctx.lock.in_dir(&rec.claim), who)
 }
 
-fn touch_claim(ctx: &Ctx, claim: &Path, lock_meta: &Meta, who: &Who) -> Result<FsTime, Error> {
+fn touch_claim(ctx: &Ctx, claim: &Path, who: &Who) -> Result<FsTime, Error> {
     let not_owner = |why: &str| {
         ctx.remove_own_leftovers(who);
         Err(Error::NotOwner {
@@ -1185,23 +1178,21 @@ fn touch_claim(ctx: &Ctx, claim: &Path, lock_meta: &Meta, who: &Who) -> Result<F
             why: why.to_string(),
         })
     };
-    let claim_meta = match ctx.persist("lstat", claim, true, || ctx.fs.lstat(claim))? {
-        Ok(m) if m.same_file(lock_meta) => m,
-        Ok(_) | Err(_) => {
-            return not_owner(
-                "our claim file is gone or changed, so the lock cannot be refreshed safely",
-            )
+    // Touching through our own claim name can only change our own inode,
+    // whatever happened to the lock; the check afterwards decides.
+    match ctx.persist("touch", claim, true, || ctx.fs.touch_now(claim))? {
+        Ok(()) => {}
+        Err(e) if sys::is_not_found(&e) => {
+            return not_owner("our claim file is gone, so the lock cannot be refreshed safely")
         }
-    };
-    if let Err(e) = ctx.persist("touch", claim, true, || ctx.fs.touch_now(claim))? {
-        return Err(ctx.dir_error("touch", claim, e));
+        Err(e) => return Err(ctx.dir_error("touch", claim, e)),
     }
     let after = ctx.persist("lstat", claim, true, || ctx.fs.lstat(claim))?;
     let lock_now = ctx.persist("lstat", &ctx.lock.path, true, || {
         ctx.fs.lstat(&ctx.lock.path)
     })?;
     match (after, lock_now) {
-        (Ok(c), Ok(l)) if l.same_file(&claim_meta) => Ok(c.mtime),
+        (Ok(c), Ok(l)) if l.same_file(&c) => Ok(c.mtime),
         _ => not_owner("the lock was broken; it now belongs to someone else or nobody"),
     }
 }
@@ -1210,7 +1201,7 @@ impl Held {
     /// Refreshes the lock's mtime and checks it is still ours.
     pub fn touch(&self, ctx: &Ctx) -> Result<FsTime, Error> {
         let who = Who::Token(self.record.token.clone());
-        touch_claim(ctx, &self.claim, &self.claim_meta, &who)
+        touch_claim(ctx, &self.claim, &who)
     }
 
     /// Releases the lock; 76-style error if it was lost meanwhile.

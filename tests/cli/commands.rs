@@ -137,6 +137,12 @@ fn break_refuses_a_live_lock_unless_forced() {
         .code(0)
         .json();
     assert_eq!(v["action"], "would-break");
+    assert_eq!(v["forced"], true);
+    let v = s.run(["break", "--json", "l"]).code(75).json();
+    assert_eq!(
+        (v["action"].as_str(), v["forced"].as_bool()),
+        (Some("refused"), Some(false))
+    );
     assert!(s.path("l").exists(), "dry run changed something");
     s.run(["break", "--force", "l"])
         .code(0)
