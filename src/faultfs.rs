@@ -93,6 +93,11 @@ impl<F: LockFs> FaultFs<F> {
     }
 
     /// How many calls of `op` were made.
+    /// Drops every rule: the filesystem behaves again.
+    pub fn clear(&self) {
+        self.rules.lock().expect("rules").clear();
+    }
+
     pub fn calls(&self, op: Op) -> usize {
         self.calls.lock().unwrap().get(&op).copied().unwrap_or(0)
     }

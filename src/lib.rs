@@ -32,6 +32,8 @@ pub mod protocol;
 pub mod realfs;
 pub mod record;
 pub mod run;
+#[cfg(test)]
+mod sim;
 pub mod stale;
 pub mod sys;
 pub mod sysenv;

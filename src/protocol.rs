@@ -62,6 +62,8 @@ pub const ORPHAN_AGE: Duration = Duration::from_secs(600);
 /// place to report what it does. The simulator provides its own.
 pub trait Env {
     fn identity(&self) -> &Identity;
+    /// The pid of the process doing the work (named in its temporary files).
+    fn pid(&self) -> u32;
     fn process(&self, pid: u32) -> ProcState;
     /// A monotonic clock, for waits and timeouts only, never for ages.
     fn monotonic(&self) -> Duration;
@@ -73,7 +75,36 @@ pub trait Env {
     fn interrupted(&self) -> Option<i32>;
     fn random(&self) -> u64;
     fn event(&self, event: Event<'_>);
+    /// Test-only: the deliberately broken variant to run, so the simulator
+    /// can show it catches each of them.
+    #[cfg(test)]
+    fn mutant(&self) -> crate::sim::Mutant {
+        crate::sim::Mutant::None
+    }
 }
+
+/// Is the test-only broken variant `m` switched on?
+#[cfg(test)]
+fn mutant(env: &dyn Env, m: crate::sim::Mutant) -> bool {
+    env.mutant() == m
+}
+#[cfg(not(test))]
+fn mutant(_: &dyn Env, _: Mutant) -> bool {
+    false
+}
+
+/// Stands in for `crate::sim::Mutant` outside tests, where no variant
+/// exists and every check above is a constant `false`.
+#[cfg(not(test))]
+#[derive(Clone, Copy)]
+enum Mutant {
+    TrustLinkReturn,
+    BlindRelease,
+    BreakWithoutReverify,
+    ClientClockAges,
+}
+#[cfg(test)]
+use crate::sim::Mutant;
 
 /// What the protocol tells its caller as it goes (for `-v`).
 #[derive(Debug)]
@@ -345,7 +376,7 @@ impl<'a> Ctx<'a> {
         let host = &self.env.identity().host;
         let name = self
             .lock
-            .aux_name(kind, &hex_token(self.env), std::process::id(), host);
+            .aux_name(kind, &hex_token(self.env), self.env.pid(), host);
         self.lock.in_dir(&name)
     }
 
@@ -375,6 +406,22 @@ impl<'a> Ctx<'a> {
                 .read(path, READ_LIMIT)
                 .map(|(meta, bytes)| Snapshot { meta, bytes })
         })
+    }
+
+    /// The lock's attributes, looked up cheaply (lstat may answer from an
+    /// attribute cache). When they do not show `expected`, it looks again
+    /// through open(2), which NFS revalidates (close-to-open): a stale cache
+    /// must never make us give up, or leave behind, a lock that is ours.
+    fn lock_meta(&self, expected: &Meta, interruptible: bool) -> Result<io::Result<Meta>, Error> {
+        let quick = self.persist("lstat", &self.lock.path, interruptible, || {
+            self.fs.lstat(&self.lock.path)
+        })?;
+        if matches!(&quick, Ok(l) if l.same_file(expected)) {
+            return Ok(quick);
+        }
+        Ok(self
+            .snapshot(&self.lock.path, interruptible)?
+            .map(|s| s.meta))
     }
 
     /// Unlinks a file of ours, treating "already gone" as done (a lost reply
@@ -453,6 +500,12 @@ impl<'a> Ctx<'a> {
         watched: Duration,
         stale_after: Option<Duration>,
     ) -> LockInfo {
+        let now = if mutant(self.env, Mutant::ClientClockAges) {
+            let wall = self.env.wall_clock().duration_since(SystemTime::UNIX_EPOCH);
+            wall.ok().map(|d| FsTime(d.as_nanos() as i128))
+        } else {
+            now
+        };
         let content = snap.bytes.as_deref().map(record::parse);
         let liveness = match &content {
             Some(Content::Ours(r)) => {
@@ -581,11 +634,17 @@ impl<'a> Ctx<'a> {
     fn restore(&self, private: &Path, moved: Snapshot) -> Result<Removal, Error> {
         let mut budget = IoBudget::new();
         loop {
-            let _ = self.fs.hard_link(private, &self.lock.path);
-            match self.persist("lstat", &self.lock.path, false, || {
-                self.fs.lstat(&self.lock.path)
-            })? {
+            let linked = self.fs.hard_link(private, &self.lock.path);
+            if linked.is_ok() {
+                // It is back. Whatever happens to it from now on (its owner
+                // may release it at once) is its owner's business: never
+                // link it again.
+                self.remove_quietly(private)?;
+                return Ok(Removal::Changed);
+            }
+            match self.lock_meta(&moved.meta, false)? {
                 Ok(now) if now.same_file(&moved.meta) => {
+                    // Our link took; its reply was lost.
                     self.remove_quietly(private)?;
                     return Ok(Removal::Changed);
                 }
@@ -600,7 +659,21 @@ impl<'a> Ctx<'a> {
                     return Ok(Removal::Displaced);
                 }
                 Err(e) if sys::is_not_found(&e) => {
-                    budget.pause(self, "link", &self.lock.path, e, false)?
+                    // Our link failed, or it took and the owner has released
+                    // the lock since. Only a holder that still has its claim
+                    // (a second link to the inode) wants it back.
+                    let wanted = match self.snapshot(private, false)? {
+                        Ok(p) => p.meta.same_file(&moved.meta) && p.meta.nlink >= 2,
+                        Err(_) => false,
+                    };
+                    if !wanted {
+                        self.remove_quietly(private)?;
+                        return Ok(Removal::Changed);
+                    }
+                    let error = linked
+                        .err()
+                        .unwrap_or_else(|| io::Error::other("link failed"));
+                    budget.pause(self, "link", &self.lock.path, error, false)?
                 }
                 Err(e) => return Err(self.dir_error("lstat", &self.lock.path, e)),
             }
@@ -609,8 +682,16 @@ impl<'a> Ctx<'a> {
 
     /// Breaks exactly the judged instance: pin it with a guard link, verify
     /// it through the pin, remove the lock name, and remove the holder's
-    /// claim if it is that inode.
-    pub fn break_instance(&self, judged: &LockInfo) -> Result<Removal, Error> {
+    /// claim if it is that inode. A judgement of age is void if the lock
+    /// was refreshed meanwhile; `force` breaks the instance regardless.
+    pub fn break_instance(&self, judged: &LockInfo, force: bool) -> Result<Removal, Error> {
+        if mutant(self.env, Mutant::BreakWithoutReverify) {
+            let _ = self.fs.unlink(&self.lock.path);
+            if let Some(rec) = judged.record() {
+                let _ = self.remove_claim_of(rec, &judged.snapshot.meta);
+            }
+            return Ok(Removal::Removed);
+        }
         let guard = self.my_aux(AuxKind::Guard);
         let expected = &judged.snapshot;
         let _ = self.fs.hard_link(&self.lock.path, &guard);
@@ -627,9 +708,9 @@ impl<'a> Ctx<'a> {
         };
         let unchanged = pinned.meta.same_file(&expected.meta)
             && pinned.bytes == expected.bytes
-            && pinned.meta.mtime == expected.meta.mtime;
+            && (force || pinned.meta.mtime == expected.meta.mtime);
         let result = if unchanged {
-            let r = self.remove_instance(expected, true);
+            let r = self.remove_instance(expected, !force);
             if let (Ok(Removal::Removed), Some(rec)) = (&r, judged.record()) {
                 // Best effort: the guard must go whatever happens here.
                 let _ = self.remove_claim_of(rec, &pinned.meta);
@@ -649,7 +730,14 @@ impl<'a> Ctx<'a> {
         }
         let claim = self.lock.in_dir(&rec.claim);
         if let Ok(Ok(m)) = self.persist("lstat", &claim, false, || self.fs.lstat(&claim)) {
-            if m.same_file(meta) {
+            // Its owner may have linked the same claim again meanwhile (its
+            // first link's reply was lost, then it saw no lock): then the
+            // claim is a live lock's and must stay.
+            let relinked = match self.lock_meta(meta, false)? {
+                Ok(l) => l.same_file(meta),
+                Err(e) => !sys::is_not_found(&e),
+            };
+            if m.same_file(meta) && !relinked {
                 self.remove_quietly(&claim)?;
             }
         }
@@ -657,13 +745,18 @@ impl<'a> Ctx<'a> {
     }
 
     /// Removes leftovers of processes that died mid-operation: claims of
-    /// provably dead owners that are not linked to the lock, and guard,
-    /// removal and probe files older than [`ORPHAN_AGE`]. Best effort.
+    /// provably dead owners, and guard, removal and probe files older than
+    /// [`ORPHAN_AGE`]. Best effort.
+    ///
+    /// Everything is judged before anything is removed: unlinking one name
+    /// of an inode updates its ctime, which would make a second leftover
+    /// name of the same inode (a dead breaker's guard and a dead remover's
+    /// private name often share one) look brand new.
     pub fn sweep(&self, now: Option<FsTime>, keep: Option<&Path>) -> usize {
         let Ok(names) = self.fs.list(&self.lock.dir) else {
             return 0;
         };
-        let mut removed = 0;
+        let mut orphans = Vec::new();
         for name in names {
             let Some(aux) = self.lock.parse_aux(&name) else {
                 continue;
@@ -676,27 +769,31 @@ impl<'a> Ctx<'a> {
                 continue;
             };
             let orphan = match aux.kind {
-                AuxKind::Claim => {
-                    meta.nlink == 1
-                        && match bytes.as_deref().map(record::parse) {
-                            Some(Content::Ours(rec)) => {
-                                rec.token == aux.nonce
-                                    && matches!(
-                                        stale::liveness(&rec, self.env.identity(), |p| self
-                                            .env
-                                            .process(p)),
-                                        Liveness::Dead(_)
-                                    )
-                            }
-                            _ => false,
-                        }
-                }
+                // A dead owner's claim can go even while it is linked
+                // elsewhere: the lock (or a private name) keeps the inode,
+                // and nobody judges a lock by its claim's name.
+                AuxKind::Claim => match bytes.as_deref().map(record::parse) {
+                    Some(Content::Ours(rec)) => {
+                        rec.token == aux.nonce
+                            && matches!(
+                                stale::liveness(&rec, self.env.identity(), |p| self.env.process(p)),
+                                Liveness::Dead(_)
+                            )
+                    }
+                    _ => false,
+                },
                 AuxKind::Guard | AuxKind::Removing | AuxKind::Probe => match now {
                     Some(now) => now.secs_since(meta.ctime) > ORPHAN_AGE.as_secs_f64(),
                     None => false,
                 },
             };
-            if orphan && self.fs.unlink(&path).is_ok() {
+            if orphan {
+                orphans.push(path);
+            }
+        }
+        let mut removed = 0;
+        for path in orphans {
+            if self.fs.unlink(&path).is_ok() {
                 self.env.event(Event::Swept { path: &path });
                 removed += 1;
             }
@@ -707,10 +804,13 @@ impl<'a> Ctx<'a> {
     /// Finds and removes our own claims that no longer hold the lock: what a
     /// holder whose lock was broken leaves behind.
     fn remove_own_leftovers(&self, who: &Who) {
-        let Ok(names) = self.fs.list(&self.lock.dir) else {
+        let Ok(Ok(names)) = self.persist("list", &self.lock.dir, false, || {
+            self.fs.list(&self.lock.dir)
+        }) else {
             return;
         };
         let me = self.env.identity();
+        let mut lock_now: Option<Result<Option<Meta>, ()>> = None;
         for name in names {
             let Some(aux) = self.lock.parse_aux(&name) else {
                 continue;
@@ -728,8 +828,19 @@ impl<'a> Ctx<'a> {
             let Ok((meta, Some(bytes))) = self.fs.read(&path, READ_LIMIT) else {
                 continue;
             };
+            // Other names may link a claim too (a dead breaker's guard, a
+            // dead remover's private name): only the lock itself makes it
+            // worth keeping, and then it is not a leftover.
             if meta.nlink != 1 {
-                continue;
+                let lock = lock_now.get_or_insert_with(|| match self.fs.lstat(&self.lock.path) {
+                    Ok(m) => Ok(Some(m)),
+                    Err(e) if sys::is_not_found(&e) => Ok(None),
+                    Err(_) => Err(()),
+                });
+                // Unknown, or the lock itself: keep it.
+                if lock.is_err() || lock.is_ok_and(|l| l.is_some_and(|l| l.same_file(&meta))) {
+                    continue;
+                }
             }
             if let Content::Ours(rec) = record::parse(&bytes) {
                 if rec.token == aux.nonce && owns(&rec, who, me) {
@@ -816,7 +927,13 @@ pub fn acquire(ctx: &Ctx, opts: &AcquireOptions) -> Result<Held, Error> {
 /// Gives a claim up on an error path, releasing the lock first if the claim
 /// turns out to hold it (a link whose success we had not seen yet).
 fn abandon(ctx: &Ctx, c: &Claim) {
-    if let Ok(l) = ctx.fs.lstat(&ctx.lock.path) {
+    if mutant(ctx.env, Mutant::TrustLinkReturn) {
+        let _ = ctx.remove_quietly(&c.path);
+        return;
+    }
+    // Retry transient errors here too: giving up on this look would leave
+    // a lock that nobody knows it holds.
+    if let Ok(Ok(l)) = ctx.lock_meta(&c.meta, false) {
         if l.same_file(&c.meta) {
             let expected = Snapshot {
                 meta: c.meta,
@@ -836,7 +953,7 @@ fn new_claim(ctx: &Ctx, opts: &AcquireOptions) -> Result<Option<Claim>, Error> {
         .lock
         .aux_name(AuxKind::Claim, &token, opts.owner.pid, &me.host);
     let path = ctx.lock.in_dir(&name);
-    let (uid, user) = sys::user();
+    let (uid, user) = (me.uid, me.user.clone());
     let record = Record {
         host: me.host.clone(),
         boot_id: me.boot_id.clone(),
@@ -884,54 +1001,66 @@ fn new_claim(ctx: &Ctx, opts: &AcquireOptions) -> Result<Option<Claim>, Error> {
     }
 }
 
-fn look(ctx: &Ctx, c: &Claim, link_ok: bool) -> Result<Look, Error> {
-    let stat_claim = || -> Result<Option<Meta>, Error> {
-        match ctx.persist("lstat", &c.path, true, || ctx.fs.lstat(&c.path))? {
-            Ok(m) => Ok(Some(m)),
-            Err(e) if sys::is_not_found(&e) => Ok(None),
-            Err(e) => Err(ctx.dir_error("lstat", &c.path, e)),
-        }
-    };
-    let Some(mut claim_now) = stat_claim()? else {
-        return Ok(Look::ClaimLost);
-    };
-    if !claim_now.same_file(&c.meta) {
+/// Judges a link attempt by what is at the lock name. Our claim and the
+/// lock are one inode when we hold it, so a single lstat of the lock shows
+/// both tests: same inode as our claim, and two links. Only a busy lock
+/// costs a read, for its record.
+fn look(ctx: &Ctx, c: &Claim, linked: &io::Result<()>) -> Result<Look, Error> {
+    if matches!(linked, Err(e) if sys::is_not_found(e)) {
+        // The source of the link is gone (or the directory is).
         return Ok(Look::ClaimLost);
     }
-    let snap = match ctx.snapshot(&ctx.lock.path, true)? {
-        Ok(s) => s,
-        Err(e) if sys::is_not_found(&e) => return Ok(Look::Vanished),
-        Err(e) => return Err(ctx.dir_error("read", &ctx.lock.path, e)),
+    let stat_lock = || -> Result<Option<Meta>, Error> {
+        match ctx.persist("lstat", &ctx.lock.path, true, || {
+            ctx.fs.lstat(&ctx.lock.path)
+        })? {
+            Ok(m) => Ok(Some(m)),
+            Err(e) if sys::is_not_found(&e) => Ok(None),
+            Err(e) => Err(ctx.dir_error("lstat", &ctx.lock.path, e)),
+        }
     };
-    let ours_by_inode = snap.meta.same_file(&claim_now);
-    let ours_by_bytes = snap.bytes.as_deref() == Some(c.bytes.as_slice());
-    // The lock is our inode but the claim shows one link: an attribute
-    // cache (NFS actimeo) may still hold the count from before the link.
-    // Give it time to catch up before calling the filesystem a liar.
+    let Some(mut lock) = stat_lock()? else {
+        return Ok(Look::Vanished);
+    };
+    if !lock.same_file(&c.meta) {
+        // Busy, or a stale attribute cache: the read (open revalidates)
+        // decides, and a busy lock's record is needed anyway.
+        let snap = match ctx.snapshot(&ctx.lock.path, true)? {
+            Ok(s) => s,
+            Err(e) if sys::is_not_found(&e) => return Ok(Look::Vanished),
+            Err(e) => return Err(ctx.dir_error("read", &ctx.lock.path, e)),
+        };
+        if !snap.meta.same_file(&c.meta) {
+            if snap.bytes.as_deref() == Some(c.bytes.as_slice()) {
+                return Ok(Look::Copied(snap));
+            }
+            if linked.is_ok() {
+                return Ok(Look::Anomaly(
+                    "link(2) reported success but the lock is another file".into(),
+                ));
+            }
+            return Ok(Look::Busy(snap));
+        }
+        lock = snap.meta;
+    }
+    // The lock is our inode but shows one link: an attribute cache (NFS
+    // actimeo) may still hold the count from before the link. Give it time
+    // to catch up before calling the filesystem a liar.
     let patience = ctx.env.monotonic() + STALE_ATTR_PATIENCE;
-    while ours_by_inode && claim_now.nlink < 2 && ctx.env.monotonic() < patience {
+    while lock.nlink < 2 && ctx.env.monotonic() < patience {
         if let Some(signal) = ctx.env.sleep(Duration::from_millis(100)) {
             return Err(Error::Interrupted { signal });
         }
-        match stat_claim()? {
-            Some(m) => claim_now = m,
-            None => return Ok(Look::ClaimLost),
+        match stat_lock()? {
+            Some(m) if m.same_file(&c.meta) => lock = m,
+            _ => return Ok(Look::Vanished),
         }
     }
-    match (ours_by_inode, claim_now.nlink >= 2) {
-        (true, true) => Ok(Look::Ours),
-        (true, false) => Ok(Look::Anomaly(
-            "the lock is our claim's inode but the claim has one link".into(),
-        )),
-        (false, _) if ours_by_bytes => Ok(Look::Copied(snap)),
-        (false, true) => Ok(Look::Anomaly(
-            "our claim gained a link although the lock is another file".into(),
-        )),
-        (false, false) if link_ok => Ok(Look::Anomaly(
-            "link(2) reported success but the lock is another file".into(),
-        )),
-        (false, false) => Ok(Look::Busy(snap)),
-    }
+    Ok(if lock.nlink >= 2 {
+        Look::Ours
+    } else {
+        Look::Anomaly("the lock is our claim's inode but has one link".into())
+    })
 }
 
 fn acquire_loop(ctx: &Ctx, opts: &AcquireOptions, slot: &mut Option<Claim>) -> Result<Held, Error> {
@@ -973,7 +1102,17 @@ fn acquire_loop(ctx: &Ctx, opts: &AcquireOptions, slot: &mut Option<Claim>) -> R
                 });
             }
         }
-        let seen = look(ctx, c, linked.is_ok())?;
+        let seen = if mutant(env, Mutant::TrustLinkReturn) {
+            match linked {
+                Ok(()) => Look::Ours,
+                Err(_) => match ctx.snapshot(&ctx.lock.path, true)? {
+                    Ok(s) => Look::Busy(s),
+                    Err(_) => Look::Vanished,
+                },
+            }
+        } else {
+            look(ctx, c, &linked)?
+        };
         match seen {
             Look::Ours => {
                 let c = slot.take().expect("claim present");
@@ -989,6 +1128,17 @@ fn acquire_loop(ctx: &Ctx, opts: &AcquireOptions, slot: &mut Option<Claim>) -> R
             }
             Look::Vanished => {
                 budget.ok();
+                // If our link took (its reply lost) and a breaker removed
+                // it, the breaker is about to remove this claim too: its
+                // pin shows as an extra link. Never link that inode again.
+                let pinned = match ctx.fs.lstat(&c.path) {
+                    Ok(m) => !m.same_file(&c.meta) || m.nlink > 1,
+                    Err(_) => true,
+                };
+                if pinned {
+                    let old = slot.take().expect("claim present");
+                    abandon(ctx, &old);
+                }
                 continue;
             }
             Look::ClaimLost => {
@@ -1048,7 +1198,7 @@ fn acquire_loop(ctx: &Ctx, opts: &AcquireOptions, slot: &mut Option<Claim>) -> R
                     }
                 }
                 if let Some(reason) = info.verdict.stale.clone() {
-                    match ctx.break_instance(&info)? {
+                    match ctx.break_instance(&info, false)? {
                         Removal::Removed => {
                             env.event(Event::Broke {
                                 info: &info,
@@ -1139,6 +1289,9 @@ fn read_own(ctx: &Ctx, who: &Who) -> Result<(Snapshot, Record), Error> {
 
 /// Releases a lock taken by `acquire` in another process.
 pub fn release(ctx: &Ctx, who: &Who) -> Result<(), Error> {
+    if mutant(ctx.env, Mutant::BlindRelease) {
+        return blind_release(ctx);
+    }
     let (snap, rec) = read_own(ctx, who)?;
     let lost = |why: &str| {
         ctx.remove_own_leftovers(who);
@@ -1167,10 +1320,13 @@ pub fn release(ctx: &Ctx, who: &Who) -> Result<(), Error> {
 /// returns the new mtime.
 pub fn touch(ctx: &Ctx, who: &Who) -> Result<FsTime, Error> {
     let (_, rec) = read_own(ctx, who)?;
-    touch_claim(ctx, &ctx.lock.in_dir(&rec.claim), who)
+    touch_claim(ctx, &ctx.lock.in_dir(&rec.claim), who, None)
 }
 
-fn touch_claim(ctx: &Ctx, claim: &Path, who: &Who) -> Result<FsTime, Error> {
+/// Sets the mtime through our claim and checks the lock is that inode.
+/// `ino` is the claim's inode when known (a holder created it), which
+/// saves looking at the claim again.
+fn touch_claim(ctx: &Ctx, claim: &Path, who: &Who, ino: Option<&Meta>) -> Result<FsTime, Error> {
     let not_owner = |why: &str| {
         ctx.remove_own_leftovers(who);
         Err(Error::NotOwner {
@@ -1187,13 +1343,36 @@ fn touch_claim(ctx: &Ctx, claim: &Path, who: &Who) -> Result<FsTime, Error> {
         }
         Err(e) => return Err(ctx.dir_error("touch", claim, e)),
     }
-    let after = ctx.persist("lstat", claim, true, || ctx.fs.lstat(claim))?;
-    let lock_now = ctx.persist("lstat", &ctx.lock.path, true, || {
-        ctx.fs.lstat(&ctx.lock.path)
-    })?;
+    let after = match ino {
+        Some(m) => Ok(*m),
+        None => ctx.persist("lstat", claim, true, || ctx.fs.lstat(claim))?,
+    };
+    let lock_now = match &after {
+        Ok(c) => ctx.lock_meta(c, true)?,
+        Err(_) => ctx.persist("lstat", &ctx.lock.path, true, || {
+            ctx.fs.lstat(&ctx.lock.path)
+        })?,
+    };
+    let why = "the lock was broken; it now belongs to someone else or nobody";
     match (after, lock_now) {
-        (Ok(c), Ok(l)) if l.same_file(&c) => Ok(c.mtime),
-        _ => not_owner("the lock was broken; it now belongs to someone else or nobody"),
+        (Ok(c), Ok(l)) if l.same_file(&c) => Ok(l.mtime),
+        (Ok(_), Ok(_)) => {
+            // The lock is another file, so our claim is only a leftover:
+            // remove it by name (retrying), not by a best-effort scan.
+            ctx.remove_quietly(claim)?;
+            Err(Error::NotOwner {
+                path: ctx.lock.path.clone(),
+                why: why.into(),
+            })
+        }
+        (Ok(_), Err(e)) if sys::is_not_found(&e) => {
+            ctx.remove_quietly(claim)?;
+            Err(Error::NotOwner {
+                path: ctx.lock.path.clone(),
+                why: why.into(),
+            })
+        }
+        _ => not_owner(why),
     }
 }
 
@@ -1201,15 +1380,34 @@ impl Held {
     /// Refreshes the lock's mtime and checks it is still ours.
     pub fn touch(&self, ctx: &Ctx) -> Result<FsTime, Error> {
         let who = Who::Token(self.record.token.clone());
-        touch_claim(ctx, &self.claim, &who)
+        touch_claim(ctx, &self.claim, &who, Some(&self.claim_meta))
     }
 
     /// Releases the lock; 76-style error if it was lost meanwhile.
     pub fn release(self, ctx: &Ctx) -> Result<(), Error> {
+        if mutant(ctx.env, Mutant::BlindRelease) {
+            let _ = ctx.remove_quietly(&self.claim);
+            return blind_release(ctx);
+        }
         let expected = Snapshot {
             meta: self.claim_meta,
             bytes: Some(self.bytes.clone()),
         };
+        // Look before moving anything: a holder whose lock was broken and
+        // taken over must not move the new holder's lock aside, not even
+        // for the round trip it takes to put it back.
+        let still_ours = match ctx.lock_meta(&self.claim_meta, false)? {
+            Ok(m) => m.same_file(&self.claim_meta),
+            Err(e) if sys::is_not_found(&e) => false,
+            Err(e) => return Err(ctx.dir_error("lstat", &ctx.lock.path, e)),
+        };
+        if !still_ours {
+            ctx.remove_quietly(&self.claim)?;
+            return Err(Error::NotOwner {
+                path: ctx.lock.path.clone(),
+                why: "the lock was broken while held".into(),
+            });
+        }
         let result = match ctx.remove_instance(&expected, false)? {
             Removal::Removed => Ok(()),
             _ => Err(Error::NotOwner {
@@ -1220,6 +1418,16 @@ impl Held {
         ctx.remove_quietly(&self.claim)?;
         result
     }
+}
+
+/// The broken variant of release: unlink whatever is at the lock name.
+fn blind_release(ctx: &Ctx) -> Result<(), Error> {
+    if let Ok(Ok(snap)) = ctx.snapshot(&ctx.lock.path, true) {
+        if let Some(Content::Ours(rec)) = snap.bytes.as_deref().map(record::parse) {
+            let _ = ctx.remove_quietly(&ctx.lock.in_dir(&rec.claim));
+        }
+    }
+    ctx.remove_quietly(&ctx.lock.path)
 }
 
 /// What `break` did.
@@ -1273,7 +1481,7 @@ fn break_once(ctx: &Ctx, opts: BreakOptions) -> Result<BreakOutcome, Error> {
     if opts.dry_run {
         return Ok(BreakOutcome::WouldBreak { info, reason });
     }
-    match ctx.break_instance(&info)? {
+    match ctx.break_instance(&info, opts.force)? {
         Removal::Removed => Ok(BreakOutcome::Broken { info, reason }),
         Removal::Gone => Ok(BreakOutcome::Free),
         Removal::Changed | Removal::Displaced => Ok(BreakOutcome::LostRace {
@@ -1442,6 +1650,9 @@ mod tests {
     impl Env for TestEnv {
         fn identity(&self) -> &Identity {
             &self.id
+        }
+        fn pid(&self) -> u32 {
+            std::process::id()
         }
         fn process(&self, pid: u32) -> ProcState {
             sys::process_state(pid)
@@ -1695,8 +1906,10 @@ mod tests {
         assert!(f.names().is_empty(), "{:?}", f.names());
     }
 
+    /// A failed link that still bumps the claim's count (proot's link
+    /// emulation) cannot fool us: only the lock name's inode decides.
     #[test]
-    fn a_link_count_that_grows_on_a_failed_link_is_refused() {
+    fn a_link_count_that_grows_on_a_failed_link_does_not_fool_us() {
         let f = Fixture::new();
         f.plant_other_lock(b"0\n");
         let dir = f.dir.path().to_path_buf();
@@ -1718,7 +1931,7 @@ mod tests {
             })),
         );
         let e = acquire(&f.ctx(), &f.opts()).unwrap_err();
-        assert_eq!(e.exit_code(), crate::exit::UNSUPPORTED, "{e}");
+        assert_eq!(e.exit_code(), crate::exit::BUSY, "{e}");
         assert_eq!(f.lock_bytes().unwrap(), b"0\n");
         assert!(f.litter().is_empty(), "{:?}", f.litter());
     }
@@ -1729,8 +1942,8 @@ mod tests {
     fn a_stale_link_count_is_waited_out_not_refused() {
         let f = Fixture::new();
         f.fs.on(Op::Link, Some("claim"), 1, Fault::LostReply(EEXIST));
-        f.fs.on(Op::Lstat, Some("claim"), 1, Fault::StaleNlink);
-        f.fs.on(Op::Lstat, Some("claim"), 1, Fault::StaleNlink);
+        f.fs.on(Op::Lstat, None, 1, Fault::StaleNlink);
+        f.fs.on(Op::Lstat, None, 1, Fault::StaleNlink);
         let held = acquire(&f.ctx(), &f.opts()).expect("the cache catches up");
         held.release(&f.ctx()).unwrap();
         assert!(f.names().is_empty(), "{:?}", f.names());
@@ -1748,10 +1961,15 @@ mod tests {
     #[test]
     fn a_persistent_error_gives_up_cleanly() {
         let f = Fixture::new();
-        f.fs.on(Op::Lstat, Some("claim"), 0, Fault::Fail(EIO));
+        f.fs.on(Op::Lstat, None, 0, Fault::Fail(EIO));
         let e = acquire(&f.ctx(), &f.opts()).unwrap_err();
         assert_eq!(e.exit_code(), crate::exit::IO, "{e}");
         assert!(f.env.saw("Retrying"));
+        // It could not tell whether its link took: what it left is its own,
+        // and its owner's release removes all of it once the server answers.
+        f.fs.clear();
+        let me = Who::Owner(f.opts().owner);
+        let _ = release(&f.ctx(), &me);
         assert!(f.names().is_empty(), "{:?}", f.names());
     }
 
@@ -1798,6 +2016,84 @@ mod tests {
         assert_eq!(theirs_before, theirs_after);
         assert_eq!(f.lock_bytes().unwrap(), b"theirs");
         assert!(f.litter().is_empty(), "{:?}", f.litter());
+    }
+
+    /// Found by the simulator (seed 196): a holder told its lock was lost
+    /// kept its claim because a dead breaker's guard still linked it.
+    #[test]
+    fn a_lost_holder_removes_its_claim_even_with_other_links() {
+        let f = Fixture::new();
+        let held = acquire(&f.ctx(), &f.opts()).unwrap();
+        // A crashed breaker's pin on our inode, then our lock is replaced.
+        std::fs::hard_link(&held.claim, f.dir.path().join(".l.nfslock-guard.0.1.h")).unwrap();
+        f.plant_other_lock(b"theirs");
+        let e = held.touch(&f.ctx()).unwrap_err();
+        assert_eq!(e.exit_code(), crate::exit::NOT_OWNER);
+        assert!(!held.claim.exists(), "our claim is not left behind");
+        assert_eq!(f.lock_bytes().unwrap(), b"theirs");
+    }
+
+    /// Found by the simulator (seed 1000031): a holder whose lock had been
+    /// broken and taken over renamed the new holder's lock aside (and back)
+    /// when it released; it must look first and move nothing.
+    #[test]
+    fn a_broken_holder_releases_without_touching_the_new_lock() {
+        let f = Fixture::new();
+        let held = acquire(&f.ctx(), &f.opts()).unwrap();
+        f.plant_other_lock(b"theirs");
+        let e = held.release(&f.ctx()).unwrap_err();
+        assert_eq!(e.exit_code(), crate::exit::NOT_OWNER);
+        assert_eq!(f.fs.calls(Op::Rename), 0);
+        assert_eq!(f.lock_bytes().unwrap(), b"theirs");
+        assert!(f.litter().is_empty(), "{:?}", f.litter());
+    }
+
+    /// Found by the simulator (seed 1000049): a forced break removed the
+    /// claim of a holder that had linked the same claim again meanwhile.
+    #[test]
+    fn a_break_leaves_the_claim_of_a_lock_linked_again() {
+        let f = Fixture::new();
+        let held = acquire(&f.ctx(), &f.opts()).unwrap();
+        let (claim, lock) = (held.claim.clone(), f.lock.path.clone());
+        f.fs.on(
+            Op::Lstat,
+            Some("nfslock-claim"),
+            1,
+            Fault::Before(Box::new(move || std::fs::hard_link(&claim, &lock).unwrap())),
+        );
+        let force = BreakOptions {
+            force: true,
+            ..BreakOptions::default()
+        };
+        assert!(matches!(
+            break_lock(&f.ctx(), force),
+            Ok(BreakOutcome::Broken { .. })
+        ));
+        assert!(held.claim.exists(), "the claim of a live lock stays");
+        held.touch(&f.ctx()).expect("it still holds the lock");
+        held.release(&f.ctx()).unwrap();
+        assert!(f.names().is_empty(), "{:?}", f.names());
+    }
+
+    /// Found by the simulator (seed 7): one sweep must remove a dead owner's
+    /// claim although a dead remover's private name links the same inode.
+    #[test]
+    fn sweep_removes_dead_claims_that_other_names_link() {
+        let f = Fixture::new();
+        let mut opts = f.opts();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        opts.owner = Owner {
+            pid,
+            start: Some(1),
+        };
+        let held = acquire(&f.ctx(), &opts).unwrap();
+        let private = f.dir.path().join(".l.nfslock-rm.0.1.h");
+        std::fs::rename(&f.lock.path, &private).unwrap();
+        let now = FsTime(i128::MAX / 2);
+        assert_eq!(f.ctx().sweep(Some(now), None), 2);
+        assert!(!held.claim.exists() && !private.exists(), "{:?}", f.names());
     }
 
     #[test]

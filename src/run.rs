@@ -91,6 +91,9 @@ impl Env for BeatEnv<'_> {
     fn identity(&self) -> &Identity {
         self.0.identity()
     }
+    fn pid(&self) -> u32 {
+        self.0.pid()
+    }
     fn process(&self, pid: u32) -> ProcState {
         self.0.process(pid)
     }

@@ -163,6 +163,8 @@ mod tests {
             host: "h1".into(),
             boot_id: Some("boot-a".into()),
             pidns: Some(7),
+            uid: 1000,
+            user: "u".into(),
         }
     }
 

@@ -21,6 +21,10 @@ pub struct Identity {
     /// Inode of /proc/self/ns/pid: pids only mean something inside one
     /// namespace.
     pub pidns: Option<u64>,
+    /// Our uid and user name, written into claims; looked up once, since a
+    /// name service lookup per claim can be slow.
+    pub uid: u32,
+    pub user: String,
 }
 
 impl Identity {
@@ -45,6 +49,7 @@ pub enum ProcState {
 /// Reads this host's identity.
 pub fn identity() -> Identity {
     let host = escape_bytes(gethostname::gethostname().as_encoded_bytes());
+    let (uid, user) = user();
     #[cfg(target_os = "linux")]
     {
         let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
@@ -62,6 +67,8 @@ pub fn identity() -> Identity {
             host,
             boot_id,
             pidns,
+            uid,
+            user,
         }
     }
     #[cfg(not(target_os = "linux"))]
@@ -70,6 +77,8 @@ pub fn identity() -> Identity {
             host,
             boot_id: None,
             pidns: None,
+            uid,
+            user,
         }
     }
 }

@@ -134,6 +134,10 @@ impl Env for SysEnv {
         &self.identity
     }
 
+    fn pid(&self) -> u32 {
+        std::process::id()
+    }
+
     fn process(&self, pid: u32) -> ProcState {
         sys::process_state(pid)
     }
