@@ -2075,6 +2075,42 @@ mod tests {
         assert!(f.names().is_empty(), "{:?}", f.names());
     }
 
+    #[test]
+    fn a_forced_break_ignores_a_refresh_after_the_judgement() {
+        let f = Fixture::new();
+        let held = acquire(&f.ctx(), &f.opts()).unwrap();
+        let claim = held.claim.clone();
+        f.fs.on(
+            Op::Rename,
+            None,
+            1,
+            Fault::Before(Box::new(move || {
+                let later = nix::sys::time::TimeSpec::new(4_000_000_000, 0);
+                nix::sys::stat::utimensat(
+                    nix::fcntl::AT_FDCWD,
+                    &claim,
+                    &later,
+                    &later,
+                    nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+                )
+                .unwrap();
+            })),
+        );
+        let force = BreakOptions {
+            force: true,
+            ..BreakOptions::default()
+        };
+        assert!(matches!(
+            break_lock(&f.ctx(), force),
+            Ok(BreakOutcome::Broken { .. })
+        ));
+        assert!(f.lock_bytes().is_none());
+        assert_eq!(
+            held.touch(&f.ctx()).unwrap_err().exit_code(),
+            crate::exit::NOT_OWNER
+        );
+    }
+
     /// Found by the simulator (seed 7): one sweep must remove a dead owner's
     /// claim although a dead remover's private name links the same inode.
     #[test]
