@@ -10,10 +10,13 @@ use crate::protocol::{xorshift, Env, Event};
 use crate::sys::{self, Identity, ProcState};
 use crate::ui;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use std::cell::{Cell, RefCell};
+use std::ffi::OsStr;
 use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 pub struct SysEnv {
@@ -25,6 +28,8 @@ pub struct SysEnv {
     /// Other signals read from the signalfd, for `run` to forward.
     others: RefCell<Vec<Caught>>,
     forwarding: Cell<bool>,
+    /// inotify on the lock's directory, set up on the first wait.
+    watch: RefCell<Option<(Inotify, PathBuf)>>,
 }
 
 /// A signal read from the signalfd, with whether a process sent it with
@@ -70,6 +75,7 @@ impl SysEnv {
             caught: Cell::new(None),
             others: RefCell::new(Vec::new()),
             forwarding: Cell::new(false),
+            watch: RefCell::new(None),
         }
     }
 
@@ -178,6 +184,71 @@ impl Env for SysEnv {
                     }
                 }
                 _ => {}
+            }
+        }
+    }
+
+    fn sleep_until_change(&self, dir: &Path, name: &OsStr, d: Duration) -> Option<i32> {
+        let fresh = self.watch.borrow().as_ref().is_none_or(|(_, d)| d != dir);
+        if fresh {
+            let flags = AddWatchFlags::IN_DELETE
+                | AddWatchFlags::IN_MOVED_FROM
+                | AddWatchFlags::IN_DELETE_SELF
+                | AddWatchFlags::IN_MOVE_SELF;
+            let made = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+                .and_then(|i| i.add_watch(dir, flags).map(|_| i));
+            match made {
+                // Whatever happened before the watch existed went unseen:
+                // look again at once.
+                Ok(i) => {
+                    *self.watch.borrow_mut() = Some((i, dir.to_path_buf()));
+                    return self.drain();
+                }
+                Err(_) => return self.sleep(d),
+            }
+        }
+        let watch = self.watch.borrow();
+        let Some((inotify, _)) = watch.as_ref() else {
+            return self.sleep(d);
+        };
+        let before = self.caught.get();
+        let deadline = Instant::now() + d;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            let ms = u32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(u32::MAX);
+            let timeout = PollTimeout::try_from(ms.min(60_000)).unwrap_or(PollTimeout::MAX);
+            let mut fds = vec![PollFd::new(inotify.as_fd(), PollFlags::POLLIN)];
+            if let Some(fd) = &self.signals {
+                fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+            }
+            if poll(&mut fds, timeout).is_err() {
+                continue;
+            }
+            let changed = fds[0].any().unwrap_or(false);
+            let signalled = fds.get(1).is_some_and(|f| f.any().unwrap_or(false));
+            drop(fds);
+            if signalled {
+                let now = self.drain();
+                if now.is_some() && now != before {
+                    return now;
+                }
+            }
+            if changed {
+                let events = inotify.read_events().unwrap_or_default();
+                let ours = events.iter().any(|e| {
+                    e.name.as_deref() == Some(name)
+                        || e.mask.intersects(
+                            AddWatchFlags::IN_Q_OVERFLOW
+                                | AddWatchFlags::IN_DELETE_SELF
+                                | AddWatchFlags::IN_MOVE_SELF,
+                        )
+                });
+                if ours {
+                    return None;
+                }
             }
         }
     }
