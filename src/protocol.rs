@@ -1261,7 +1261,7 @@ fn acquire_loop(ctx: &Ctx, opts: &AcquireOptions, slot: &mut Option<Claim>) -> R
 
 /// How long a waiter that is woken by events still polls: a lock that
 /// goes stale raises no event, and events can be lost (queue overflow).
-pub const WATCH_FALLBACK: Duration = Duration::from_secs(3);
+pub const WATCH_FALLBACK: Duration = Duration::from_secs(10);
 
 /// Time until a busy lock may be judged stale (lease or `--stale-after`),
 /// plus a little; unbounded when it never will be by age.

@@ -40,6 +40,13 @@ pub struct Caught {
     pub sent_by_process: bool,
 }
 
+/// poll(2)'s timeout for `d`, rounded up to whole milliseconds (at most a
+/// minute: callers loop until their deadline).
+fn poll_timeout(d: Duration) -> PollTimeout {
+    let ms = u32::try_from(d.as_micros().div_ceil(1000)).unwrap_or(u32::MAX);
+    PollTimeout::try_from(ms.min(60_000)).unwrap_or(PollTimeout::MAX)
+}
+
 /// The signals that mean "stop waiting and clean up".
 pub fn stop_signals() -> SigSet {
     let mut set = SigSet::empty();
@@ -116,14 +123,66 @@ impl SysEnv {
         std::mem::take(&mut *self.others.borrow_mut())
     }
 
+    /// Sleeps up to `d`. Returns early with a stop signal that arrived
+    /// meanwhile (one not reported before), or with `None` when `change`
+    /// reports that the named entry of the watched directory was removed
+    /// or renamed (or that events were lost).
+    fn wait(&self, d: Duration, change: Option<(&Inotify, &OsStr)>) -> Option<i32> {
+        if self.signals.is_none() && change.is_none() {
+            std::thread::sleep(d);
+            return None;
+        }
+        let before = self.caught.get();
+        let deadline = Instant::now() + d;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            let mut fds = Vec::with_capacity(2);
+            if let Some(fd) = &self.signals {
+                fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+            }
+            if let Some((inotify, _)) = change {
+                fds.push(PollFd::new(inotify.as_fd(), PollFlags::POLLIN));
+            }
+            if poll(&mut fds, poll_timeout(left)).is_err() {
+                continue;
+            }
+            let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
+            drop(fds);
+            if self.signals.is_some() && ready[0] {
+                let now = self.drain();
+                if now.is_some() && now != before {
+                    return now;
+                }
+            }
+            if let Some((inotify, name)) = change {
+                if *ready.last().unwrap_or(&false) {
+                    let events = inotify.read_events().unwrap_or_default();
+                    let ours = events.iter().any(|e| {
+                        e.name.as_deref() == Some(name)
+                            || e.mask.intersects(
+                                AddWatchFlags::IN_Q_OVERFLOW
+                                    | AddWatchFlags::IN_DELETE_SELF
+                                    | AddWatchFlags::IN_MOVE_SELF,
+                            )
+                    });
+                    if ours {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
     /// Waits until a signal arrives or `d` passes.
     pub fn wait_signal(&self, d: Duration) {
         let Some(fd) = &self.signals else {
             std::thread::sleep(d);
             return;
         };
-        let ms = u32::try_from(d.as_micros().div_ceil(1000)).unwrap_or(u32::MAX);
-        let timeout = PollTimeout::try_from(ms.min(60_000)).unwrap_or(PollTimeout::MAX);
+        let timeout = poll_timeout(d);
         let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
         let _ = poll(&mut fds, timeout);
     }
@@ -157,35 +216,7 @@ impl Env for SysEnv {
     }
 
     fn sleep(&self, d: Duration) -> Option<i32> {
-        let Some(fd) = &self.signals else {
-            std::thread::sleep(d);
-            return None;
-        };
-        let before = self.caught.get();
-        let deadline = Instant::now() + d;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            let ms = u32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(u32::MAX);
-            let timeout = PollTimeout::try_from(ms.min(60_000)).unwrap_or(PollTimeout::MAX);
-            let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, timeout) {
-                Ok(n) if n > 0 => {
-                    let now = self.drain();
-                    if now.is_some() && now != before {
-                        return now;
-                    }
-                    if now.is_some() {
-                        // Already reported: sleep out the rest plainly.
-                        std::thread::sleep(left);
-                        return None;
-                    }
-                }
-                _ => {}
-            }
-        }
+        self.wait(d, None)
     }
 
     fn sleep_until_change(&self, dir: &Path, name: &OsStr, d: Duration) -> Option<i32> {
@@ -198,59 +229,20 @@ impl Env for SysEnv {
             let made = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
                 .and_then(|i| i.add_watch(dir, flags).map(|_| i));
             match made {
-                // Whatever happened before the watch existed went unseen:
-                // look again at once.
+                // A removal before the watch existed went unseen: if the
+                // name is gone already, look again at once (one lstat
+                // here is cheaper than the protocol's full look).
                 Ok(i) => {
                     *self.watch.borrow_mut() = Some((i, dir.to_path_buf()));
-                    return self.drain();
+                    if std::fs::symlink_metadata(dir.join(name)).is_err() {
+                        return self.drain();
+                    }
                 }
                 Err(_) => return self.sleep(d),
             }
         }
         let watch = self.watch.borrow();
-        let Some((inotify, _)) = watch.as_ref() else {
-            return self.sleep(d);
-        };
-        let before = self.caught.get();
-        let deadline = Instant::now() + d;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            let ms = u32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(u32::MAX);
-            let timeout = PollTimeout::try_from(ms.min(60_000)).unwrap_or(PollTimeout::MAX);
-            let mut fds = vec![PollFd::new(inotify.as_fd(), PollFlags::POLLIN)];
-            if let Some(fd) = &self.signals {
-                fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
-            }
-            if poll(&mut fds, timeout).is_err() {
-                continue;
-            }
-            let changed = fds[0].any().unwrap_or(false);
-            let signalled = fds.get(1).is_some_and(|f| f.any().unwrap_or(false));
-            drop(fds);
-            if signalled {
-                let now = self.drain();
-                if now.is_some() && now != before {
-                    return now;
-                }
-            }
-            if changed {
-                let events = inotify.read_events().unwrap_or_default();
-                let ours = events.iter().any(|e| {
-                    e.name.as_deref() == Some(name)
-                        || e.mask.intersects(
-                            AddWatchFlags::IN_Q_OVERFLOW
-                                | AddWatchFlags::IN_DELETE_SELF
-                                | AddWatchFlags::IN_MOVE_SELF,
-                        )
-                });
-                if ours {
-                    return None;
-                }
-            }
-        }
+        self.wait(d, watch.as_ref().map(|(i, _)| (i, name)))
     }
 
     fn interrupted(&self) -> Option<i32> {
