@@ -2152,6 +2152,38 @@ mod tests {
         );
     }
 
+    /// On local disk a waiter sleeps until the release wakes it: over a
+    /// 1.5 s wait it tries the link a handful of times at most, where
+    /// backoff polling from 20 ms would try about seven.
+    #[test]
+    fn a_local_waiter_is_woken_by_the_release_not_by_polling() {
+        let f = Fixture::new();
+        let held = acquire(&f.ctx(), &f.opts()).unwrap();
+        let waiter_fs = FaultFs::new(RealFs);
+        let lock = f.lock.clone();
+        let mut opts = f.opts();
+        opts.wait = Some(Duration::from_secs(30));
+        opts.watch = true;
+        let got = std::thread::scope(|s| {
+            let w = s.spawn(|| {
+                let env = crate::sysenv::SysEnv::new();
+                let ctx = Ctx {
+                    fs: &waiter_fs,
+                    env: &env,
+                    lock: &lock,
+                    io_timeout: Duration::from_secs(5),
+                };
+                acquire(&ctx, &opts)
+            });
+            std::thread::sleep(Duration::from_millis(1500));
+            held.release(&f.ctx()).unwrap();
+            w.join().unwrap()
+        });
+        got.expect("the waiter takes the lock after the release");
+        let links = waiter_fs.calls(Op::Link);
+        assert!((2..=4).contains(&links), "{links} link attempts");
+    }
+
     /// Every lock-directory operation is a round trip on NFS: an
     /// uncontended cycle costs eight, whichever way it is released
     /// (README, "What a lock costs").
