@@ -836,7 +836,9 @@ impl<'a> Ctx<'a> {
                 continue;
             }
             let path = self.lock.in_dir(&name);
-            let Ok((meta, Some(bytes))) = self.fs.read(&path, READ_LIMIT) else {
+            let Ok(Ok((meta, Some(bytes)))) =
+                self.persist("read", &path, false, || self.fs.read(&path, READ_LIMIT))
+            else {
                 continue;
             };
             // Other names may link a claim too (a dead breaker's guard, a
@@ -1016,7 +1018,12 @@ fn new_claim(ctx: &Ctx, opts: &AcquireOptions) -> Result<Option<Claim>, Error> {
 /// lock are one inode when we hold it, so a single lstat of the lock shows
 /// both tests: same inode as our claim, and two links. Only a busy lock
 /// costs a read, for its record.
-fn look(ctx: &Ctx, c: &Claim, linked: &io::Result<()>) -> Result<Look, Error> {
+fn look(
+    ctx: &Ctx,
+    c: &Claim,
+    linked: &io::Result<()>,
+    last: Option<&Snapshot>,
+) -> Result<Look, Error> {
     if matches!(linked, Err(e) if sys::is_not_found(e)) {
         // The source of the link is gone (or the directory is).
         return Ok(Look::ClaimLost);
@@ -1034,6 +1041,16 @@ fn look(ctx: &Ctx, c: &Claim, linked: &io::Result<()>) -> Result<Look, Error> {
         return Ok(Look::Vanished);
     };
     if !lock.same_file(&c.meta) {
+        // Polling a lock we have read: the same attributes (inode, links,
+        // size, mtime, ctime) mean the same instance, so its record is
+        // known. A stale cache can only delay us here: our link's EEXIST
+        // would then be our own lock, found at a later poll or by the
+        // clean-up's fresh read.
+        if let Some(last) = last {
+            if linked.is_err() && lock == last.meta {
+                return Ok(Look::Busy(last.clone()));
+            }
+        }
         // Busy, or a stale attribute cache: the read (open revalidates)
         // decides, and a busy lock's record is needed anyway.
         let snap = match ctx.snapshot(&ctx.lock.path, true)? {
@@ -1122,7 +1139,7 @@ fn acquire_loop(ctx: &Ctx, opts: &AcquireOptions, slot: &mut Option<Claim>) -> R
                 },
             }
         } else {
-            look(ctx, c, &linked)?
+            look(ctx, c, &linked, watch.as_ref().map(|(s, _)| s))?
         };
         match seen {
             Look::Ours => {
@@ -2182,6 +2199,24 @@ mod tests {
         got.expect("the waiter takes the lock after the release");
         let links = waiter_fs.calls(Op::Link);
         assert!((2..=4).contains(&links), "{links} link attempts");
+    }
+
+    /// A poll of a lock that has not changed costs a link and an lstat:
+    /// its record is read once, not at every poll (one round trip less per
+    /// poll on NFS, where a read is an open, a read and a close).
+    #[test]
+    fn polling_an_unchanged_lock_reads_it_once() {
+        let f = Fixture::new();
+        f.plant_other_lock(b"theirs");
+        let mut opts = f.opts();
+        opts.wait = Some(Duration::from_millis(300));
+        opts.poll_max = Duration::from_millis(5);
+        let e = acquire(&f.ctx(), &opts).unwrap_err();
+        assert_eq!(e.exit_code(), crate::exit::BUSY);
+        let (links, reads) = (f.fs.calls(Op::Link), f.fs.calls(Op::Read));
+        assert!(links > 3, "{links} polls");
+        // Once while polling, once more by the clean-up's fresh look.
+        assert!(reads <= 2, "{reads} reads in {links} polls");
     }
 
     /// Every lock-directory operation is a round trip on NFS: an
