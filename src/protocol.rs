@@ -1283,11 +1283,7 @@ pub const WATCH_FALLBACK: Duration = Duration::from_secs(10);
 /// Time until a busy lock may be judged stale (lease or `--stale-after`),
 /// plus a little; unbounded when it never will be by age.
 fn until_stale(info: &LockInfo, stale_after: Option<Duration>) -> Duration {
-    let lease = info.record().and_then(|r| r.lease);
-    let limit = match (lease, stale_after) {
-        (Some(l), Some(s)) => Some(l.min(s)),
-        (l, s) => l.or(s),
-    };
+    let limit = stale::age_limit(info.record().and_then(|r| r.lease), stale_after);
     match (limit, info.verdict.age) {
         (Some(limit), Some(age)) => limit.saturating_sub(age) + Duration::from_millis(10),
         (Some(limit), None) => limit,
@@ -1414,16 +1410,9 @@ fn touch_claim(ctx: &Ctx, claim: &Path, who: &Who, ino: Option<&Meta>) -> Result
     let why = "the lock was broken; it now belongs to someone else or nobody";
     match (after, lock_now) {
         (Ok(c), Ok(l)) if l.same_file(&c) => Ok(l.mtime),
-        (Ok(_), Ok(_)) => {
-            // The lock is another file, so our claim is only a leftover:
-            // remove it by name (retrying), not by a best-effort scan.
-            ctx.remove_quietly(claim)?;
-            Err(Error::NotOwner {
-                path: ctx.lock.path.clone(),
-                why: why.into(),
-            })
-        }
-        (Ok(_), Err(e)) if sys::is_not_found(&e) => {
+        // The lock is another file or none, so our claim is only a
+        // leftover: remove it by name (retrying), not by a best-effort scan.
+        (Ok(_), lock) if lock.as_ref().err().is_none_or(sys::is_not_found) => {
             ctx.remove_quietly(claim)?;
             Err(Error::NotOwner {
                 path: ctx.lock.path.clone(),
@@ -1803,6 +1792,36 @@ mod tests {
             }))
         }
 
+        /// Acquires in another thread as `nfslock` does on local disk
+        /// (the real environment, woken by inotify) while `meanwhile` runs
+        /// here; returns the result and the waiter's counted filesystem.
+        fn wait_on_local_disk(
+            &self,
+            wait: Duration,
+            meanwhile: impl FnOnce(),
+        ) -> (Result<Held, Error>, FaultFs<RealFs>) {
+            let waiter_fs = FaultFs::new(RealFs);
+            let mut opts = self.opts();
+            opts.wait = Some(wait);
+            opts.watch = true;
+            let lock = self.lock.clone();
+            let got = std::thread::scope(|s| {
+                let w = s.spawn(|| {
+                    let env = crate::sysenv::SysEnv::new();
+                    let ctx = Ctx {
+                        fs: &waiter_fs,
+                        env: &env,
+                        lock: &lock,
+                        io_timeout: Duration::from_secs(5),
+                    };
+                    acquire(&ctx, &opts)
+                });
+                meanwhile();
+                w.join().unwrap()
+            });
+            (got, waiter_fs)
+        }
+
         fn lock_bytes(&self) -> Option<Vec<u8>> {
             std::fs::read(&self.lock.path).ok()
         }
@@ -2176,29 +2195,34 @@ mod tests {
     fn a_local_waiter_is_woken_by_the_release_not_by_polling() {
         let f = Fixture::new();
         let held = acquire(&f.ctx(), &f.opts()).unwrap();
-        let waiter_fs = FaultFs::new(RealFs);
-        let lock = f.lock.clone();
-        let mut opts = f.opts();
-        opts.wait = Some(Duration::from_secs(30));
-        opts.watch = true;
-        let got = std::thread::scope(|s| {
-            let w = s.spawn(|| {
-                let env = crate::sysenv::SysEnv::new();
-                let ctx = Ctx {
-                    fs: &waiter_fs,
-                    env: &env,
-                    lock: &lock,
-                    io_timeout: Duration::from_secs(5),
-                };
-                acquire(&ctx, &opts)
-            });
+        let (got, waiter_fs) = f.wait_on_local_disk(Duration::from_secs(30), || {
             std::thread::sleep(Duration::from_millis(1500));
             held.release(&f.ctx()).unwrap();
-            w.join().unwrap()
         });
         got.expect("the waiter takes the lock after the release");
         let links = waiter_fs.calls(Op::Link);
         assert!((2..=4).contains(&links), "{links} link attempts");
+    }
+
+    /// No event marks a lease running out: a waiter woken by events still
+    /// wakes when the lock is due to go stale, long before its 10 s
+    /// fallback poll.
+    #[test]
+    fn a_local_waiter_wakes_when_the_lease_runs_out() {
+        let f = Fixture::new();
+        let mut holder = f.opts();
+        holder.lease = Some(Duration::from_millis(500));
+        let _held = acquire(&f.ctx(), &holder).unwrap();
+        let began = std::time::Instant::now();
+        let (got, _) = f.wait_on_local_disk(WATCH_FALLBACK * 2, || {});
+        got.expect("the expired lease is broken");
+        // Due after 0.5 s; a waiter that slept until its fallback poll
+        // would take 10 s. The bound leaves a loaded machine 4.5 s.
+        assert!(
+            began.elapsed() < WATCH_FALLBACK / 2,
+            "{:?}",
+            began.elapsed()
+        );
     }
 
     /// A poll of a lock that has not changed costs a link and an lstat:

@@ -121,6 +121,15 @@ pub struct Verdict {
     pub stale: Option<StaleReason>,
 }
 
+/// The age past which a lock is stale by age alone: its lease or the
+/// caller's `--stale-after`, whichever is shorter ([`judge`]'s rule).
+pub fn age_limit(lease: Option<Duration>, stale_after: Option<Duration>) -> Option<Duration> {
+    match (lease, stale_after) {
+        (Some(l), Some(s)) => Some(l.min(s)),
+        (l, s) => l.or(s),
+    }
+}
+
 /// Decides whether a lock (its content, mtime and owner liveness) is stale.
 pub fn judge(content: &Content, mtime: FsTime, alive: &Liveness, clocks: Clocks) -> Verdict {
     let mut future = None;

@@ -634,10 +634,7 @@ impl World {
         let believed = !o.crashed
             && (o.holding == Some(ino) || (o.phase == Phase::Acquiring && o.holding.is_none()));
         let age = self.server_now().0 - inode.mtime.0;
-        let limit = match (lease, a.stale_after) {
-            (Some(l), Some(s)) => Some(l.min(s)),
-            (l, s) => l.or(s),
-        };
+        let limit = crate::stale::age_limit(lease, a.stale_after);
         let expired = limit.is_some_and(|l| age >= l.as_nanos() as i128)
             || self.expired_at.get(&ino).is_some_and(|&t| t >= a.since);
         let force = a.phase == (Phase::Breaking { force: true });
