@@ -71,11 +71,12 @@ pub trait Env {
     fn wall_clock(&self) -> SystemTime;
     /// Sleeps up to `d`; returns the signal if one arrived meanwhile.
     fn sleep(&self, d: Duration) -> Option<i32>;
-    /// Like [`Env::sleep`], but may wake early when `name` in `dir` is
-    /// removed or renamed (where the filesystem reports such events, i.e.
-    /// local ones). Waking early is always allowed.
-    fn sleep_until_change(&self, dir: &Path, name: &std::ffi::OsStr, d: Duration) -> Option<i32> {
-        let _ = (dir, name);
+    /// Like [`Env::sleep`], but may wake early when the lock may have
+    /// changed hands (where the filesystem reports such events, i.e. local
+    /// ones). `claim`, the caller's own, places it among other waiters.
+    /// Waking early is always allowed; so is sleeping the whole time.
+    fn sleep_until_change(&self, lock: &LockPath, claim: &Path, d: Duration) -> Option<i32> {
+        let _ = (lock, claim);
         self.sleep(d)
     }
     /// A signal that asked us to stop, if any arrived (sticky).
@@ -1264,7 +1265,8 @@ fn acquire_loop(ctx: &Ctx, opts: &AcquireOptions, slot: &mut Option<Claim>) -> R
                     pause = pause.min(r);
                 }
                 let woken = if opts.watch {
-                    env.sleep_until_change(&ctx.lock.dir, &ctx.lock.name, pause)
+                    let claim_path = slot.as_ref().expect("claim present").path.clone();
+                    env.sleep_until_change(ctx.lock, &claim_path, pause)
                 } else {
                     env.sleep(pause)
                 };
@@ -2202,6 +2204,58 @@ mod tests {
         got.expect("the waiter takes the lock after the release");
         let links = waiter_fs.calls(Op::Link);
         assert!((2..=4).contains(&links), "{links} link attempts");
+    }
+
+    /// On local disk waiters queue: each watches the claim of the one ahead
+    /// of it, so a release wakes the oldest waiter, and the lock goes round
+    /// in arrival order (a herd racing for it would pick any order: the
+    /// right one by chance one time in 24).
+    #[test]
+    fn local_waiters_take_the_lock_in_arrival_order() {
+        let f = Fixture::new();
+        let held = acquire(&f.ctx(), &f.opts()).unwrap();
+        let claims = || {
+            f.names()
+                .iter()
+                .filter(|n| n.contains(".nfslock-claim."))
+                .count()
+        };
+        let order = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for i in 0..4 {
+                let (lock, order) = (f.lock.clone(), &order);
+                let mut opts = f.opts();
+                opts.wait = Some(Duration::from_secs(60));
+                opts.watch = true;
+                s.spawn(move || {
+                    let env = crate::sysenv::SysEnv::new();
+                    let ctx = Ctx {
+                        fs: &RealFs,
+                        env: &env,
+                        lock: &lock,
+                        io_timeout: Duration::from_secs(5),
+                    };
+                    let held = acquire(&ctx, &opts).unwrap();
+                    order.lock().unwrap().push(i);
+                    // Hold long enough for the next to find it busy.
+                    std::thread::sleep(Duration::from_millis(20));
+                    held.release(&ctx).unwrap();
+                });
+                // The next waiter comes once this one waits (its claim is
+                // there beside the holder's and the earlier waiters').
+                let began = std::time::Instant::now();
+                while claims() < i + 2 {
+                    assert!(
+                        began.elapsed() < Duration::from_secs(30),
+                        "waiter {i} never waited"
+                    );
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            held.release(&f.ctx()).unwrap();
+        });
+        assert_eq!(*order.lock().unwrap(), [0, 1, 2, 3]);
+        assert!(f.names().is_empty(), "{:?}", f.names());
     }
 
     /// No event marks a lease running out: a waiter woken by events still

@@ -131,6 +131,19 @@ pub fn process_state(pid: u32) -> ProcState {
     }
 }
 
+/// Whether a process `pid` exists in our pid namespace (one kill(2) with
+/// signal 0; EPERM means it exists and is someone else's).
+pub fn pid_exists(pid: u32) -> bool {
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    raw > 0
+        && !matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None),
+            Err(nix::errno::Errno::ESRCH)
+        )
+}
+
 /// The numeric uid and a user name for the record.
 pub fn user() -> (u32, String) {
     let uid = nix::unistd::getuid();

@@ -6,16 +6,17 @@
 //! is always either made and known, or not made. The caller then cleans up
 //! and exits 128+n.
 
+use crate::names::{AuxKind, LockPath};
 use crate::protocol::{xorshift, Env, Event};
 use crate::sys::{self, Identity, ProcState};
 use crate::ui;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use std::cell::{Cell, RefCell};
-use std::ffi::OsStr;
 use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -28,8 +29,9 @@ pub struct SysEnv {
     /// Other signals read from the signalfd, for `run` to forward.
     others: RefCell<Vec<Caught>>,
     forwarding: Cell<bool>,
-    /// inotify on the lock's directory, set up on the first wait.
-    watch: RefCell<Option<(Inotify, PathBuf)>>,
+    /// inotify, set up on the first wait, and the watch on the inode the
+    /// lock name last led to.
+    watch: RefCell<Option<(Inotify, Option<WatchDescriptor>)>>,
 }
 
 /// A signal read from the signalfd, with whether a process sent it with
@@ -127,7 +129,7 @@ impl SysEnv {
     /// meanwhile (one not reported before), or with `None` when `change`
     /// reports that the named entry of the watched directory was removed
     /// or renamed (or that events were lost).
-    fn wait(&self, d: Duration, change: Option<(&Inotify, &OsStr)>) -> Option<i32> {
+    fn wait(&self, d: Duration, change: Option<(&Inotify, WatchDescriptor)>) -> Option<i32> {
         if self.signals.is_none() && change.is_none() {
             std::thread::sleep(d);
             return None;
@@ -157,17 +159,14 @@ impl SysEnv {
                     return now;
                 }
             }
-            if let Some((inotify, name)) = change {
+            if let Some((inotify, wd)) = change {
                 if *ready.last().unwrap_or(&false) {
                     let events = inotify.read_events().unwrap_or_default();
-                    let ours = events.iter().any(|e| {
-                        e.name.as_deref() == Some(name)
-                            || e.mask.intersects(
-                                AddWatchFlags::IN_Q_OVERFLOW
-                                    | AddWatchFlags::IN_DELETE_SELF
-                                    | AddWatchFlags::IN_MOVE_SELF,
-                            )
-                    });
+                    // Events of a watch we dropped (the previous holder's
+                    // inode) are not news.
+                    let ours = events
+                        .iter()
+                        .any(|e| e.wd == wd || e.mask.contains(AddWatchFlags::IN_Q_OVERFLOW));
                     if ours {
                         return None;
                     }
@@ -176,7 +175,6 @@ impl SysEnv {
         }
     }
 
-    /// Waits until a signal arrives or `d` passes.
     pub fn wait_signal(&self, d: Duration) {
         let Some(fd) = &self.signals else {
             std::thread::sleep(d);
@@ -219,30 +217,70 @@ impl Env for SysEnv {
         self.wait(d, None)
     }
 
-    fn sleep_until_change(&self, dir: &Path, name: &OsStr, d: Duration) -> Option<i32> {
-        let fresh = self.watch.borrow().as_ref().is_none_or(|(_, d)| d != dir);
-        if fresh {
-            let flags = AddWatchFlags::IN_DELETE
-                | AddWatchFlags::IN_MOVED_FROM
-                | AddWatchFlags::IN_DELETE_SELF
-                | AddWatchFlags::IN_MOVE_SELF;
-            let made = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
-                .and_then(|i| i.add_watch(dir, flags).map(|_| i));
-            match made {
-                // A removal before the watch existed went unseen: if the
-                // name is gone already, look again at once (one lstat
-                // here is cheaper than the protocol's full look).
-                Ok(i) => {
-                    *self.watch.borrow_mut() = Some((i, dir.to_path_buf()));
-                    if std::fs::symlink_metadata(dir.join(name)).is_err() {
-                        return self.drain();
-                    }
+    fn sleep_until_change(&self, lock: &LockPath, claim: &Path, d: Duration) -> Option<i32> {
+        // Watch one inode, never the directory: a directory watch wakes
+        // every waiter at each claim created or removed beside the lock.
+        // The first waiter in line watches the lock: it is woken when the
+        // name is moved or unlinked (IN_MOVE_SELF; IN_ATTRIB for the link
+        // count), touched, or pinned by a breaker, each a reason to look.
+        // Every other waiter watches the claim of the waiter just ahead of
+        // it, which changes when that one takes the lock (its link count)
+        // or leaves: a release wakes one process, not all of them, and the
+        // lock goes to the waiters in the order they came.
+        let deadline = Instant::now() + d;
+        let mut slot = self.watch.borrow_mut();
+        if slot.is_none() {
+            match Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC) {
+                Ok(i) => *slot = Some((i, None)),
+                Err(_) => {
+                    drop(slot);
+                    return self.sleep(d);
                 }
-                Err(_) => return self.sleep(d),
             }
         }
-        let watch = self.watch.borrow();
-        self.wait(d, watch.as_ref().map(|(i, _)| (i, name)))
+        let (inotify, current) = slot.as_mut().expect("set above");
+        let flags = AddWatchFlags::IN_ATTRIB
+            | AddWatchFlags::IN_MOVE_SELF
+            | AddWatchFlags::IN_DELETE_SELF
+            | AddWatchFlags::IN_DONT_FOLLOW;
+        // Bounded: each turn follows a change in the queue.
+        for _ in 0..16 {
+            let ahead = waiter_ahead(lock, claim);
+            let target = ahead.as_deref().unwrap_or(&lock.path);
+            // The same inode gives the same descriptor, so a watch kept
+            // since the protocol's last look has queued whatever happened
+            // meanwhile. A new watch is set after that look: if the lock
+            // changed in between, it is gone (look again at once) or is
+            // another busy lock, the one worth watching.
+            let wd = match inotify.add_watch(target, flags) {
+                Ok(wd) => wd,
+                Err(nix::errno::Errno::ENOENT) if ahead.is_some() => continue,
+                Err(nix::errno::Errno::ENOENT) => return self.drain(),
+                Err(_) => break,
+            };
+            if *current != Some(wd) {
+                if let Some(old) = current.replace(wd) {
+                    let _ = inotify.rm_watch(old);
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            // A waiter ahead that is stopped or gone without a trace (its
+            // claim left behind) must not hold the queue for long.
+            let span = if ahead.is_some() {
+                left.min(QUEUE_FALLBACK)
+            } else {
+                left
+            };
+            let began = Instant::now();
+            if let Some(signal) = self.wait(span, Some((inotify, wd))) {
+                return Some(signal);
+            }
+            if ahead.is_none() || began.elapsed() >= span {
+                return None;
+            }
+        }
+        drop(slot);
+        self.sleep(deadline.saturating_duration_since(Instant::now()))
     }
 
     fn interrupted(&self) -> Option<i32> {
@@ -277,4 +315,51 @@ impl Env for SysEnv {
             Event::ReleaseFailed { error } => ui::say(&format!("release failed: {error}")),
         }
     }
+}
+
+/// How long a waiter trusts the one ahead of it to move the queue on
+/// before it looks at the lock itself.
+const QUEUE_FALLBACK: Duration = Duration::from_secs(2);
+
+/// The claim of the waiter just ahead of ours: the newest claim of this
+/// lock born before ours, leaving out the holder's (the lock's inode) and
+/// those of processes of this host that no longer exist. Birth times come
+/// from statx; where a filesystem has none, the ctime stands in.
+fn waiter_ahead(lock: &LockPath, claim: &Path) -> Option<PathBuf> {
+    let key = |m: &std::fs::Metadata| {
+        let born = m
+            .created()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos() as i128)
+            .unwrap_or(m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128);
+        (born, m.ino())
+    };
+    let mine = std::fs::symlink_metadata(claim).ok()?;
+    let my_key = key(&mine);
+    let my_name = claim.file_name()?;
+    let me = lock.parse_aux(my_name)?;
+    let holder = std::fs::symlink_metadata(&lock.path).ok().map(|m| m.ino());
+    let mut best: Option<((i128, u64), PathBuf)> = None;
+    for entry in std::fs::read_dir(&lock.dir).ok()?.flatten() {
+        let name = entry.file_name();
+        let Some(aux) = lock.parse_aux(&name) else {
+            continue;
+        };
+        if aux.kind != AuxKind::Claim || name == my_name {
+            continue;
+        }
+        if aux.host == me.host && !sys::pid_exists(aux.pid) {
+            continue;
+        }
+        let Ok(m) = entry.metadata() else { continue };
+        if Some(m.ino()) == holder || m.ino() == mine.ino() {
+            continue;
+        }
+        let k = key(&m);
+        if k < my_key && best.as_ref().is_none_or(|(b, _)| k > *b) {
+            best = Some((k, entry.path()));
+        }
+    }
+    best.map(|(_, p)| p)
 }
