@@ -34,6 +34,7 @@ pub mod record;
 pub mod run;
 #[cfg(test)]
 mod sim;
+pub mod spawn;
 pub mod stale;
 pub mod sys;
 pub mod sysenv;

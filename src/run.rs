@@ -11,6 +11,7 @@ use crate::duration::human;
 use crate::error::Error;
 use crate::exit;
 use crate::protocol::{self, Ctx, Env, Event, Held, Owner, Who};
+use crate::spawn::spawn;
 use crate::sys::{Identity, ProcState};
 use crate::sysenv::{Caught, SysEnv};
 use crate::ui;
@@ -19,7 +20,7 @@ use nix::unistd::Pid;
 use std::ffi::OsString;
 use std::io;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 /// What to do when the lock is lost while the command runs.
@@ -125,37 +126,6 @@ pub fn shell_status(status: ExitStatus) -> u8 {
         (None, Some(s)) => exit::for_signal(s),
         _ => exit::INTERNAL,
     }
-}
-
-fn spawn(argv: &[OsString], env: &[(&str, OsString)]) -> io::Result<Child> {
-    let parent = std::process::id();
-    let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..]);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    // SAFETY: only async-signal-safe system calls run between fork and
-    // exec: sigprocmask, prctl, getppid and kill.
-    unsafe {
-        cmd.pre_exec(move || {
-            // Our blocked signals would otherwise stay blocked in the child.
-            nix::sys::signal::SigSet::empty()
-                .thread_set_mask()
-                .map_err(io::Error::from)?;
-            // If the supervisor is killed (even with SIGKILL), the child
-            // must not run on unsupervised with nobody refreshing the lock.
-            #[cfg(target_os = "linux")]
-            {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
-                if nix::unistd::getppid().as_raw() as u32 != parent {
-                    let _ = kill(nix::unistd::getpid(), Signal::SIGKILL);
-                }
-            }
-            let _ = parent;
-            Ok(())
-        });
-    }
-    cmd.spawn()
 }
 
 fn exec_error(argv0: &OsString, e: &io::Error) -> (u8, String) {

@@ -33,6 +33,61 @@ fn exec_errors_are_127_and_126() {
     assert!(!s.path("l").exists());
 }
 
+/// The child is started as execvp(3) would start it: found on PATH, a
+/// script without `#!` run by /bin/sh, and the environment passed on with
+/// `run`'s own variables added.
+#[test]
+fn the_command_is_found_and_started_like_execvp() {
+    let s = Scratch::new();
+    std::fs::write(s.path("script"), "echo \"script $1 $LOCKVAR\"\n").unwrap();
+    std::fs::set_permissions(
+        s.path("script"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let out = s
+        .cmd(["run", "l", "./script", "arg"])
+        .env("LOCKVAR", "inherited")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "script arg inherited\n"
+    );
+    let out = s.run(["run", "l", "sh", "-c", "echo $NFSLOCK_PATH"]);
+    out.code(0);
+    assert!(out.stdout.trim().ends_with('l'), "{}", out.stdout);
+    s.assert_no_litter();
+}
+
+/// `run` blocks its stop signals (to read them from a signalfd) and Rust
+/// ignores SIGPIPE: the child must start with neither, or a pipeline in
+/// it would not end on a closed pipe and a TERM would never reach it.
+#[test]
+fn the_child_starts_with_no_signal_blocked_or_ignored() {
+    let mask = |status: &str, field: &str| {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(field))
+            .unwrap_or_else(|| panic!("no {field} in {status}"));
+        u64::from_str_radix(line[field.len()..].trim(), 16).unwrap()
+    };
+    let s = Scratch::new();
+    // Builtins only: while a shell forks it blocks signals for a moment.
+    let out = s.run([
+        "run",
+        "l",
+        "sh",
+        "-c",
+        "while read -r l; do echo \"$l\"; done < /proc/$$/status",
+    ]);
+    out.code(0);
+    // The standard signals, 1-31; above are the C library's own.
+    let standard = (1u64 << 31) - 1;
+    assert_eq!(mask(&out.stdout, "SigBlk:") & standard, 0, "{}", out.stdout);
+    assert_eq!(mask(&out.stdout, "SigIgn:") & standard, 0, "{}", out.stdout);
+}
+
 #[test]
 fn busy_run_does_not_start_the_command() {
     let s = Scratch::new();
