@@ -17,12 +17,11 @@ fn main() -> ExitCode {
             });
         }
     };
-    // A bug must not look like "busy" or like a child's status: exit 70.
+    // A bug must not look like "busy" or like a child's status: exit 70,
+    // from the hook, since release builds abort instead of unwinding.
     std::panic::set_hook(Box::new(|info| {
         eprintln!("nfslock: internal error: {info}");
+        std::process::exit(exit::INTERNAL.into());
     }));
-    match std::panic::catch_unwind(|| commands::run(cli)) {
-        Ok(code) => ExitCode::from(code),
-        Err(_) => ExitCode::from(exit::INTERNAL),
-    }
+    ExitCode::from(commands::run(cli))
 }

@@ -88,22 +88,28 @@ pub fn identity() -> Identity {
 /// of another namespace, and probing it would give false verdicts.
 #[cfg(target_os = "linux")]
 fn proc_is_ours() -> bool {
-    static OURS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *OURS.get_or_init(|| {
-        // /proc/self is ourselves as the /proc mount's namespace numbers us;
-        // it only matches getpid() when that namespace is ours.
-        std::fs::read_to_string("/proc/self/stat")
-            .ok()
-            .and_then(|t| t.split(' ').next()?.parse::<u32>().ok())
-            == Some(std::process::id())
-    })
+    // /proc/self is ourselves as the /proc mount's namespace numbers us;
+    // it only matches getpid() when that namespace is ours.
+    own_stat().is_some_and(|(pid, _)| pid == std::process::id())
 }
 
-/// (pid, starttime) from /proc/PID/stat. The command name in field 2 may hold
-/// spaces and parentheses, so fields are counted after the last ')'.
+/// Our own pid as /proc numbers it and our start time, read once: both the
+/// namespace check and our own liveness record need them.
 #[cfg(target_os = "linux")]
+fn own_stat() -> Option<(u32, u64)> {
+    static OWN: std::sync::OnceLock<Option<(u32, u64)>> = std::sync::OnceLock::new();
+    *OWN.get_or_init(|| stat_fields_of("/proc/self/stat"))
+}
+
 fn stat_fields(pid: u32) -> Option<(u32, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    if pid == std::process::id() {
+        return own_stat();
+    }
+    stat_fields_of(&format!("/proc/{pid}/stat"))
+}
+
+fn stat_fields_of(path: &str) -> Option<(u32, u64)> {
+    let text = std::fs::read_to_string(path).ok()?;
     let head: u32 = text.split(' ').next()?.parse().ok()?;
     let after = &text[text.rfind(')')? + 1..];
     // After ')': state is field 3; starttime is field 22, so index 19 here.
@@ -157,20 +163,18 @@ pub fn user() -> (u32, String) {
 
 /// Eight random bytes from the kernel, as the seed for tokens and jitter.
 pub fn random_seed() -> u64 {
-    use std::io::Read;
-    let mut b = [0u8; 8];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .is_ok()
-    {
-        return u64::from_le_bytes(b);
-    }
-    // No /dev/urandom (a chroot): mix what differs between processes.
+    use std::hash::{BuildHasher, Hasher};
+    // std keys each RandomState from the kernel's generator (getrandom(2),
+    // one system call, where opening /dev/urandom took three); hashing the
+    // time and pid on top keeps seeds apart should that source be absent.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
+        .map(|d| d.as_nanos())
         .unwrap_or(0);
-    t ^ (u64::from(std::process::id()) << 32)
+    h.write_u128(t);
+    h.write_u32(std::process::id());
+    h.finish()
 }
 
 /// True when files in `dir` live on another machine (NFS, FUSE, SMB, Ceph,
