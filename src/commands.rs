@@ -14,7 +14,6 @@ use crate::protocol::{
 use crate::realfs::RealFs;
 use crate::record::Content;
 use crate::stale::Liveness;
-use crate::sys;
 use crate::sysenv::SysEnv;
 use crate::ui::{self, Level};
 use crate::{record, run};
@@ -117,8 +116,6 @@ fn acquire(env: &SysEnv, io_timeout: Duration, a: AcquireArgs) -> Result<u8, Err
     };
     opts.stale_after = a.stale_after;
     opts.poll_max = a.poll_max;
-    opts.durable = sys::is_remote_fs(&lock.dir);
-    opts.watch = !opts.durable;
     let started = env.monotonic();
     let held = protocol::acquire(&ctx, &opts)?;
     // A stop signal that arrived while we were taking the lock still means
@@ -177,8 +174,6 @@ fn run_cmd(env: &SysEnv, io_timeout: Duration, a: RunArgs) -> Result<u8, Error> 
     opts.lease = Some(a.lease);
     opts.stale_after = a.stale_after;
     opts.poll_max = a.poll_max;
-    opts.durable = sys::is_remote_fs(&lock.dir);
-    opts.watch = !opts.durable;
     let shown: Vec<String> = argv
         .iter()
         .map(|s| s.to_string_lossy().into_owned())

@@ -152,10 +152,19 @@ impl<F: LockFs> FaultFs<F> {
 }
 
 impl<F: LockFs> LockFs for FaultFs<F> {
-    fn create_exclusive(&self, path: &Path, data: &[u8], durable: bool) -> io::Result<Meta> {
+    fn create_exclusive(
+        &self,
+        path: &Path,
+        data: &[u8],
+        durable: Option<bool>,
+    ) -> io::Result<Meta> {
         self.apply(Op::Create, path, || {
             self.inner.create_exclusive(path, data, durable)
         })
+    }
+
+    fn is_remote(&self, dev: u64, dir: &Path) -> bool {
+        self.inner.is_remote(dev, dir)
     }
 
     fn hard_link(&self, existing: &Path, new: &Path) -> io::Result<()> {
@@ -169,7 +178,7 @@ impl<F: LockFs> LockFs for FaultFs<F> {
             Some(Fault::Copy) => {
                 let (_, bytes) = self.inner.read(existing, 1 << 20)?;
                 self.inner
-                    .create_exclusive(new, &bytes.unwrap_or_default(), false)
+                    .create_exclusive(new, &bytes.unwrap_or_default(), Some(false))
                     .map(drop)
             }
             _ => self.inner.hard_link(existing, new),

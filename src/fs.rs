@@ -80,9 +80,16 @@ impl Meta {
 /// follow a symbolic link at the final component of any path.
 pub trait LockFs: Send + Sync {
     /// Creates `path` with O_CREAT|O_EXCL|O_NOFOLLOW, writes `data`, syncs it
-    /// to stable storage when `durable`, and returns the new file's
-    /// attributes (its mtime is file-system "now").
-    fn create_exclusive(&self, path: &Path, data: &[u8], durable: bool) -> io::Result<Meta>;
+    /// to stable storage when `durable` says so (`None`: when the new file
+    /// is on a remote filesystem, see [`LockFs::is_remote`]), and returns
+    /// its attributes (its mtime is file-system "now").
+    fn create_exclusive(&self, path: &Path, data: &[u8], durable: Option<bool>)
+        -> io::Result<Meta>;
+    /// Whether files on device `dev` (found in `dir`) live on another
+    /// machine: a claim must reach the server's disk before it is linked,
+    /// and no local event tells of other hosts' changes. Answered without
+    /// a round trip to that machine.
+    fn is_remote(&self, dev: u64, dir: &Path) -> bool;
     /// link(2). Its result is advice only: NFS may report failure for a link
     /// that was made, so callers judge by [`LockFs::lstat`].
     fn hard_link(&self, existing: &Path, new: &Path) -> io::Result<()>;

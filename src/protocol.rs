@@ -244,16 +244,16 @@ pub struct AcquireOptions {
     pub poll_min: Duration,
     pub poll_max: Duration,
     pub owner: Owner,
-    /// Sync the claim to stable storage before linking it (remote
-    /// filesystems).
-    pub durable: bool,
+    /// Sync the claim to stable storage before linking it; `None`: where
+    /// the filesystem is remote.
+    pub durable: Option<bool>,
     pub cmd: Option<String>,
     /// Refresh the claim's mtime before a link attempt once it is older
     /// than this, so that a lock is never born old.
     pub refresh_claim_after: Duration,
-    /// The directory reports changes (a local filesystem): wait for the
-    /// lock's removal instead of polling, with a slow poll as a fallback.
-    pub watch: bool,
+    /// Wait for events instead of polling, with a slow poll as a fallback;
+    /// `None`: where the filesystem reports changes (a local one).
+    pub watch: Option<bool>,
 }
 
 impl AcquireOptions {
@@ -265,10 +265,10 @@ impl AcquireOptions {
             poll_min: Duration::from_millis(20),
             poll_max: Duration::from_secs(1),
             owner,
-            durable: true,
+            durable: None,
             cmd: None,
             refresh_claim_after: Duration::from_secs(1),
-            watch: false,
+            watch: None,
         }
     }
 }
@@ -487,7 +487,7 @@ impl<'a> Ctx<'a> {
         let probe = self.my_aux(AuxKind::Probe);
         let mut budget = IoBudget::new();
         loop {
-            match self.fs.create_exclusive(&probe, b"", false) {
+            match self.fs.create_exclusive(&probe, b"", Some(false)) {
                 Ok(m) => {
                     self.remove_quietly(&probe)?;
                     return Ok(Some(m.mtime));
@@ -1103,6 +1103,8 @@ fn acquire_loop(ctx: &Ctx, opts: &AcquireOptions, slot: &mut Option<Claim>) -> R
     let mut anomalies = 0u32;
     // The instance we are watching, and since when (monotonic).
     let mut watch: Option<(Snapshot, Duration)> = None;
+    // Whether to wait for events rather than poll.
+    let mut events: Option<bool> = None;
     loop {
         if let Some(signal) = env.interrupted() {
             return Err(Error::Interrupted { signal });
@@ -1254,7 +1256,13 @@ fn acquire_loop(ctx: &Ctx, opts: &AcquireOptions, slot: &mut Option<Claim>) -> R
                     env.event(Event::Waiting { info: &info });
                     announced = true;
                 }
-                let mut pause = if opts.watch {
+                // Decided once, from the claim's device: no round trip.
+                let watching = *events.get_or_insert_with(|| {
+                    let c = slot.as_ref().expect("claim present");
+                    opts.watch
+                        .unwrap_or_else(|| !ctx.fs.is_remote(c.meta.dev, &ctx.lock.dir))
+                });
+                let mut pause = if watching {
                     // Woken by the release itself; poll only as a fallback
                     // and when the lock is due to go stale.
                     WATCH_FALLBACK.min(until_stale(&info, opts.stale_after))
@@ -1264,7 +1272,7 @@ fn acquire_loop(ctx: &Ctx, opts: &AcquireOptions, slot: &mut Option<Claim>) -> R
                 if let Some(r) = remaining {
                     pause = pause.min(r);
                 }
-                let woken = if opts.watch {
+                let woken = if watching {
                     let claim_path = slot.as_ref().expect("claim present").path.clone();
                     env.sleep_until_change(ctx.lock, &claim_path, pause)
                 } else {
@@ -1543,7 +1551,7 @@ fn break_once(ctx: &Ctx, opts: BreakOptions) -> Result<BreakOutcome, Error> {
 /// and returns the new value. Call only while holding the lock: mutual
 /// exclusion is what makes the values strictly increase. Costs a read, a
 /// create and a rename.
-pub fn next_fence(ctx: &Ctx, durable: bool) -> Result<u64, Error> {
+pub fn next_fence(ctx: &Ctx, durable: Option<bool>) -> Result<u64, Error> {
     use std::os::unix::ffi::OsStrExt;
     let mut name = ctx.lock.aux_prefix();
     name.extend_from_slice(b"fence");
@@ -1805,7 +1813,7 @@ mod tests {
             let waiter_fs = FaultFs::new(RealFs);
             let mut opts = self.opts();
             opts.wait = Some(wait);
-            opts.watch = true;
+            opts.watch = Some(true);
             let lock = self.lock.clone();
             let got = std::thread::scope(|s| {
                 let w = s.spawn(|| {
@@ -2226,7 +2234,7 @@ mod tests {
                 let (lock, order) = (f.lock.clone(), &order);
                 let mut opts = f.opts();
                 opts.wait = Some(Duration::from_secs(60));
-                opts.watch = true;
+                opts.watch = Some(true);
                 s.spawn(move || {
                     let env = crate::sysenv::SysEnv::new();
                     let ctx = Ctx {

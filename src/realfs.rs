@@ -42,23 +42,38 @@ fn meta_of(m: &std::fs::Metadata) -> Meta {
 }
 
 impl LockFs for RealFs {
-    fn create_exclusive(&self, path: &Path, data: &[u8], durable: bool) -> io::Result<Meta> {
+    fn create_exclusive(
+        &self,
+        path: &Path,
+        data: &[u8],
+        durable: Option<bool>,
+    ) -> io::Result<Meta> {
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o644)
             .custom_flags(libc_flags::O_NOFOLLOW)
             .open(path)?;
-        let written = f
-            .write_all(data)
-            .and_then(|()| if durable { f.sync_all() } else { Ok(()) });
-        if let Err(e) = written {
+        // The new file's own attributes tell which filesystem it is on: no
+        // statfs of the directory, a round trip on NFS.
+        let written = f.write_all(data).and_then(|()| f.metadata()).and_then(|m| {
+            let meta = meta_of(&m);
+            let dir = path.parent().unwrap_or(Path::new("."));
+            if durable.unwrap_or_else(|| self.is_remote(meta.dev, dir)) {
+                f.sync_all()?;
+            }
+            Ok(meta)
+        });
+        if written.is_err() {
             // A claim we could not fill is useless and would be litter.
             drop(f);
             let _ = std::fs::remove_file(path);
-            return Err(e);
         }
-        Ok(meta_of(&f.metadata()?))
+        written
+    }
+
+    fn is_remote(&self, dev: u64, dir: &Path) -> bool {
+        crate::sys::is_remote_dev(dev, dir)
     }
 
     fn hard_link(&self, existing: &Path, new: &Path) -> io::Result<()> {

@@ -81,7 +81,7 @@ pub struct RunSpec {
     pub on_lost: OnLost,
     pub kill_after: Duration,
     pub fence: bool,
-    pub durable: bool,
+    pub durable: Option<bool>,
 }
 
 /// The protocol's environment for heartbeats: the real one, except that it

@@ -177,6 +177,61 @@ pub fn random_seed() -> u64 {
     h.finish()
 }
 
+/// Filesystem types whose files live on another machine, or are shared
+/// with one (cluster filesystems, a VM host's virtiofs): changes made there
+/// raise no local events, and a new file must be synced before it is linked.
+const REMOTE_TYPES: &[&str] = &[
+    "nfs",
+    "nfs4",
+    "cifs",
+    "smb3",
+    "smbfs",
+    "ceph",
+    "9p",
+    "afs",
+    "lustre",
+    "gpfs",
+    "ocfs2",
+    "gfs2",
+    "glusterfs",
+    "beegfs",
+    "orangefs",
+    "virtiofs",
+];
+
+/// Whether device `dev` (a file's st_dev, found in `dir`) is a remote
+/// filesystem, from /proc/self/mountinfo: no round trip to the server, where
+/// statfs(2) would be one. A device mountinfo does not list (btrfs gives
+/// each subvolume its own) is asked about with statfs.
+pub fn is_remote_dev(dev: u64, dir: &Path) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        static MOUNTS: std::sync::OnceLock<Vec<(u64, bool)>> = std::sync::OnceLock::new();
+        let mounts = MOUNTS.get_or_init(|| {
+            std::fs::read_to_string("/proc/self/mountinfo")
+                .map(|text| text.lines().filter_map(mount_line).collect())
+                .unwrap_or_default()
+        });
+        if let Some((_, remote)) = mounts.iter().find(|(d, _)| *d == dev) {
+            return *remote;
+        }
+    }
+    let _ = dev;
+    is_remote_fs(dir)
+}
+
+/// One mountinfo line: "ID PARENT MAJOR:MINOR ROOT POINT OPTIONS [TAGS...]
+/// - TYPE SOURCE SUPER-OPTIONS" -> (device, remote).
+#[cfg(target_os = "linux")]
+fn mount_line(line: &str) -> Option<(u64, bool)> {
+    let mut fields = line.split(' ');
+    let (major, minor) = fields.nth(2)?.split_once(':')?;
+    let fstype = fields.skip_while(|f| *f != "-").nth(1)?;
+    let dev = nix::sys::stat::makedev(major.parse().ok()?, minor.parse().ok()?);
+    let remote = fstype.starts_with("fuse") || REMOTE_TYPES.contains(&fstype);
+    Some((dev as u64, remote))
+}
+
 /// True when files in `dir` live on another machine (NFS, FUSE, SMB, Ceph,
 /// 9p), where the claim must reach stable storage before we link it.
 pub fn is_remote_fs(dir: &Path) -> bool {
@@ -280,6 +335,41 @@ mod tests {
     #[test]
     fn a_pid_beyond_pid_max_is_gone() {
         assert_eq!(process_state(4_194_305), ProcState::Gone);
+    }
+
+    #[test]
+    fn mountinfo_lines_give_device_and_remoteness() {
+        let nfs = "41 29 0:45 / /mnt/nfs rw,relatime shared:90 - nfs4 srv:/x rw,vers=4.2";
+        let fuse = "50 29 0:52 / /mnt/lab rw,nosuid - fuse.nfslab-bridge lab rw,user_id=0";
+        let ext4 = "29 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw";
+        let tagless = "30 29 0:26 / /tmp rw - tmpfs tmpfs rw";
+        assert_eq!(
+            mount_line(nfs),
+            Some((nix::sys::stat::makedev(0, 45), true))
+        );
+        assert_eq!(
+            mount_line(fuse),
+            Some((nix::sys::stat::makedev(0, 52), true))
+        );
+        assert_eq!(
+            mount_line(ext4),
+            Some((nix::sys::stat::makedev(254, 1), false))
+        );
+        assert_eq!(
+            mount_line(tagless),
+            Some((nix::sys::stat::makedev(0, 26), false))
+        );
+        assert_eq!(mount_line("garbage"), None);
+    }
+
+    /// The device of a file in a local directory is found and is local,
+    /// and agrees with statfs, the fallback.
+    #[test]
+    fn a_local_directory_is_not_remote() {
+        let dir = tempfile::tempdir().unwrap();
+        let dev = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(dir.path()).unwrap());
+        assert_eq!(is_remote_dev(dev, dir.path()), is_remote_fs(dir.path()));
+        assert!(!is_remote_dev(dev, dir.path()));
     }
 
     #[test]

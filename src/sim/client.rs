@@ -168,7 +168,17 @@ fn show_meta(r: &io::Result<Meta>) -> String {
 }
 
 impl LockFs for SimFs {
-    fn create_exclusive(&self, path: &Path, data: &[u8], _durable: bool) -> io::Result<Meta> {
+    fn is_remote(&self, _dev: u64, _dir: &Path) -> bool {
+        // The simulated clients share a server and see no events.
+        true
+    }
+
+    fn create_exclusive(
+        &self,
+        path: &Path,
+        data: &[u8],
+        _durable: Option<bool>,
+    ) -> io::Result<Meta> {
         let name = name_of(path)?;
         self.call(
             OpKind::Create,
