@@ -1683,6 +1683,8 @@ mod tests {
         rng: Cell<u64>,
         origin: Instant,
         events: Mutex<Vec<String>>,
+        /// Every sleep asked for (each is cut to 5 ms).
+        sleeps: Mutex<Vec<Duration>>,
     }
 
     impl TestEnv {
@@ -1692,6 +1694,7 @@ mod tests {
                 rng: Cell::new(sys::random_seed()),
                 origin: Instant::now(),
                 events: Mutex::new(Vec::new()),
+                sleeps: Mutex::new(Vec::new()),
             }
         }
 
@@ -1721,6 +1724,7 @@ mod tests {
             SystemTime::now()
         }
         fn sleep(&self, d: Duration) -> Option<i32> {
+            self.sleeps.lock().unwrap().push(d);
             std::thread::sleep(d.min(Duration::from_millis(5)));
             None
         }
@@ -2303,6 +2307,30 @@ mod tests {
         assert!(links > 3, "{links} polls");
         // Once while polling, once more by the clean-up's fresh look.
         assert!(reads <= 2, "{reads} reads in {links} polls");
+    }
+
+    /// Polling (remote filesystems) backs off while the same holder keeps
+    /// the lock, and starts fast again when the holder changes: the next
+    /// holder may be quick, and its release should not wait a second.
+    #[test]
+    fn polling_backs_off_and_restarts_when_the_holder_changes() {
+        let f = Fixture::new();
+        f.plant_other_lock(b"first");
+        // Before the 9th link attempt (after 8 polls), a new holder.
+        f.fs.on(Op::Link, Some("claim"), 9, f.replace_lock_with(b"second"));
+        let mut opts = f.opts();
+        opts.wait = Some(Duration::from_millis(400));
+        opts.watch = Some(false);
+        opts.poll_min = Duration::from_millis(20);
+        opts.poll_max = Duration::from_secs(1);
+        acquire(&f.ctx(), &opts).unwrap_err();
+        let sleeps = f.env.sleeps.lock().unwrap().clone();
+        assert!(sleeps.len() > 10, "{sleeps:?}");
+        // Doubling with jitter (half to all of each step, and never past
+        // the deadline): the 5th pause is 160-320 ms. After the change of
+        // holder it is back to 10-20 ms.
+        assert!(sleeps[4] >= Duration::from_millis(160), "{sleeps:?}");
+        assert!(sleeps[8] <= Duration::from_millis(20), "{sleeps:?}");
     }
 
     /// Every lock-directory operation is a round trip on NFS: an
