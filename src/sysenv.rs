@@ -244,9 +244,16 @@ impl Env for SysEnv {
             | AddWatchFlags::IN_DELETE_SELF
             | AddWatchFlags::IN_DONT_FOLLOW;
         // Bounded: each turn follows a change in the queue.
+        // Set when the waiter we watched has just taken the lock: then we
+        // are first in line without listing the directory again.
+        let mut first = false;
         for _ in 0..16 {
-            let ahead = waiter_ahead(lock, claim);
-            let target = ahead.as_deref().unwrap_or(&lock.path);
+            let ahead = if first {
+                None
+            } else {
+                waiter_ahead(lock, claim)
+            };
+            let target = ahead.as_ref().map_or(&lock.path, |(p, _)| p);
             // The same inode gives the same descriptor, so a watch kept
             // since the protocol's last look has queued whatever happened
             // meanwhile. A new watch is set after that look: if the lock
@@ -275,9 +282,13 @@ impl Env for SysEnv {
             if let Some(signal) = self.wait(span, Some((inotify, wd))) {
                 return Some(signal);
             }
-            if ahead.is_none() || began.elapsed() >= span {
+            let Some((_, ino)) = ahead else {
+                return None;
+            };
+            if began.elapsed() >= span {
                 return None;
             }
+            first = std::fs::symlink_metadata(&lock.path).is_ok_and(|m| m.ino() == ino);
         }
         drop(slot);
         self.sleep(deadline.saturating_duration_since(Instant::now()))
@@ -321,11 +332,12 @@ impl Env for SysEnv {
 /// before it looks at the lock itself.
 const QUEUE_FALLBACK: Duration = Duration::from_secs(2);
 
-/// The claim of the waiter just ahead of ours: the newest claim of this
-/// lock born before ours, leaving out the holder's (the lock's inode) and
-/// those of processes of this host that no longer exist. Birth times come
-/// from statx; where a filesystem has none, the ctime stands in.
-fn waiter_ahead(lock: &LockPath, claim: &Path) -> Option<PathBuf> {
+/// The claim of the waiter just ahead of ours, and its inode: the newest
+/// claim of this lock born before ours, leaving out the holder's (the
+/// lock's inode) and those of processes of this host that no longer exist.
+/// Birth times come from statx; where a filesystem has none, the ctime
+/// stands in.
+fn waiter_ahead(lock: &LockPath, claim: &Path) -> Option<(PathBuf, u64)> {
     let key = |m: &std::fs::Metadata| {
         let born = m
             .created()
@@ -340,7 +352,7 @@ fn waiter_ahead(lock: &LockPath, claim: &Path) -> Option<PathBuf> {
     let my_name = claim.file_name()?;
     let me = lock.parse_aux(my_name)?;
     let holder = std::fs::symlink_metadata(&lock.path).ok().map(|m| m.ino());
-    let mut best: Option<((i128, u64), PathBuf)> = None;
+    let mut earlier = Vec::new();
     for entry in std::fs::read_dir(&lock.dir).ok()?.flatten() {
         let name = entry.file_name();
         let Some(aux) = lock.parse_aux(&name) else {
@@ -349,17 +361,17 @@ fn waiter_ahead(lock: &LockPath, claim: &Path) -> Option<PathBuf> {
         if aux.kind != AuxKind::Claim || name == my_name {
             continue;
         }
-        if aux.host == me.host && !sys::pid_exists(aux.pid) {
-            continue;
-        }
         let Ok(m) = entry.metadata() else { continue };
-        if Some(m.ino()) == holder || m.ino() == mine.ino() {
-            continue;
-        }
         let k = key(&m);
-        if k < my_key && best.as_ref().is_none_or(|(b, _)| k > *b) {
-            best = Some((k, entry.path()));
+        if k < my_key && Some(m.ino()) != holder {
+            earlier.push((k, entry.path(), aux));
         }
     }
-    best.map(|(_, p)| p)
+    // Newest first; a dead process's claim queues for nothing. Only as
+    // many pids are probed as it takes to find a live one.
+    earlier.sort_by(|a, b| b.0.cmp(&a.0));
+    earlier
+        .into_iter()
+        .find(|(_, _, aux)| aux.host != me.host || sys::pid_exists(aux.pid))
+        .map(|(k, path, _)| (path, k.1))
 }
