@@ -282,9 +282,8 @@ impl Env for SysEnv {
             if let Some(signal) = self.wait(span, Some((inotify, wd))) {
                 return Some(signal);
             }
-            let Some((_, ino)) = ahead else {
-                return None;
-            };
+            // Woken about the lock itself (or timed out): look at it.
+            let (_, ino) = ahead?;
             if began.elapsed() >= span {
                 return None;
             }
@@ -369,7 +368,7 @@ fn waiter_ahead(lock: &LockPath, claim: &Path) -> Option<(PathBuf, u64)> {
     }
     // Newest first; a dead process's claim queues for nothing. Only as
     // many pids are probed as it takes to find a live one.
-    earlier.sort_by(|a, b| b.0.cmp(&a.0));
+    earlier.sort_by_key(|e| std::cmp::Reverse(e.0));
     earlier
         .into_iter()
         .find(|(_, _, aux)| aux.host != me.host || sys::pid_exists(aux.pid))
