@@ -2270,6 +2270,39 @@ mod tests {
         assert!(f.names().is_empty(), "{:?}", f.names());
     }
 
+    /// A waiter ahead in the queue that never moves (stopped, or its claim
+    /// left by a process whose pid lives on) holds the one behind it for
+    /// 2 s at most, not for the 10 s fallback poll.
+    #[test]
+    fn a_stuck_waiter_ahead_holds_the_queue_briefly() {
+        let f = Fixture::new();
+        let held = acquire(&f.ctx(), &f.opts()).unwrap();
+        // A claim older than the waiter's, of a live pid (ours) that will
+        // never act on it.
+        let host = &f.env.identity().host;
+        let stuck = f.lock.in_dir(&f.lock.aux_name(
+            AuxKind::Claim,
+            "0123456789abcdef",
+            std::process::id(),
+            host,
+        ));
+        std::fs::write(&stuck, b"stuck").unwrap();
+        let began = std::time::Instant::now();
+        let (got, _) = f.wait_on_local_disk(WATCH_FALLBACK * 2, || {
+            std::thread::sleep(Duration::from_millis(100));
+            held.release(&f.ctx()).unwrap();
+        });
+        let took = began.elapsed();
+        got.expect("the waiter gets the lock")
+            .release(&f.ctx())
+            .unwrap();
+        std::fs::remove_file(&stuck).unwrap();
+        // Due after 2 s; the fallback poll would be 10 s. The bound leaves
+        // a loaded machine 3 s.
+        assert!(took < WATCH_FALLBACK / 2, "{took:?}");
+        assert!(f.names().is_empty(), "{:?}", f.names());
+    }
+
     /// No event marks a lease running out: a waiter woken by events still
     /// wakes when the lock is due to go stale, long before its 10 s
     /// fallback poll.

@@ -1,5 +1,6 @@
 //! The protocol's [`Env`] for the real world: /proc identity, the monotonic
-//! clock, and waits that SIGINT, SIGTERM and SIGHUP cut short.
+//! clock, and waits that SIGINT, SIGTERM and SIGHUP cut short; on local
+//! filesystems, waits woken by inotify, with waiters queued by claim age.
 //!
 //! Those three signals are blocked and read from a signalfd, so they can
 //! only arrive between protocol steps, never in the middle of one: a claim
