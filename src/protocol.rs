@@ -1841,16 +1841,8 @@ mod tests {
             opts.watch = Some(true);
             let lock = self.lock.clone();
             let got = std::thread::scope(|s| {
-                let w = s.spawn(|| {
-                    let env = crate::sysenv::SysEnv::new();
-                    let ctx = Ctx {
-                        fs: &waiter_fs,
-                        env: &env,
-                        lock: &lock,
-                        io_timeout: Duration::from_secs(5),
-                    };
-                    acquire(&ctx, &opts)
-                });
+                let w =
+                    s.spawn(|| acquire_as_nfslock_does(&waiter_fs, &lock, &opts, |_, held| held));
                 meanwhile();
                 w.join().unwrap()
             });
@@ -1860,6 +1852,25 @@ mod tests {
         fn lock_bytes(&self) -> Option<Vec<u8>> {
             std::fs::read(&self.lock.path).ok()
         }
+    }
+
+    /// Acquires with the real environment (inotify, the queue) as the
+    /// `nfslock` binary does, then hands the lock to `then` (which may
+    /// release it or give it back).
+    fn acquire_as_nfslock_does<T>(
+        fs: &dyn LockFs,
+        lock: &LockPath,
+        opts: &AcquireOptions,
+        then: impl FnOnce(&Ctx, Held) -> T,
+    ) -> Result<T, Error> {
+        let env = crate::sysenv::SysEnv::new();
+        let ctx = Ctx {
+            fs,
+            env: &env,
+            lock,
+            io_timeout: Duration::from_secs(5),
+        };
+        acquire(&ctx, opts).map(|held| then(&ctx, held))
     }
 
     #[test]
@@ -2261,18 +2272,13 @@ mod tests {
                 opts.wait = Some(Duration::from_secs(60));
                 opts.watch = Some(true);
                 s.spawn(move || {
-                    let env = crate::sysenv::SysEnv::new();
-                    let ctx = Ctx {
-                        fs: &RealFs,
-                        env: &env,
-                        lock: &lock,
-                        io_timeout: Duration::from_secs(5),
-                    };
-                    let held = acquire(&ctx, &opts).unwrap();
-                    order.lock().unwrap().push(i);
-                    // Hold long enough for the next to find it busy.
-                    std::thread::sleep(Duration::from_millis(20));
-                    held.release(&ctx).unwrap();
+                    acquire_as_nfslock_does(&RealFs, &lock, &opts, |ctx, held| {
+                        order.lock().unwrap().push(i);
+                        // Hold long enough for the next to find it busy.
+                        std::thread::sleep(Duration::from_millis(20));
+                        held.release(ctx).unwrap();
+                    })
+                    .unwrap();
                 });
                 // The next waiter comes once this one waits (its claim is
                 // there beside the holder's and the earlier waiters').
