@@ -758,16 +758,26 @@ impl<'a> Ctx<'a> {
 
     /// Removes leftovers of processes that died mid-operation: claims of
     /// provably dead owners, and guard, removal and probe files older than
-    /// [`ORPHAN_AGE`]. Best effort.
+    /// [`ORPHAN_AGE`]. Best effort. Unless `thorough`, claims are read only
+    /// when this host has no process of their pid.
     ///
     /// Everything is judged before anything is removed: unlinking one name
     /// of an inode updates its ctime, which would make a second leftover
     /// name of the same inode (a dead breaker's guard and a dead remover's
     /// private name often share one) look brand new.
-    pub fn sweep(&self, now: Option<FsTime>, keep: Option<&Path>) -> usize {
+    pub fn sweep(&self, now: Option<FsTime>, keep: Option<&Path>, thorough: bool) -> usize {
         let Ok(names) = self.fs.list(&self.lock.dir) else {
             return 0;
         };
+        // Our host as claim names spell it (escaped, maybe shortened).
+        let here = self
+            .lock
+            .parse_aux(
+                &self
+                    .lock
+                    .aux_name(AuxKind::Claim, "0", 0, &self.env.identity().host),
+            )
+            .map(|a| a.host);
         let mut orphans = Vec::new();
         for name in names {
             let Some(aux) = self.lock.parse_aux(&name) else {
@@ -777,27 +787,45 @@ impl<'a> Ctx<'a> {
             if Some(path.as_path()) == keep {
                 continue;
             }
-            let Ok((meta, bytes)) = self.fs.read(&path, READ_LIMIT) else {
-                continue;
-            };
             let orphan = match aux.kind {
+                // A quick sweep (after a contended acquire, before the
+                // holder's command runs) reads only claims that may be
+                // dead: of this host, with no process of that pid. Others
+                // cannot be judged here or are most likely alive, and on
+                // NFS each read is three round trips. `break` reads all.
+                AuxKind::Claim
+                    if !thorough
+                        && (here.as_ref() != Some(&aux.host)
+                            || self.env.process(aux.pid) != ProcState::Gone) =>
+                {
+                    false
+                }
                 // A dead owner's claim can go even while it is linked
                 // elsewhere: the lock (or a private name) keeps the inode,
                 // and nobody judges a lock by its claim's name.
-                AuxKind::Claim => match bytes.as_deref().map(record::parse) {
-                    Some(Content::Ours(rec)) => {
-                        rec.token == aux.nonce
-                            && matches!(
-                                stale::liveness(&rec, self.env.identity(), |p| self.env.process(p)),
-                                Liveness::Dead(_)
-                            )
-                    }
+                AuxKind::Claim => match self.fs.read(&path, READ_LIMIT) {
+                    Ok((_, Some(bytes))) => match record::parse(&bytes) {
+                        Content::Ours(rec) => {
+                            rec.token == aux.nonce
+                                && matches!(
+                                    stale::liveness(&rec, self.env.identity(), |p| self
+                                        .env
+                                        .process(p)),
+                                    Liveness::Dead(_)
+                                )
+                        }
+                        Content::Foreign { .. } => false,
+                    },
                     _ => false,
                 },
-                AuxKind::Guard | AuxKind::Removing | AuxKind::Probe => match now {
-                    Some(now) => now.secs_since(meta.ctime) > ORPHAN_AGE.as_secs_f64(),
-                    None => false,
-                },
+                AuxKind::Guard | AuxKind::Removing | AuxKind::Probe => {
+                    match (now, self.fs.lstat(&path)) {
+                        (Some(now), Ok(meta)) => {
+                            now.secs_since(meta.ctime) > ORPHAN_AGE.as_secs_f64()
+                        }
+                        _ => false,
+                    }
+                }
             };
             if orphan {
                 orphans.push(path);
@@ -1105,6 +1133,8 @@ fn acquire_loop(ctx: &Ctx, opts: &AcquireOptions, slot: &mut Option<Claim>) -> R
     let mut watch: Option<(Snapshot, Duration)> = None;
     // Whether to wait for events rather than poll.
     let mut events: Option<bool> = None;
+    // Tokens of claims we gave up on while their link may have taken.
+    let mut abandoned: Vec<String> = Vec::new();
     loop {
         if let Some(signal) = env.interrupted() {
             return Err(Error::Interrupted { signal });
@@ -1151,7 +1181,7 @@ fn acquire_loop(ctx: &Ctx, opts: &AcquireOptions, slot: &mut Option<Claim>) -> R
             Look::Ours => {
                 let c = slot.take().expect("claim present");
                 if contended {
-                    ctx.sweep(Some(c.estimate_now(env)), Some(&c.path));
+                    ctx.sweep(Some(c.estimate_now(env)), Some(&c.path), false);
                 }
                 return Ok(Held {
                     claim: c.path,
@@ -1172,6 +1202,7 @@ fn acquire_loop(ctx: &Ctx, opts: &AcquireOptions, slot: &mut Option<Claim>) -> R
                 if pinned {
                     let old = slot.take().expect("claim present");
                     abandon(ctx, &old);
+                    abandoned.push(old.record.token);
                 }
                 continue;
             }
@@ -1180,6 +1211,7 @@ fn acquire_loop(ctx: &Ctx, opts: &AcquireOptions, slot: &mut Option<Claim>) -> R
                 // is left under it, is not ours to trust any more.
                 let old = slot.take().expect("claim present");
                 abandon(ctx, &old);
+                abandoned.push(old.record.token);
                 continue;
             }
             Look::Copied(copy) => {
@@ -1195,6 +1227,7 @@ fn acquire_loop(ctx: &Ctx, opts: &AcquireOptions, slot: &mut Option<Claim>) -> R
                 anomalies += 1;
                 let old = slot.take().expect("claim present");
                 abandon(ctx, &old);
+                abandoned.push(old.record.token);
                 // Once may be a race with a breaker; twice in a row with
                 // fresh claims is the filesystem.
                 if anomalies >= 2 {
@@ -1221,6 +1254,22 @@ fn acquire_loop(ctx: &Ctx, opts: &AcquireOptions, slot: &mut Option<Claim>) -> R
                         Duration::ZERO
                     }
                 };
+                let own = (!abandoned.is_empty())
+                    .then(|| snap.bytes.as_deref().map(record::parse))
+                    .flatten();
+                if let Some(Content::Ours(r)) = &own {
+                    if abandoned.contains(&r.token) {
+                        // Our own lock, from a claim we gave up on because
+                        // its lock had vanished and an extra link looked
+                        // like a breaker's pin; it was a remover's private
+                        // name, and the lock has been put back. Nobody else
+                        // holds an instance with our token: remove it as
+                        // its owner would, or it stays until its lease ends.
+                        ctx.remove_instance(&snap, false)?;
+                        watch = None;
+                        continue;
+                    }
+                }
                 let mut info =
                     ctx.judge(snap, Some(c.estimate_now(env)), watched, opts.stale_after);
                 if let Some(reason) = &info.verdict.stale {
@@ -1543,7 +1592,7 @@ pub fn break_lock(ctx: &Ctx, opts: BreakOptions) -> Result<BreakOutcome, Error> 
     let outcome = break_once(ctx, opts)?;
     if !opts.dry_run {
         let now = ctx.fs_now()?;
-        ctx.sweep(now, None);
+        ctx.sweep(now, None, true);
     }
     Ok(outcome)
 }
@@ -1884,6 +1933,39 @@ mod tests {
             held.release(&f.ctx()).unwrap();
             assert_eq!(f.names(), Vec::<String>::new());
         }
+    }
+
+    /// Our link took, then a remover moved the lock aside (its private name
+    /// is the extra link we see on our claim, like a breaker's pin): we
+    /// give the claim up. The remover finds it moved the wrong instance and
+    /// puts it back. That lock carries our token and nobody holds it: we
+    /// remove it as its owner would instead of waiting out its lease.
+    #[test]
+    fn a_lock_put_back_after_we_gave_up_its_claim_is_ours_to_remove() {
+        let f = Fixture::new();
+        let (lock, aside) = (f.lock.path.clone(), f.dir.path().join("aside"));
+        let (lock2, aside2) = (lock.clone(), aside.clone());
+        f.fs.on(
+            Op::Lstat,
+            None,
+            1,
+            Fault::Before(Box::new(move || std::fs::rename(&lock, &aside).unwrap())),
+        );
+        f.fs.on(
+            Op::Create,
+            None,
+            2,
+            Fault::Before(Box::new(move || {
+                std::fs::hard_link(&aside2, &lock2).unwrap();
+                std::fs::remove_file(&aside2).unwrap();
+            })),
+        );
+        let mut o = f.opts();
+        o.wait = Some(Duration::from_secs(5));
+        let held = acquire(&f.ctx(), &o).expect("the lock is taken, not waited out");
+        assert_eq!(f.fs.fired(), 2);
+        held.release(&f.ctx()).unwrap();
+        assert!(f.names().is_empty(), "{:?}", f.names());
     }
 
     #[test]
@@ -2471,7 +2553,7 @@ mod tests {
         let private = f.dir.path().join(".l.nfslock-rm.0.1.h");
         std::fs::rename(&f.lock.path, &private).unwrap();
         let now = FsTime(i128::MAX / 2);
-        assert_eq!(f.ctx().sweep(Some(now), None), 2);
+        assert_eq!(f.ctx().sweep(Some(now), None, true), 2);
         assert!(!held.claim.exists() && !private.exists(), "{:?}", f.names());
     }
 
@@ -2609,7 +2691,7 @@ mod tests {
                 .mtime
                 .plus(ORPHAN_AGE + Duration::from_secs(1));
         // Only `old` is old: judge `young` against its own ctime.
-        let removed = f.ctx().sweep(Some(now), None);
+        let removed = f.ctx().sweep(Some(now), None, true);
         assert_eq!(removed, 3, "{:?}", f.names());
         assert!(!c.path.exists() && !old.exists() && !young.exists());
         assert!(
@@ -2618,7 +2700,7 @@ mod tests {
         );
         let removed = f
             .ctx()
-            .sweep(Some(f.fs.lstat(&live.claim).unwrap().mtime), None);
+            .sweep(Some(f.fs.lstat(&live.claim).unwrap().mtime), None, true);
         assert_eq!(removed, 0);
     }
 }
