@@ -11,7 +11,9 @@
 //!
 //! O_EXCL maps to CREATE GUARDED, utimensat(UTIME_NOW) to SET_TO_SERVER_TIME.
 //! All RPCs are serialised on one connection: this is a test tool, not a
-//! fast client.
+//! fast client. Like a hard mount, it retransmits a call whose reply does not
+//! come (ganesha drops some requests on purpose, expecting a retransmit), on
+//! a fresh connection so that a late reply cannot be taken for another's.
 
 use clap::Parser;
 use fuser::{
@@ -76,7 +78,7 @@ impl Connector for GuardedConnector {
     }
 }
 
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 struct Args {
     /// NFS server address.
     #[arg(long, default_value = "127.0.0.1")]
@@ -121,6 +123,8 @@ enum Fate {
 struct Inner {
     rt: tokio::runtime::Runtime,
     nfs: Nfs3Client<Io>,
+    /// For reconnecting.
+    args: Args,
     root: nfs_fh3,
     root_fileid: u64,
     handles: HashMap<u64, nfs_fh3>,
@@ -204,6 +208,54 @@ fn atime_of(t: Option<TimeOrNow>) -> set_atime {
 
 /// An RPC's outcome as the errno a caller sees: the server's status, or
 /// EIO when the call itself failed.
+/// How long a reply may take before the call is sent again.
+const RPC_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One RPC on `$i.nfs`: a reply that does not come within [`RPC_TIMEOUT`]
+/// is given up on and the call is sent again on a fresh connection (a
+/// retransmit: the server may execute it twice, which callers see as a lost
+/// reply, EEXIST or ENOENT, as with a real client).
+macro_rules! call {
+    ($i:expr, $method:ident, $args:expr) => {
+        loop {
+            let fut = $i.nfs.$method($args);
+            let r = $i
+                .rt
+                .block_on(async move { tokio::time::timeout(RPC_TIMEOUT, fut).await });
+            match r {
+                Ok(r) => break r,
+                Err(_) => $i.reconnect(),
+            }
+        }
+    };
+}
+
+fn mount_client(
+    rt: &tokio::runtime::Runtime,
+    args: &Args,
+) -> Result<(nfs_fh3, Nfs3Client<Io>), String> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let cred = opaque_auth::auth_unix(&auth_unix {
+        stamp: std::process::id(),
+        machinename: Opaque::owned(host.into_bytes()),
+        uid: 0,
+        gid: 0,
+        gids: vec![0],
+    });
+    let conn = rt
+        .block_on(
+            Nfs3ConnectionBuilder::new(GuardedConnector, &args.server, &args.export)
+                .mount_port(20048)
+                .nfs3_port(2049)
+                .credential(cred)
+                .mount(),
+        )
+        .map_err(|e| format!("cannot mount {}:{}: {e:?}", args.server, args.export))?;
+    Ok((conn.root_nfs_fh3(), conn.into_nfs3_client()))
+}
+
 fn rpc<T, E>(r: Result<Nfs3Result<T, E>, nfs3_client::RpcError>) -> Result<T, Errno> {
     match r {
         Ok(Nfs3Result::Ok(v)) => Ok(v),
@@ -213,6 +265,23 @@ fn rpc<T, E>(r: Result<Nfs3Result<T, E>, nfs3_client::RpcError>) -> Result<T, Er
 }
 
 impl Inner {
+    /// Replaces the connection after a call went unanswered.
+    fn reconnect(&mut self) {
+        self.count("RETRANSMIT");
+        loop {
+            match mount_client(&self.rt, &self.args) {
+                Ok((_, nfs)) => {
+                    self.nfs = nfs;
+                    return;
+                }
+                Err(e) => {
+                    eprintln!("nfslab-bridge: {e}; trying again");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
     fn count(&mut self, what: &str) {
         *self.counts.entry(what.to_string()).or_default() += 1;
     }
@@ -273,7 +342,7 @@ impl Inner {
     fn getattr_fh(&mut self, fh: &nfs_fh3) -> Result<fattr3, Errno> {
         self.count("GETATTR");
         let args = GETATTR3args { object: fh.clone() };
-        rpc(self.rt.block_on(self.nfs.getattr(&args))).map(|ok| ok.obj_attributes)
+        rpc(call!(self, getattr, &args)).map(|ok| ok.obj_attributes)
     }
 
     fn lookup_fh(&mut self, dir: &nfs_fh3, name: &OsStr) -> Result<(nfs_fh3, fattr3), Errno> {
@@ -284,7 +353,7 @@ impl Inner {
                 name: name3(name),
             },
         };
-        let ok = rpc(self.rt.block_on(self.nfs.lookup(&args)))?;
+        let ok = rpc(call!(self, lookup, &args))?;
         let attrs = match ok.obj_attributes {
             Nfs3Option::Some(a) => a,
             Nfs3Option::None => self.getattr_fh(&ok.object)?,
@@ -443,7 +512,7 @@ impl Filesystem for Bridge {
                 },
                 guard: Nfs3Option::None,
             };
-            rpc(i.rt.block_on(i.nfs.setattr(&args)))?;
+            rpc(call!(i, setattr, &args))?;
             // SETATTR is idempotent: a lost reply is retransmitted and
             // succeeds, so only EIO (soft mount) reaches the caller.
             if fate != Fate::Normal {
@@ -464,7 +533,7 @@ impl Filesystem for Bridge {
         let r = i.fh(ino).and_then(|fh| {
             i.count("READLINK");
             let args = READLINK3args { symlink: fh };
-            rpc(i.rt.block_on(i.nfs.readlink(&args))).map(|ok| ok.data.0.to_vec())
+            rpc(call!(i, readlink, &args)).map(|ok| ok.data.0.to_vec())
         });
         match r {
             Ok(d) => reply.data(&d),
@@ -502,7 +571,7 @@ impl Filesystem for Bridge {
                 },
                 what,
             };
-            rpc(i.rt.block_on(i.nfs.mknod(&args)))
+            rpc(call!(i, mknod, &args))
                 .and_then(|ok| i.new_object(&dir, name, ok.obj, ok.obj_attributes))
         });
         match r {
@@ -534,7 +603,7 @@ impl Filesystem for Bridge {
                     ..Default::default()
                 },
             };
-            rpc(i.rt.block_on(i.nfs.mkdir(&args)))
+            rpc(call!(i, mkdir, &args))
                 .and_then(|ok| i.new_object(&dir, name, ok.obj, ok.obj_attributes))
         });
         match r {
@@ -558,7 +627,7 @@ impl Filesystem for Bridge {
                     name: name3(name),
                 },
             };
-            rpc(i.rt.block_on(i.nfs.remove(&args)))?;
+            rpc(call!(i, remove, &args))?;
             outcome(fate, Errno::ENOENT)
         });
         match r {
@@ -578,7 +647,7 @@ impl Filesystem for Bridge {
                     name: name3(name),
                 },
             };
-            rpc(i.rt.block_on(i.nfs.rmdir(&args))).map(drop)
+            rpc(call!(i, rmdir, &args)).map(drop)
         });
         match r {
             Ok(()) => reply.ok(),
@@ -608,7 +677,7 @@ impl Filesystem for Bridge {
                     symlink_data: nfspath3::from(target.as_os_str().as_bytes().to_vec()),
                 },
             };
-            rpc(i.rt.block_on(i.nfs.symlink(&args)))
+            rpc(call!(i, symlink, &args))
                 .and_then(|ok| i.new_object(&dir, link_name, ok.obj, ok.obj_attributes))
         });
         match r {
@@ -651,7 +720,7 @@ impl Filesystem for Bridge {
                     name: name3(newname),
                 },
             };
-            rpc(i.rt.block_on(i.nfs.rename(&args)))?;
+            rpc(call!(i, rename, &args))?;
             outcome(fate, Errno::ENOENT)
         });
         match r {
@@ -684,7 +753,7 @@ impl Filesystem for Bridge {
                     name: name3(newname),
                 },
             };
-            rpc(i.rt.block_on(i.nfs.link(&args)))?;
+            rpc(call!(i, link, &args))?;
             outcome(fate, Errno::EEXIST)?;
             let a = i.getattr_fh(&file)?;
             Ok(i.remember(&file, &a))
@@ -723,7 +792,7 @@ impl Filesystem for Bridge {
                 offset,
                 count: size,
             };
-            rpc(i.rt.block_on(i.nfs.read(&args))).map(|ok| ok.data.to_vec())
+            rpc(call!(i, read, &args)).map(|ok| ok.data.to_vec())
         });
         match r {
             Ok(d) => reply.data(&d),
@@ -754,7 +823,7 @@ impl Filesystem for Bridge {
                 stable: stable_how::FILE_SYNC,
                 data: Opaque::borrowed(data),
             };
-            rpc(i.rt.block_on(i.nfs.write(&args))).map(|ok| ok.count)
+            rpc(call!(i, write, &args)).map(|ok| ok.count)
         });
         match r {
             Ok(n) => reply.written(n),
@@ -792,7 +861,7 @@ impl Filesystem for Bridge {
                 offset: 0,
                 count: 0,
             };
-            rpc(i.rt.block_on(i.nfs.commit(&args))).map(drop)
+            rpc(call!(i, commit, &args)).map(drop)
         });
         match r {
             Ok(()) => reply.ok(),
@@ -816,7 +885,7 @@ impl Filesystem for Bridge {
                     dircount: 16 * 1024,
                     maxcount: 64 * 1024,
                 };
-                let ok = rpc(i.rt.block_on(i.nfs.readdirplus(&args)))?;
+                let ok = rpc(call!(i, readdirplus, &args))?;
                 verf = ok.cookieverf;
                 for e in &ok.reply.entries.0 {
                     cookie = e.cookie;
@@ -892,7 +961,7 @@ impl Filesystem for Bridge {
         let args = FSSTAT3args {
             fsroot: i.root.clone(),
         };
-        match i.rt.block_on(i.nfs.fsstat(&args)) {
+        match call!(i, fsstat, &args) {
             Ok(Nfs3Result::Ok(ok)) => reply.statfs(
                 ok.tbytes / 4096,
                 ok.fbytes / 4096,
@@ -942,7 +1011,7 @@ impl Filesystem for Bridge {
                 },
                 how,
             };
-            let ok = rpc(i.rt.block_on(i.nfs.create(&args)))?;
+            let ok = rpc(call!(i, create, &args))?;
             let attr = i.new_object(&dir, name, ok.obj, ok.obj_attributes)?;
             match fate {
                 // The retransmitted GUARDED create finds the file it made.
@@ -970,33 +1039,10 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default();
-    let cred = opaque_auth::auth_unix(&auth_unix {
-        stamp: std::process::id(),
-        machinename: Opaque::owned(host.into_bytes()),
-        uid: 0,
-        gid: 0,
-        gids: vec![0],
+    let (root, mut nfs) = mount_client(&rt, &args).unwrap_or_else(|e| {
+        eprintln!("nfslab-bridge: {e}");
+        std::process::exit(1);
     });
-    let conn = rt
-        .block_on(
-            Nfs3ConnectionBuilder::new(GuardedConnector, &args.server, &args.export)
-                .mount_port(20048)
-                .nfs3_port(2049)
-                .credential(cred)
-                .mount(),
-        )
-        .unwrap_or_else(|e| {
-            eprintln!(
-                "nfslab-bridge: cannot mount {}:{}: {e:?}",
-                args.server, args.export
-            );
-            std::process::exit(1);
-        });
-    let root = conn.root_nfs_fh3();
-    let mut nfs = conn.into_nfs3_client();
     let root_fileid = match rt.block_on(nfs.getattr(&GETATTR3args {
         object: root.clone(),
     })) {
@@ -1010,6 +1056,7 @@ fn main() {
         inner: Mutex::new(Inner {
             rt,
             nfs,
+            args: args.clone(),
             root,
             root_fileid,
             handles: HashMap::new(),
