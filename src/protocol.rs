@@ -874,10 +874,12 @@ impl<'a> Ctx<'a> {
             // dead remover's private name): only the lock itself makes it
             // worth keeping, and then it is not a leftover.
             if meta.nlink != 1 {
-                let lock = lock_now.get_or_insert_with(|| match self.fs.lstat(&self.lock.path) {
-                    Ok(m) => Ok(Some(m)),
-                    Err(e) if sys::is_not_found(&e) => Ok(None),
-                    Err(_) => Err(()),
+                // Retried and confirmed like every give-up path's look: one
+                // EIO here used to leave the claim behind (seed 3000520).
+                let lock = lock_now.get_or_insert_with(|| match self.lock_meta(&meta, false) {
+                    Ok(Ok(m)) => Ok(Some(m)),
+                    Ok(Err(e)) if sys::is_not_found(&e) => Ok(None),
+                    _ => Err(()),
                 });
                 // Unknown, or the lock itself: keep it.
                 if lock.is_err() || lock.is_ok_and(|l| l.is_some_and(|l| l.same_file(&meta))) {
@@ -1481,12 +1483,11 @@ fn touch_claim(ctx: &Ctx, claim: &Path, who: &Who, ino: Option<&Meta>) -> Result
         Some(m) => Ok(*m),
         None => ctx.persist("lstat", claim, true, || ctx.fs.lstat(claim))?,
     };
-    let lock_now = match &after {
-        Ok(c) => ctx.lock_meta(c, true)?,
-        Err(_) => ctx.persist("lstat", &ctx.lock.path, true, || {
-            ctx.fs.lstat(&ctx.lock.path)
-        })?,
-    };
+    // Through open(2), not lstat: an NFS client may still serve the lock
+    // name from its cache after another host removed it, with our inode's
+    // fresh attributes (two links while a breaker's pin lasts), and "ours"
+    // would then be a lie; opening revalidates the name (seed 3001416).
+    let lock_now = ctx.snapshot(&ctx.lock.path, true)?.map(|s| s.meta);
     let why = "the lock was broken; it now belongs to someone else or nobody";
     match (after, lock_now) {
         (Ok(c), Ok(l)) if l.same_file(&c) => Ok(l.mtime),
@@ -2528,11 +2529,12 @@ mod tests {
         let held = acquire(&f.ctx(), &f.opts()).unwrap();
         release(&f.ctx(), &Who::Token(held.token().into())).unwrap();
         assert_eq!(count(&f), [1, 1, 1, 2, 1, 2, 0, 0]);
-        // A heartbeat: touch the claim, look at the lock.
+        // A heartbeat: touch the claim, read the lock (open(2) revalidates
+        // the name on NFS; a cached lstat may show a removed lock).
         let f = Fixture::new();
         let held = acquire(&f.ctx(), &f.opts()).unwrap();
         held.touch(&f.ctx()).unwrap();
-        assert_eq!(count(&f), [1, 1, 2, 0, 0, 0, 1, 0]);
+        assert_eq!(count(&f), [1, 1, 1, 1, 0, 0, 1, 0]);
         assert!(f.names().len() == 2);
     }
 

@@ -239,6 +239,13 @@ fn regression_seeds() {
     //    a waiter judge the newborn lock expired; the refresh made it put
     //    the lock back, held by nobody (tried and reverted, not shipped).
     clean_runs([1_000_256].into_iter(), 500);
+    // 3001416: a heartbeat's check trusted a cached lstat of the lock name
+    //    (our inode, two links thanks to a breaker's pin) after another
+    //    client had removed it: touch said OK for a broken lock. The check
+    //    now opens the lock, which revalidates the name.
+    // 3000520: a holder told its lock was lost kept its claim when one
+    //    lstat of the lock failed with EIO during its clean-up.
+    clean_runs([3_001_416, 3_000_520].into_iter(), 500);
 }
 
 /// Seeds recorded before the scheduler could stall clients.
