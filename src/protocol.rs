@@ -759,7 +759,8 @@ impl<'a> Ctx<'a> {
     /// Removes leftovers of processes that died mid-operation: claims of
     /// provably dead owners, and guard, removal and probe files older than
     /// [`ORPHAN_AGE`]. Best effort. Unless `thorough`, claims are read only
-    /// when this host has no process of their pid.
+    /// when they are of this host (as `keep`, our own claim, spells it) and
+    /// no process has the pid their name carries.
     ///
     /// Everything is judged before anything is removed: unlinking one name
     /// of an inode updates its ctime, which would make a second leftover
@@ -769,14 +770,11 @@ impl<'a> Ctx<'a> {
         let Ok(names) = self.fs.list(&self.lock.dir) else {
             return 0;
         };
-        // Our host as claim names spell it (escaped, maybe shortened).
-        let here = self
-            .lock
-            .parse_aux(
-                &self
-                    .lock
-                    .aux_name(AuxKind::Claim, "0", 0, &self.env.identity().host),
-            )
+        // Our host as claim names spell it (escaped, maybe shortened): read
+        // off our own claim, which a quick sweep always has.
+        let here = keep
+            .and_then(Path::file_name)
+            .and_then(|n| self.lock.parse_aux(n))
             .map(|a| a.host);
         let mut orphans = Vec::new();
         for name in names {
@@ -2536,6 +2534,28 @@ mod tests {
         held.touch(&f.ctx()).unwrap();
         assert_eq!(count(&f), [1, 1, 1, 1, 0, 0, 1, 0]);
         assert!(f.names().len() == 2);
+    }
+
+    /// The sweep after a contended acquire (before the holder's command
+    /// runs; three round trips per read on NFS) leaves a live process's
+    /// claim unread; `break` reads every claim.
+    #[test]
+    fn a_quick_sweep_reads_no_claim_of_a_live_process() {
+        let f = Fixture::new();
+        let held = acquire(&f.ctx(), &f.opts()).unwrap();
+        let host = &f.env.identity().host;
+        let mine = f.lock.in_dir(&f.lock.aux_name(
+            AuxKind::Claim,
+            "0123456789abcdef",
+            std::process::id(),
+            host,
+        ));
+        let now = FsTime(i128::MAX / 2);
+        assert_eq!(f.ctx().sweep(Some(now), Some(&mine), false), 0);
+        assert_eq!(f.fs.calls(Op::Read), 0);
+        assert_eq!(f.ctx().sweep(Some(now), None, true), 0);
+        assert_eq!(f.fs.calls(Op::Read), 1);
+        held.release(&f.ctx()).unwrap();
     }
 
     /// Found by the simulator (seed 7): one sweep must remove a dead owner's

@@ -137,19 +137,6 @@ pub fn process_state(pid: u32) -> ProcState {
     }
 }
 
-/// Whether a process `pid` exists in our pid namespace (one kill(2) with
-/// signal 0; EPERM means it exists and is someone else's).
-pub fn pid_exists(pid: u32) -> bool {
-    let Ok(raw) = i32::try_from(pid) else {
-        return false;
-    };
-    raw > 0
-        && !matches!(
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None),
-            Err(nix::errno::Errno::ESRCH)
-        )
-}
-
 /// The numeric uid and a user name for the record.
 pub fn user() -> (u32, String) {
     let uid = nix::unistd::getuid();
@@ -360,6 +347,18 @@ mod tests {
             Some((nix::sys::stat::makedev(0, 26), false))
         );
         assert_eq!(mount_line("garbage"), None);
+    }
+
+    /// A device mountinfo does not list (a btrfs subvolume's) is judged by
+    /// statfs of the directory instead.
+    #[test]
+    fn an_unlisted_device_falls_back_to_statfs() {
+        let dir = tempfile::tempdir().unwrap();
+        let unlisted = nix::sys::stat::makedev(4095, 1_048_575);
+        assert_eq!(
+            is_remote_dev(unlisted, dir.path()),
+            is_remote_fs(dir.path())
+        );
     }
 
     /// The device of a file in a local directory is found and is local,

@@ -372,6 +372,6 @@ fn waiter_ahead(lock: &LockPath, claim: &Path) -> Option<(PathBuf, u64)> {
     earlier.sort_by_key(|e| std::cmp::Reverse(e.0));
     earlier
         .into_iter()
-        .find(|(_, _, aux)| aux.host != me.host || sys::pid_exists(aux.pid))
+        .find(|(_, _, aux)| aux.host != me.host || sys::process_state(aux.pid) != ProcState::Gone)
         .map(|(k, path, _)| (path, k.1))
 }
