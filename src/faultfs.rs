@@ -1,8 +1,11 @@
 //! A [`LockFs`] wrapper that injects NFS faults by script: the n-th call of
 //! an operation fails, or takes effect and then reports an error (a lost
-//! reply), or link makes a copy (a filesystem that fakes hard links), or an
-//! action runs just before the call (to stage a race). Used by the protocol
-//! tests; the simulator builds on it.
+//! reply), or takes effect twice (a retransmit past the server's
+//! duplicate-request cache), or link makes a copy (a filesystem that fakes
+//! hard links), or lstat answers from a stale cache, or an action runs just
+//! before the call (to stage a race); and the process can crash before any
+//! step. Used by the protocol tests; the simulator (`crate::sim`) draws the
+//! same faults at random.
 
 use crate::fs::{LockFs, Meta};
 use std::collections::HashMap;
@@ -30,6 +33,10 @@ pub enum Fault {
     Fail(i32),
     /// Do the operation, then return this errno (the reply was lost).
     LostReply(i32),
+    /// Do the operation twice and report the second result, as a client
+    /// whose retransmit missed the server's duplicate-request cache sees it
+    /// (EEXIST for create and link, ENOENT for rename and unlink).
+    Twice,
     /// `Link` only: write a copy instead of a hard link, report success.
     Copy,
     /// `Lstat` only: answer from a stale attribute cache that still says
@@ -63,6 +70,8 @@ pub struct FaultFs<F: LockFs> {
     rules: Mutex<Vec<Rule>>,
     calls: Mutex<HashMap<Op, usize>>,
     fired: Mutex<usize>,
+    /// Calls of any operation so far, and the one the process dies before.
+    steps: Mutex<(usize, Option<usize>)>,
 }
 
 impl<F: LockFs> FaultFs<F> {
@@ -72,7 +81,22 @@ impl<F: LockFs> FaultFs<F> {
             rules: Mutex::new(Vec::new()),
             calls: Mutex::new(HashMap::new()),
             fired: Mutex::new(0),
+            steps: Mutex::new((0, None)),
         }
+    }
+
+    /// Simulates the process dying just before its `step`-th call (1-based,
+    /// counting every operation from now on): that call and every later one
+    /// do nothing and fail with EIO, so the directory keeps exactly what a
+    /// crash at that point leaves behind. [`FaultFs::clear`] revives it.
+    pub fn crash_before(&self, step: usize) {
+        *self.steps.lock().unwrap() = (0, Some(step));
+    }
+
+    /// Calls of any operation since the last [`FaultFs::crash_before`] or
+    /// [`FaultFs::clear`].
+    pub fn steps(&self) -> usize {
+        self.steps.lock().unwrap().0
     }
 
     /// Adds a rule: on the `nth` call of `op` whose path contains
@@ -92,12 +116,13 @@ impl<F: LockFs> FaultFs<F> {
         self
     }
 
-    /// How many calls of `op` were made.
-    /// Drops every rule: the filesystem behaves again.
+    /// Drops every rule and the crash point: the filesystem behaves again.
     pub fn clear(&self) {
         self.rules.lock().expect("rules").clear();
+        *self.steps.lock().unwrap() = (0, None);
     }
 
+    /// How many calls of `op` were made.
     pub fn calls(&self, op: Op) -> usize {
         self.calls.lock().unwrap().get(&op).copied().unwrap_or(0)
     }
@@ -110,6 +135,13 @@ impl<F: LockFs> FaultFs<F> {
     /// The fault for this call, if a rule fires. `Before` actions run here.
     fn fault_for(&self, op: Op, path: &Path) -> Option<Fault> {
         *self.calls.lock().unwrap().entry(op).or_default() += 1;
+        {
+            let mut steps = self.steps.lock().unwrap();
+            steps.0 += 1;
+            if steps.1.is_some_and(|at| steps.0 >= at) {
+                return Some(Fault::Fail(nix::libc::EIO));
+            }
+        }
         let mut rules = self.rules.lock().unwrap();
         let text = path.to_string_lossy();
         for rule in rules.iter_mut() {
@@ -124,6 +156,7 @@ impl<F: LockFs> FaultFs<F> {
             return match &rule.fault {
                 Stored::Plain(Fault::Fail(e)) => Some(Fault::Fail(*e)),
                 Stored::Plain(Fault::LostReply(e)) => Some(Fault::LostReply(*e)),
+                Stored::Plain(Fault::Twice) => Some(Fault::Twice),
                 Stored::Plain(Fault::Copy) => Some(Fault::Copy),
                 Stored::Plain(Fault::StaleNlink) => Some(Fault::StaleNlink),
                 Stored::Plain(Fault::Before(_)) => None,
@@ -139,12 +172,16 @@ impl<F: LockFs> FaultFs<F> {
         None
     }
 
-    fn apply<T>(&self, op: Op, path: &Path, run: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    fn apply<T>(&self, op: Op, path: &Path, run: impl Fn() -> io::Result<T>) -> io::Result<T> {
         match self.fault_for(op, path) {
             Some(Fault::Fail(e)) => Err(io::Error::from_raw_os_error(e)),
             Some(Fault::LostReply(e)) => {
                 let _ = run();
                 Err(io::Error::from_raw_os_error(e))
+            }
+            Some(Fault::Twice) => {
+                let _ = run();
+                run()
             }
             _ => run(),
         }
@@ -174,6 +211,10 @@ impl<F: LockFs> LockFs for FaultFs<F> {
             Some(Fault::LostReply(e)) => {
                 let _ = self.inner.hard_link(existing, new);
                 Err(io::Error::from_raw_os_error(e))
+            }
+            Some(Fault::Twice) => {
+                let _ = self.inner.hard_link(existing, new);
+                self.inner.hard_link(existing, new)
             }
             Some(Fault::Copy) => {
                 let (_, bytes) = self.inner.read(existing, 1 << 20)?;

@@ -2100,6 +2100,117 @@ mod tests {
     }
 
     #[test]
+    fn calls_executed_twice_do_not_fail_a_cycle_or_leave_litter() {
+        for (op, path) in [
+            (Op::Create, "claim"),
+            (Op::Link, "claim"),
+            (Op::Rename, "nfslock-rm"),
+            (Op::Unlink, "nfslock-rm"),
+            (Op::Unlink, "claim"),
+            (Op::Touch, "claim"),
+        ] {
+            let f = Fixture::new();
+            f.fs.on(op, Some(path), 1, Fault::Twice);
+            let held = acquire(&f.ctx(), &f.opts()).unwrap_or_else(|e| panic!("{op:?}: {e}"));
+            held.touch(&f.ctx())
+                .unwrap_or_else(|e| panic!("{op:?}: {e}"));
+            held.release(&f.ctx())
+                .unwrap_or_else(|e| panic!("{op:?}: {e}"));
+            assert_eq!(f.fs.fired(), 1, "{op:?} {path}");
+            assert!(f.names().is_empty(), "{op:?}: {:?}", f.names());
+        }
+    }
+
+    /// The pid of a process that has exited, as the owner of a crashed run.
+    fn dead_owner() -> Owner {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        Owner {
+            pid,
+            start: Some(1),
+        }
+    }
+
+    /// After a crash at `step`, a live process on the same host must get
+    /// the lock at once, and `break`'s clean-up must leave nothing behind.
+    fn recovers_from_a_crash(f: &Fixture, what: &str, step: usize) {
+        f.fs.clear();
+        let held = acquire(&f.ctx(), &f.opts())
+            .unwrap_or_else(|e| panic!("{what}, crash before step {step}: {e}"));
+        held.release(&f.ctx()).unwrap();
+        let later = FsTime(i128::MAX / 2);
+        f.ctx().sweep(Some(later), None, true);
+        assert!(
+            f.names().is_empty(),
+            "{what}, crash before step {step}: {:?}",
+            f.names()
+        );
+    }
+
+    #[test]
+    fn a_crash_at_any_step_of_a_cycle_leaves_nothing_unrecoverable() {
+        let cycle = |f: &Fixture| {
+            let ctx = Ctx {
+                io_timeout: Duration::from_millis(20),
+                ..f.ctx()
+            };
+            let mut o = f.opts();
+            o.owner = dead_owner();
+            if let Ok(held) = acquire(&ctx, &o) {
+                let _ = held.touch(&ctx).and_then(|_| held.release(&ctx));
+            }
+        };
+        let clean = Fixture::new();
+        cycle(&clean);
+        let steps = clean.fs.steps();
+        assert!(steps >= 8, "a cycle takes {steps} calls");
+        for step in 1..=steps {
+            let f = Fixture::new();
+            f.fs.crash_before(step);
+            cycle(&f);
+            recovers_from_a_crash(&f, "cycle", step);
+        }
+    }
+
+    #[test]
+    fn a_crash_at_any_step_of_a_break_leaves_nothing_unrecoverable() {
+        let setup = || {
+            let f = Fixture::new();
+            let mut o = f.opts();
+            o.owner = dead_owner();
+            acquire(&f.ctx(), &o).unwrap();
+            f
+        };
+        let breaks = |f: &Fixture| {
+            let ctx = Ctx {
+                io_timeout: Duration::from_millis(20),
+                ..f.ctx()
+            };
+            let opts = BreakOptions {
+                older_than: None,
+                force: false,
+                dry_run: false,
+            };
+            break_lock(&ctx, opts)
+        };
+        let clean = setup();
+        clean.fs.crash_before(usize::MAX);
+        let out = breaks(&clean);
+        assert!(
+            matches!(out, Ok(BreakOutcome::Broken { .. })),
+            "the dead owner's lock is broken: {out:?}"
+        );
+        let steps = clean.fs.steps();
+        for step in 1..=steps {
+            let f = setup();
+            f.fs.crash_before(step);
+            let _ = breaks(&f);
+            recovers_from_a_crash(&f, "break", step);
+        }
+    }
+
+    #[test]
     fn a_filesystem_that_copies_instead_of_linking_is_refused() {
         let f = Fixture::new();
         f.fs.on(Op::Link, Some("claim"), 0, Fault::Copy);
