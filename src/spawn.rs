@@ -6,12 +6,16 @@
 
 use nix::libc;
 use nix::sched::{clone, CloneFlags};
-use std::ffi::{c_char, CString, OsStr, OsString};
+use std::ffi::{c_char, CString, OsString};
 use std::io;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::ptr;
+
+extern "C" {
+    static environ: *const *const c_char;
+}
 
 /// A started child, reaped by [`Child::try_wait`].
 #[derive(Debug)]
@@ -84,29 +88,34 @@ pub fn spawn(argv: &[OsString], extra: &[(&str, OsString)]) -> io::Result<Child>
         .iter()
         .map(|a| c_string(a.as_bytes()))
         .collect::<io::Result<Vec<_>>>()?;
-    let mut env = Vec::new();
-    for (k, v) in std::env::vars_os() {
-        if extra.iter().any(|(e, _)| OsStr::new(e) == k) {
-            continue;
-        }
-        let mut kv = k.into_vec();
-        kv.push(b'=');
-        kv.extend_from_slice(v.as_bytes());
-        env.push(c_string(&kv)?);
-    }
+    let mut extra_vars = Vec::with_capacity(extra.len());
     for (k, v) in extra {
         let mut kv = k.as_bytes().to_vec();
         kv.push(b'=');
         kv.extend_from_slice(v.as_bytes());
-        env.push(c_string(&kv)?);
+        extra_vars.push(c_string(&kv)?);
     }
+    // Our own variables are passed on as they are, pointer by pointer:
+    // copying each into a new string cost more than the rest of `spawn`.
+    let mut env_ptrs: Vec<*const c_char> = Vec::new();
+    // SAFETY: `environ` is the process's NULL-terminated array of "K=V"
+    // C strings; nothing in this single-threaded process changes it while
+    // we read it and while the child uses the copied pointers.
+    unsafe {
+        let mut p = environ;
+        while !p.is_null() && !(*p).is_null() {
+            let var = std::ffi::CStr::from_ptr(*p).to_bytes();
+            let key = var.split(|b| *b == b'=').next().unwrap_or(var);
+            if !extra.iter().any(|(e, _)| e.as_bytes() == key) {
+                env_ptrs.push(*p);
+            }
+            p = p.add(1);
+        }
+    }
+    env_ptrs.extend(extra_vars.iter().map(|v| v.as_ptr()));
+    env_ptrs.push(ptr::null());
     let paths = candidates(argv.first().map_or(b"".as_slice(), |a| a.as_bytes()))?;
     let arg_ptrs: Vec<*const c_char> = args
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain(std::iter::once(ptr::null()))
-        .collect();
-    let env_ptrs: Vec<*const c_char> = env
         .iter()
         .map(|a| a.as_ptr())
         .chain(std::iter::once(ptr::null()))

@@ -8,6 +8,8 @@
 //! incomplete and every holder counts as alive until its lease expires.
 
 use crate::names::escape_bytes;
+use nix::sys::signal::{signal, SigHandler, Signal};
+use nix::sys::stat::Mode;
 use std::io;
 use std::path::Path;
 
@@ -46,14 +48,40 @@ pub enum ProcState {
     Unknown,
 }
 
+/// What std's start-up code would have done and nfslock relies on (the
+/// binary brings its own `main`): file descriptors 0-2 are open, so no file
+/// we open can become stderr and receive a message meant for a person; and
+/// SIGPIPE is ignored, so a closed pipe is an error we report rather than a
+/// silent death in the middle of a release (children get the default back,
+/// see [`crate::spawn`]).
+pub fn prepare_process() {
+    use nix::libc;
+    let mut fds = [0, 1, 2].map(|fd| libc::pollfd {
+        fd,
+        events: 0,
+        revents: 0,
+    });
+    // SAFETY: `fds` is a valid array of three pollfd for the call's length.
+    let polled = unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) };
+    if polled > 0 {
+        // open(2) takes the lowest free numbers: exactly the closed ones.
+        let closed = fds.iter().filter(|p| p.revents & libc::POLLNVAL != 0);
+        for _ in closed {
+            let null = nix::fcntl::open("/dev/null", nix::fcntl::OFlag::O_RDWR, Mode::empty());
+            let _ = null.map(std::os::fd::IntoRawFd::into_raw_fd);
+        }
+    }
+    // SAFETY: setting a signal to SIG_IGN installs no handler code.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) };
+}
+
 /// Reads this host's identity.
 pub fn identity() -> Identity {
     let host = escape_bytes(gethostname::gethostname().as_encoded_bytes());
     let (uid, user) = user();
     #[cfg(target_os = "linux")]
     {
-        let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-            .ok()
+        let boot_id = read_small("/proc/sys/kernel/random/boot_id", 64)
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty());
         let pidns = if proc_is_ours() {
@@ -109,7 +137,7 @@ fn stat_fields(pid: u32) -> Option<(u32, u64)> {
 }
 
 fn stat_fields_of(path: &str) -> Option<(u32, u64)> {
-    let text = std::fs::read_to_string(path).ok()?;
+    let text = read_small(path, 1024)?;
     let head: u32 = text.split(' ').next()?.parse().ok()?;
     let after = &text[text.rfind(')')? + 1..];
     // After ')': state is field 3; starttime is field 22, so index 19 here.
@@ -137,15 +165,56 @@ pub fn process_state(pid: u32) -> ProcState {
     }
 }
 
+/// Reads a file that is usually smaller than `expect` bytes. /proc files
+/// report size 0, so std's reader would stat and seek first and then read
+/// in small growing steps: ten system calls for mountinfo where three do.
+fn read_small(path: &str, expect: usize) -> Option<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut buf = vec![0; expect];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(2 * len, 0);
+        }
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).ok()
+}
+
 /// The numeric uid and a user name for the record.
 pub fn user() -> (u32, String) {
     let uid = nix::unistd::getuid();
-    let name = nix::unistd::User::from_uid(uid)
-        .ok()
-        .flatten()
-        .map(|u| u.name)
+    // /etc/passwd first: where it names the uid, the name service would
+    // only add parsing nsswitch.conf and probing nscd (a sixth of a lock
+    // cycle's instructions). Users from LDAP and the like still go through
+    // getpwuid. The name is for people; the uid is what identifies.
+    let name = read_small("/etc/passwd", 4096)
+        .and_then(|text| name_in_passwd(&text, uid.as_raw()))
+        .or_else(|| {
+            nix::unistd::User::from_uid(uid)
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+        })
         .unwrap_or_else(|| uid.to_string());
     (uid.as_raw(), name)
+}
+
+/// The first name /etc/passwd gives `uid` ("name:password:uid:...").
+fn name_in_passwd(text: &str, uid: u32) -> Option<String> {
+    text.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id: u32 = fields.nth(1)?.parse().ok()?;
+        (id == uid && !name.is_empty() && !name.starts_with(['+', '-'])).then(|| name.to_string())
+    })
 }
 
 /// Eight random bytes from the kernel, as the seed for tokens and jitter.
@@ -193,9 +262,17 @@ const REMOTE_TYPES: &[&str] = &[
 pub fn is_remote_dev(dev: u64, dir: &Path) -> bool {
     #[cfg(target_os = "linux")]
     {
+        // A filesystem on a block device of this machine (ext4, xfs) has a
+        // real major number; network, FUSE and memory filesystems get
+        // anonymous devices (major 0). The former can only be remote as a
+        // shared-disk cluster filesystem, which statfs names locally, at a
+        // quarter of the cost of reading the mount table.
+        if nix::sys::stat::major(dev) != 0 {
+            return is_remote_fs(dir);
+        }
         static MOUNTS: std::sync::OnceLock<Vec<(u64, bool)>> = std::sync::OnceLock::new();
         let mounts = MOUNTS.get_or_init(|| {
-            std::fs::read_to_string("/proc/self/mountinfo")
+            read_small("/proc/self/mountinfo", 16 << 10)
                 .map(|text| text.lines().filter_map(mount_line).collect())
                 .unwrap_or_default()
         });
@@ -229,6 +306,8 @@ pub fn is_remote_fs(dir: &Path) -> bool {
         const SMB2: i64 = 0xFE53_4D42;
         const CEPH: i64 = 0x00C3_6400;
         const V9FS: i64 = 0x0102_1997;
+        const GFS2: i64 = 0x0116_1970;
+        const OCFS2: i64 = 0x7461_636F;
         match statfs(dir) {
             Ok(s) => {
                 let t = s.filesystem_type();
@@ -238,7 +317,7 @@ pub fn is_remote_fs(dir: &Path) -> bool {
                 t == NFS_SUPER_MAGIC
                     || t == FUSE_SUPER_MAGIC
                     || t == SMB_SUPER_MAGIC
-                    || [CIFS, SMB2, CEPH, V9FS].contains(&raw)
+                    || [CIFS, SMB2, CEPH, V9FS, GFS2, OCFS2].contains(&raw)
             }
             // Unknown: assume the worst and sync.
             Err(_) => true,
@@ -354,7 +433,8 @@ mod tests {
     #[test]
     fn an_unlisted_device_falls_back_to_statfs() {
         let dir = tempfile::tempdir().unwrap();
-        let unlisted = nix::sys::stat::makedev(4095, 1_048_575);
+        // Anonymous (major 0), so the mount table is asked and has no entry.
+        let unlisted = nix::sys::stat::makedev(0, 1_048_575);
         assert_eq!(
             is_remote_dev(unlisted, dir.path()),
             is_remote_fs(dir.path())
@@ -369,6 +449,27 @@ mod tests {
         let dev = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(dir.path()).unwrap());
         assert_eq!(is_remote_dev(dev, dir.path()), is_remote_fs(dir.path()));
         assert!(!is_remote_dev(dev, dir.path()));
+    }
+
+    #[test]
+    fn passwd_lines_give_the_first_name_of_a_uid() {
+        let text = "root:x:0:0:root:/root:/bin/sh\n+nis::7:7:::\n\nbroken\n\
+                    alice:x:1000:1000::/home/alice:/bin/sh\nalias:x:1000:1000:::\n";
+        assert_eq!(name_in_passwd(text, 1000).as_deref(), Some("alice"));
+        assert_eq!(name_in_passwd(text, 0).as_deref(), Some("root"));
+        assert_eq!(
+            name_in_passwd(text, 7),
+            None,
+            "NIS compat lines are no names"
+        );
+        assert_eq!(name_in_passwd(text, 42), None);
+    }
+
+    #[test]
+    fn the_user_name_agrees_with_the_name_service() {
+        let (uid, name) = user();
+        let nss = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).unwrap();
+        assert_eq!(name, nss.map_or(uid.to_string(), |u| u.name));
     }
 
     #[test]

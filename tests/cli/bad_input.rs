@@ -197,3 +197,24 @@ fn a_full_filesystem_is_73_and_leaves_nothing() {
     assert!(left.is_empty(), "{left:?}");
     drop(m);
 }
+
+/// Started with stderr closed (as some daemons and cron setups do),
+/// nfslock must not let its own files take that number: its messages would
+/// go into them. With `-v`, `run` writes to stderr while it holds the lock.
+#[test]
+fn a_closed_stderr_never_becomes_one_of_our_files() {
+    use std::os::unix::process::CommandExt;
+    let s = Scratch::new();
+    let mut cmd = s.cmd(["-v", "run", "l", "--", "sh", "-c", "echo into-stderr >&2"]);
+    // SAFETY: only close(2) between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::libc::close(2);
+            Ok(())
+        });
+    }
+    let status = cmd.status().expect("run nfslock");
+    assert_eq!(status.code(), Some(0), "the command's stderr is /dev/null");
+    s.assert_no_litter();
+    assert!(!s.path("l").exists());
+}
