@@ -11,6 +11,15 @@ fn a_waiter_gets_the_lock_when_the_holder_releases() {
     eventually("the waiter's claim", || s.litter().len() == 2);
     s.run(["release", "--pid", &h.pid, "l"]).code(0);
     wait_out(waiter, "waiter").code(0);
+    // Having waited on inotify, it leaves the closing of that to a child
+    // of its own (see sysenv): which must not outlive it.
+    let mine = format!("acquire\0--pid\0{next_pid}\0l\0");
+    eventually("no process of the waiter's left", || {
+        !std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| c.ends_with(mine.as_bytes()) && c.starts_with(BIN.as_bytes()))
+        })
+    });
     let v = s.run(["status", "--json", "l"]).code(75).json();
     assert_eq!(v["holder"]["pid"].as_u64().unwrap().to_string(), next_pid);
     s.run(["release", "--pid", &next_pid, "l"]).code(0);
