@@ -54,27 +54,47 @@ impl Drop for SysEnv {
 fn close_later(inotify: Inotify) {
     use nix::libc;
     use std::os::fd::AsRawFd;
-    let fd = inotify.as_fd().as_raw_fd() as libc::c_uint;
-    let parent = std::process::id() as libc::pid_t;
-    // SAFETY: the child makes only async-signal-safe system calls and
-    // never returns into Rust; the parent just goes on.
-    if unsafe { libc::fork() } == 0 {
+    let fd = inotify.as_fd().as_raw_fd() as usize;
+    let parent = std::process::id() as usize;
+    // The child shares our memory (no page tables copied, none to tear
+    // down) but not our descriptor table. It runs only on its own stack,
+    // which is never freed, and makes raw system calls that do not fail,
+    // so it writes nothing of ours, not even errno.
+    extern "C" fn linger(arg: *mut libc::c_void) -> libc::c_int {
+        let arg = arg as usize;
+        let (fd, parent) = (
+            (arg & 0xffff_ffff) as libc::c_long,
+            (arg >> 32) as libc::c_long,
+        );
         // SAFETY: raw system calls with plain integer arguments.
         unsafe {
             // Nothing but the inotify descriptor: no pipe of our caller's
             // may stay open because of this child.
             if fd > 0 {
-                libc::close_range(0, fd - 1, 0);
+                libc::syscall(libc::SYS_close_range, 0, fd - 1, 0);
             }
-            libc::close_range(fd + 1, libc::c_uint::MAX, 0);
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            if libc::getppid() == parent {
+            libc::syscall(libc::SYS_close_range, fd + 1, libc::c_uint::MAX, 0);
+            libc::syscall(libc::SYS_prctl, libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if libc::syscall(libc::SYS_getppid) == parent {
                 loop {
-                    libc::pause();
+                    libc::syscall(libc::SYS_pause);
                 }
             }
-            libc::_exit(0)
+            libc::syscall(libc::SYS_exit, 0);
         }
+        0
+    }
+    let stack: &'static mut [u8] = Box::leak(vec![0u8; 4096].into_boxed_slice());
+    // SAFETY: the stack is 16-byte aligned at its top and leaked; the
+    // child touches nothing else of ours.
+    unsafe {
+        let top = stack.as_mut_ptr().add(stack.len() & !15);
+        libc::clone(
+            linger,
+            top.cast(),
+            libc::CLONE_VM | libc::SIGCHLD,
+            (fd | parent << 32) as *mut libc::c_void,
+        );
     }
     drop(inotify);
 }
