@@ -65,6 +65,11 @@ pub trait Env {
     /// The pid of the process doing the work (named in its temporary files).
     fn pid(&self) -> u32;
     fn process(&self, pid: u32) -> ProcState;
+    /// Whether there is certainly no process `pid` here: a cheaper
+    /// question than [`Env::process`], for sifting many names at once.
+    fn pid_gone(&self, pid: u32) -> bool {
+        self.process(pid) == ProcState::Gone
+    }
     /// A monotonic clock, for waits and timeouts only, never for ages.
     fn monotonic(&self) -> Duration;
     /// The local wall clock: only for the informational `acquired_at`.
@@ -793,8 +798,7 @@ impl<'a> Ctx<'a> {
                 // NFS each read is three round trips. `break` reads all.
                 AuxKind::Claim
                     if !thorough
-                        && (here.as_ref() != Some(&aux.host)
-                            || self.env.process(aux.pid) != ProcState::Gone) =>
+                        && (here.as_ref() != Some(&aux.host) || !self.env.pid_gone(aux.pid)) =>
                 {
                     false
                 }

@@ -188,6 +188,29 @@ fn read_small(path: &str, expect: usize) -> Option<String> {
     String::from_utf8(buf).ok()
 }
 
+/// True when there is certainly no process `pid` in our pid namespace (and
+/// /proc is that namespace's, as for [`process_state`]): one kill(2) probe
+/// where reading /proc/PID/stat takes three calls and formats the whole
+/// line. A sweep asks this of every claim of this host.
+pub fn pid_gone(pid: u32) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        // Zero and negative pids would name process groups.
+        let Ok(raw) = i32::try_from(pid) else {
+            return false;
+        };
+        raw > 0
+            && proc_is_ours()
+            && nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None)
+                == Err(nix::errno::Errno::ESRCH)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = pid;
+        false
+    }
+}
+
 /// The numeric uid and a user name for the record.
 pub fn user() -> (u32, String) {
     let uid = nix::unistd::getuid();
@@ -401,6 +424,20 @@ mod tests {
     #[test]
     fn a_pid_beyond_pid_max_is_gone() {
         assert_eq!(process_state(4_194_305), ProcState::Gone);
+        assert!(pid_gone(4_194_305));
+    }
+
+    #[test]
+    fn the_cheap_liveness_probe_agrees_with_proc() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        assert!(!pid_gone(pid), "a zombie is not gone yet");
+        child.wait().unwrap();
+        assert_eq!(process_state(pid), ProcState::Gone);
+        assert!(pid_gone(pid));
+        assert!(!pid_gone(std::process::id()));
+        assert!(!pid_gone(0), "0 is our process group, not a pid");
+        assert!(!pid_gone(u32::MAX), "-1 would be every process");
     }
 
     #[test]

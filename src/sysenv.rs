@@ -270,6 +270,10 @@ impl Env for SysEnv {
         sys::process_state(pid)
     }
 
+    fn pid_gone(&self, pid: u32) -> bool {
+        sys::pid_gone(pid)
+    }
+
     fn monotonic(&self) -> Duration {
         self.origin.elapsed()
     }
@@ -436,7 +440,7 @@ fn waiter_ahead(lock: &LockPath, claim: &Path) -> Option<(PathBuf, u64)> {
     earlier.sort_by_key(|e| std::cmp::Reverse(e.0));
     earlier
         .into_iter()
-        .find(|(_, _, aux)| aux.host != me.host || sys::process_state(aux.pid) != ProcState::Gone)
+        .find(|(_, _, aux)| aux.host != me.host || !sys::pid_gone(aux.pid))
         .map(|(k, path, _)| (path, k.1))
 }
 
@@ -462,15 +466,20 @@ mod tests {
             let children =
                 std::fs::read_to_string(format!("/proc/self/task/{tid}/children")).unwrap();
             let pid: u32 = children.split_whitespace().last().unwrap().parse().unwrap();
-            let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-                .unwrap()
-                .map(|e| {
-                    std::fs::read_link(e.unwrap().path())
-                        .unwrap()
-                        .to_string_lossy()
-                        .into_owned()
-                })
-                .collect();
+            // It runs beside us: give it the moment it needs to close.
+            let fds_of = || -> Vec<String> {
+                std::fs::read_dir(format!("/proc/{pid}/fd"))
+                    .unwrap()
+                    .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                    .map(|l| l.to_string_lossy().into_owned())
+                    .collect()
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut fds = fds_of();
+            while fds.len() > 1 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+                fds = fds_of();
+            }
             (pid, fds)
         });
         let (pid, fds) = helper.join().unwrap();
