@@ -7,6 +7,7 @@ use nix::sys::time::TimeSpec;
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -59,7 +60,8 @@ impl LockFs for RealFs {
         let written = f.write_all(data).and_then(|()| f.metadata()).and_then(|m| {
             let meta = meta_of(&m);
             let dir = path.parent().unwrap_or(Path::new("."));
-            if durable.unwrap_or_else(|| self.is_remote(meta.dev, dir)) {
+            let remote = || crate::sys::is_remote_dev(meta.dev, dir, Some(f.as_fd()));
+            if durable.unwrap_or_else(remote) {
                 f.sync_all()?;
             }
             Ok(meta)
@@ -73,7 +75,7 @@ impl LockFs for RealFs {
     }
 
     fn is_remote(&self, dev: u64, dir: &Path) -> bool {
-        crate::sys::is_remote_dev(dev, dir)
+        crate::sys::is_remote_dev(dev, dir, None)
     }
 
     fn hard_link(&self, existing: &Path, new: &Path) -> io::Result<()> {

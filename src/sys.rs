@@ -279,19 +279,39 @@ const REMOTE_TYPES: &[&str] = &[
 ];
 
 /// Whether device `dev` (a file's st_dev, found in `dir`) is a remote
-/// filesystem, from /proc/self/mountinfo: no round trip to the server, where
-/// statfs(2) would be one. A device mountinfo does not list (btrfs gives
-/// each subvolume its own) is asked about with statfs.
-pub fn is_remote_dev(dev: u64, dir: &Path) -> bool {
+/// filesystem, answered without a round trip to any server: from the device
+/// number and, where that leaves a doubt, /proc/self/mountinfo or statfs of
+/// `file` (an open descriptor on that device: no lookup) or of `dir`.
+/// Answers are kept per device for the life of the process.
+pub fn is_remote_dev(dev: u64, dir: &Path, file: Option<std::os::fd::BorrowedFd<'_>>) -> bool {
+    static DECIDED: std::sync::Mutex<Vec<(u64, bool)>> = std::sync::Mutex::new(Vec::new());
+    let known = DECIDED
+        .lock()
+        .ok()
+        .and_then(|d| d.iter().find(|(d, _)| *d == dev).copied());
+    if let Some((_, remote)) = known {
+        return remote;
+    }
+    let remote = decide_remote(dev, dir, file);
+    if let Ok(mut d) = DECIDED.lock() {
+        d.push((dev, remote));
+    }
+    remote
+}
+
+fn decide_remote(dev: u64, dir: &Path, file: Option<std::os::fd::BorrowedFd<'_>>) -> bool {
     #[cfg(target_os = "linux")]
     {
         // A filesystem on a block device of this machine (ext4, xfs) has a
         // real major number; network, FUSE and memory filesystems get
         // anonymous devices (major 0). The former can only be remote as a
-        // shared-disk cluster filesystem, which statfs names locally, at a
-        // quarter of the cost of reading the mount table.
+        // shared-disk cluster filesystem, which statfs names locally, and
+        // on an open descriptor without even a lookup.
         if nix::sys::stat::major(dev) != 0 {
-            return is_remote_fs(dir);
+            return match file {
+                Some(fd) => nix::sys::statfs::fstatfs(fd).map_or(true, |s| remote_type(&s)),
+                None => is_remote_fs(dir),
+            };
         }
         static MOUNTS: std::sync::OnceLock<Vec<(u64, bool)>> = std::sync::OnceLock::new();
         let mounts = MOUNTS.get_or_init(|| {
@@ -299,11 +319,13 @@ pub fn is_remote_dev(dev: u64, dir: &Path) -> bool {
                 .map(|text| text.lines().filter_map(mount_line).collect())
                 .unwrap_or_default()
         });
+        // A device mountinfo does not list (btrfs gives each subvolume its
+        // own) is asked about with statfs.
         if let Some((_, remote)) = mounts.iter().find(|(d, _)| *d == dev) {
             return *remote;
         }
     }
-    let _ = dev;
+    let _ = (dev, file);
     is_remote_fs(dir)
 }
 
@@ -320,37 +342,38 @@ fn mount_line(line: &str) -> Option<(u64, bool)> {
 }
 
 /// True when files in `dir` live on another machine (NFS, FUSE, SMB, Ceph,
-/// 9p), where the claim must reach stable storage before we link it.
+/// 9p) or on a disk shared with others (GFS2, OCFS2), where the claim must
+/// reach stable storage before we link it and no local event tells of
+/// other hosts' changes. Unknown: assume the worst.
 pub fn is_remote_fs(dir: &Path) -> bool {
     #[cfg(target_os = "linux")]
     {
-        use nix::sys::statfs::{statfs, FUSE_SUPER_MAGIC, NFS_SUPER_MAGIC, SMB_SUPER_MAGIC};
-        const CIFS: i64 = 0xFF53_4D42;
-        const SMB2: i64 = 0xFE53_4D42;
-        const CEPH: i64 = 0x00C3_6400;
-        const V9FS: i64 = 0x0102_1997;
-        const GFS2: i64 = 0x0116_1970;
-        const OCFS2: i64 = 0x7461_636F;
-        match statfs(dir) {
-            Ok(s) => {
-                let t = s.filesystem_type();
-                // f_type's width differs between platforms.
-                #[allow(clippy::unnecessary_cast)]
-                let raw = t.0 as i64;
-                t == NFS_SUPER_MAGIC
-                    || t == FUSE_SUPER_MAGIC
-                    || t == SMB_SUPER_MAGIC
-                    || [CIFS, SMB2, CEPH, V9FS, GFS2, OCFS2].contains(&raw)
-            }
-            // Unknown: assume the worst and sync.
-            Err(_) => true,
-        }
+        nix::sys::statfs::statfs(dir).map_or(true, |s| remote_type(&s))
     }
     #[cfg(not(target_os = "linux"))]
     {
         let _ = dir;
         true
     }
+}
+
+#[cfg(target_os = "linux")]
+fn remote_type(s: &nix::sys::statfs::Statfs) -> bool {
+    use nix::sys::statfs::{FUSE_SUPER_MAGIC, NFS_SUPER_MAGIC, SMB_SUPER_MAGIC};
+    const CIFS: i64 = 0xFF53_4D42;
+    const SMB2: i64 = 0xFE53_4D42;
+    const CEPH: i64 = 0x00C3_6400;
+    const V9FS: i64 = 0x0102_1997;
+    const GFS2: i64 = 0x0116_1970;
+    const OCFS2: i64 = 0x7461_636F;
+    let t = s.filesystem_type();
+    // f_type's width differs between platforms.
+    #[allow(clippy::unnecessary_cast)]
+    let raw = t.0 as i64;
+    t == NFS_SUPER_MAGIC
+        || t == FUSE_SUPER_MAGIC
+        || t == SMB_SUPER_MAGIC
+        || [CIFS, SMB2, CEPH, V9FS, GFS2, OCFS2].contains(&raw)
 }
 
 /// Errors NFS produces for a moment and then not again: retried until
@@ -473,7 +496,7 @@ mod tests {
         // Anonymous (major 0), so the mount table is asked and has no entry.
         let unlisted = nix::sys::stat::makedev(0, 1_048_575);
         assert_eq!(
-            is_remote_dev(unlisted, dir.path()),
+            is_remote_dev(unlisted, dir.path(), None),
             is_remote_fs(dir.path())
         );
     }
@@ -484,8 +507,11 @@ mod tests {
     fn a_local_directory_is_not_remote() {
         let dir = tempfile::tempdir().unwrap();
         let dev = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(dir.path()).unwrap());
-        assert_eq!(is_remote_dev(dev, dir.path()), is_remote_fs(dir.path()));
-        assert!(!is_remote_dev(dev, dir.path()));
+        assert_eq!(
+            is_remote_dev(dev, dir.path(), None),
+            is_remote_fs(dir.path())
+        );
+        assert!(!is_remote_dev(dev, dir.path(), None));
     }
 
     #[test]
@@ -507,6 +533,21 @@ mod tests {
         let (uid, name) = user();
         let nss = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).unwrap();
         assert_eq!(name, nss.map_or(uid.to_string(), |u| u.name));
+    }
+
+    /// The open claim's descriptor, the directory and the cache give one
+    /// answer.
+    #[test]
+    fn a_file_descriptor_and_its_directory_agree() {
+        use std::os::fd::AsFd;
+        let dir = tempfile::tempdir().unwrap();
+        let file = std::fs::File::create(dir.path().join("f")).unwrap();
+        let dev = std::os::unix::fs::MetadataExt::dev(&file.metadata().unwrap());
+        let by_dir = is_remote_fs(dir.path());
+        assert_eq!(decide_remote(dev, dir.path(), Some(file.as_fd())), by_dir);
+        assert_eq!(decide_remote(dev, dir.path(), None), by_dir);
+        assert_eq!(is_remote_dev(dev, dir.path(), Some(file.as_fd())), by_dir);
+        assert_eq!(is_remote_dev(dev, Path::new("/nonexistent"), None), by_dir);
     }
 
     #[test]
