@@ -25,9 +25,10 @@ use std::time::Duration;
 
 /// Runs the parsed command line and returns the exit status.
 pub fn run(cli: Cli) -> u8 {
-    ui::set_level(if cli.quiet {
+    let options = cli.options();
+    ui::set_level(if options.quiet {
         Level::Quiet
-    } else if cli.verbose {
+    } else if options.verbose {
         Level::Verbose
     } else {
         Level::Normal
@@ -43,7 +44,7 @@ pub fn run(cli: Cli) -> u8 {
         ]),
         _ => SysEnv::new(),
     };
-    let io_timeout = cli.io_timeout;
+    let io_timeout = options.io_timeout;
     let (result, conflict_code) = match cli.command {
         Command::Acquire(a) => {
             let code = a.conflict_exit_code;

@@ -24,7 +24,9 @@ extern "C" fn main(_argc: c_int, _argv: *const *const u8) -> c_int {
     let mut parser = Cli::command();
     let parsed = match parser.try_get_matches_from_mut(std::env::args_os()) {
         Ok(mut matches) => {
-            let cli = Cli::from_arg_matches_mut(&mut matches).map_err(|e| e.format(&mut parser));
+            let cli = Cli::from_arg_matches_mut(&mut matches)
+                .and_then(Cli::check)
+                .map_err(|e| e.format(&mut parser));
             std::mem::forget(matches);
             cli
         }
