@@ -2679,13 +2679,7 @@ mod tests {
     fn sweep_removes_dead_claims_that_other_names_link() {
         let f = Fixture::new();
         let mut opts = f.opts();
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        child.wait().unwrap();
-        opts.owner = Owner {
-            pid,
-            start: Some(1),
-        };
+        opts.owner = dead_owner();
         let held = acquire(&f.ctx(), &opts).unwrap();
         let private = f.dir.path().join(".l.nfslock-rm.0.1.h");
         std::fs::rename(&f.lock.path, &private).unwrap();
