@@ -10,11 +10,19 @@
 
 use clap::{CommandFactory, FromArgMatches};
 use nfslock::{cli::Cli, commands, exit, sys};
-use std::ffi::c_int;
+use std::ffi::{c_char, c_int, CStr, OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 
 #[no_mangle]
-extern "C" fn main(_argc: c_int, _argv: *const *const u8) -> c_int {
+extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int {
     sys::prepare_process();
+    // From our own arguments, not std::env::args: std fills that in before
+    // `main` only on some C libraries (glibc), and in lang_start elsewhere.
+    let args: Vec<OsString> = (0..usize::try_from(argc).unwrap_or(0))
+        // SAFETY: the C runtime passes argc valid, NUL-terminated strings.
+        .map(|i| unsafe { CStr::from_ptr(*argv.add(i)) })
+        .map(|a| OsStr::from_bytes(a.to_bytes()).to_os_string())
+        .collect();
     // A bug must not look like "busy" or like a child's status: exit 70,
     // from the hook, since release builds abort instead of unwinding.
     std::panic::set_hook(Box::new(|info| {
@@ -22,7 +30,7 @@ extern "C" fn main(_argc: c_int, _argv: *const *const u8) -> c_int {
         std::process::exit(exit::INTERNAL.into());
     }));
     let mut parser = Cli::command();
-    let parsed = match parser.try_get_matches_from_mut(std::env::args_os()) {
+    let parsed = match parser.try_get_matches_from_mut(args) {
         Ok(mut matches) => {
             let cli = Cli::from_arg_matches_mut(&mut matches)
                 .and_then(Cli::check)
