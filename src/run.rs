@@ -84,9 +84,10 @@ pub struct RunSpec {
     pub durable: Option<bool>,
 }
 
-/// The protocol's environment for heartbeats: the real one, except that it
-/// never consumes the supervisor's signals.
-struct BeatEnv<'a>(&'a SysEnv);
+/// The protocol's environment for heartbeats: the real one, except that
+/// signals never stop it, and that while a heartbeat waits to retry (an NFS
+/// server that is not answering) it goes on forwarding them to the child.
+struct BeatEnv<'a>(&'a SysEnv, Pid);
 
 impl Env for BeatEnv<'_> {
     fn identity(&self) -> &Identity {
@@ -105,8 +106,15 @@ impl Env for BeatEnv<'_> {
         self.0.wall_clock()
     }
     fn sleep(&self, d: Duration) -> Option<i32> {
-        std::thread::sleep(d);
-        None
+        let deadline = Instant::now() + d;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.0.wait_signal(left);
+            forward_signals(self.0, self.1);
+        }
     }
     fn interrupted(&self) -> Option<i32> {
         None
@@ -116,6 +124,23 @@ impl Env for BeatEnv<'_> {
     }
     fn event(&self, e: Event<'_>) {
         self.0.event(e)
+    }
+}
+
+/// Passes on to `child` the signals read so far that it must get: those a
+/// process sent to us alone. One from the terminal reached the child
+/// already (same process group), and sending it again would double it.
+fn forward_signals(env: &SysEnv, child: Pid) {
+    for Caught {
+        signo,
+        sent_by_process,
+    } in env.take_others()
+    {
+        if sent_by_process && FORWARDED.iter().any(|s| *s as i32 == signo) {
+            if let Ok(sig) = Signal::try_from(signo) {
+                let _ = kill(child, sig);
+            }
+        }
     }
 }
 
@@ -167,7 +192,7 @@ pub fn supervise(env: &SysEnv, ctx: &Ctx, held: Held, spec: &RunSpec) -> Result<
         }
     };
     let pid = Pid::from_raw(child.id() as i32);
-    let beat_env = BeatEnv(env);
+    let beat_env = BeatEnv(env, pid);
     let beat_ctx = Ctx {
         env: &beat_env,
         io_timeout: ctx.io_timeout.min(spec.lease / 3),
@@ -191,20 +216,7 @@ pub fn supervise(env: &SysEnv, ctx: &Ctx, held: Held, spec: &RunSpec) -> Result<
             wake = wake.min(k);
         }
         env.wait_signal(wake.saturating_duration_since(now));
-        for Caught {
-            signo,
-            sent_by_process,
-        } in env.take_others()
-        {
-            // A signal from the terminal reached the child already (same
-            // process group); pass on only those sent to us alone.
-            let forward = FORWARDED.iter().any(|s| *s as i32 == signo) && sent_by_process;
-            if forward {
-                if let Ok(sig) = Signal::try_from(signo) {
-                    let _ = kill(pid, sig);
-                }
-            }
-        }
+        forward_signals(env, pid);
         let now = Instant::now();
         if kill_at.is_some_and(|k| now >= k) {
             let _ = kill(pid, Signal::SIGKILL);
@@ -335,5 +347,40 @@ pub fn keep(env: &SysEnv, ctx: &Ctx, token: &str, owner: Owner, lease: Duration)
                 return exit::OK;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A heartbeat waiting to retry (the server not answering) still passes
+    /// signals on: a `kill -USR1` of the supervisor reaches the child.
+    #[test]
+    fn a_heartbeat_waiting_to_retry_forwards_signals() {
+        // Its own thread: the signal mask and the pending signal are this
+        // thread's, not the test harness's.
+        std::thread::spawn(|| {
+            let env = SysEnv::with_signals(&[Signal::SIGUSR1]);
+            env.forward_stops();
+            // Started as `run` starts it: with no signal blocked.
+            let argv = ["sleep", "30"].map(OsString::from);
+            let mut child = spawn(&argv, &[]).unwrap();
+            let pid = Pid::from_raw(child.id() as i32);
+            // Sent by a process (raise(3): SI_TKILL, to this thread), as a
+            // `kill -USR1` would be.
+            nix::sys::signal::raise(Signal::SIGUSR1).unwrap();
+            let slept = BeatEnv(&env, pid).sleep(Duration::from_millis(50));
+            assert_eq!(slept, None, "a heartbeat's wait is never cut short");
+            let status = loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    break status;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            };
+            assert_eq!(status.signal(), Some(Signal::SIGUSR1 as i32), "{status:?}");
+        })
+        .join()
+        .unwrap();
     }
 }
