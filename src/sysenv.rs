@@ -49,33 +49,40 @@ impl Drop for SysEnv {
 /// it after its release, before exiting, and the workers of a busy lock
 /// spent a third of their time there (8 workers: 491 of 667 processes,
 /// 10 ms at the median), so the lock often sat free while every contender
-/// was still leaving. A forked child keeps a reference until we are gone,
-/// and the wait is the child's.
+/// was still leaving. A child keeps a reference until we are gone, and the
+/// wait is the child's.
 fn close_later(inotify: Inotify) {
-    use nix::libc;
+    use nix::libc::{self, c_long};
     use std::os::fd::AsRawFd;
-    let fd = inotify.as_fd().as_raw_fd() as usize;
-    let parent = std::process::id() as usize;
+    // The child must make no call that can fail (see `linger`), and
+    // close_range(2) is new in Linux 5.9: ask first, here.
+    // SAFETY: an empty range closes nothing.
+    if unsafe { libc::close_range(libc::c_uint::MAX, libc::c_uint::MAX, 0) } != 0 {
+        return;
+    }
+    /// What the child needs: the descriptor to keep and whose death to wait
+    /// for. Leaked, like its stack: the child may outlive everything else.
+    struct Linger {
+        fd: c_long,
+        parent: c_long,
+    }
     // The child shares our memory (no page tables copied, none to tear
-    // down) but not our descriptor table. It runs only on its own stack,
-    // which is never freed, and makes raw system calls that do not fail,
-    // so it writes nothing of ours, not even errno.
+    // down) but not our descriptor table. It runs only on its own stack and
+    // reads only its leaked `Linger`; its raw system calls cannot fail, so
+    // it writes nothing of ours, not even errno (it has our thread's).
     extern "C" fn linger(arg: *mut libc::c_void) -> libc::c_int {
-        let arg = arg as usize;
-        let (fd, parent) = (
-            (arg & 0xffff_ffff) as libc::c_long,
-            (arg >> 32) as libc::c_long,
-        );
+        // SAFETY: `arg` is the leaked `Linger`, never freed.
+        let Linger { fd, parent } = unsafe { &*arg.cast::<Linger>() };
         // SAFETY: raw system calls with plain integer arguments.
         unsafe {
             // Nothing but the inotify descriptor: no pipe of our caller's
             // may stay open because of this child.
-            if fd > 0 {
+            if *fd > 0 {
                 libc::syscall(libc::SYS_close_range, 0, fd - 1, 0);
             }
             libc::syscall(libc::SYS_close_range, fd + 1, libc::c_uint::MAX, 0);
             libc::syscall(libc::SYS_prctl, libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            if libc::syscall(libc::SYS_getppid) == parent {
+            if libc::syscall(libc::SYS_getppid) == *parent {
                 loop {
                     libc::syscall(libc::SYS_pause);
                 }
@@ -84,16 +91,21 @@ fn close_later(inotify: Inotify) {
         }
         0
     }
+    let arg: &'static mut Linger = Box::leak(Box::new(Linger {
+        fd: c_long::from(inotify.as_fd().as_raw_fd()),
+        parent: c_long::from(nix::unistd::getpid().as_raw()),
+    }));
     let stack: &'static mut [u8] = Box::leak(vec![0u8; 4096].into_boxed_slice());
-    // SAFETY: the stack is 16-byte aligned at its top and leaked; the
-    // child touches nothing else of ours.
+    // SAFETY: the stack's top is 16-byte aligned and both it and `arg` are
+    // leaked; the child touches nothing else of ours. If clone fails, the
+    // close below is the last one and simply waits.
     unsafe {
         let top = stack.as_mut_ptr().add(stack.len() & !15);
         libc::clone(
             linger,
             top.cast(),
             libc::CLONE_VM | libc::SIGCHLD,
-            (fd | parent << 32) as *mut libc::c_void,
+            std::ptr::from_mut(arg).cast(),
         );
     }
     drop(inotify);
