@@ -60,7 +60,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Status(a) => (status(&env, io_timeout, a), None),
         Command::Break(a) => (break_cmd(&env, io_timeout, a), None),
     };
-    match result {
+    let code = match result {
         Ok(code) => code,
         Err(e) => {
             ui::say(&e.to_string());
@@ -69,7 +69,9 @@ pub fn run(cli: Cli) -> u8 {
                 _ => e.exit_code(),
             }
         }
-    }
+    };
+    env.leave();
+    code
 }
 
 /// The protocol's context on the real filesystem.

@@ -35,14 +35,6 @@ pub struct SysEnv {
     watch: RefCell<Option<(Inotify, Option<WatchDescriptor>)>>,
 }
 
-impl Drop for SysEnv {
-    fn drop(&mut self) {
-        if let Some((inotify, _)) = self.watch.get_mut().take() {
-            close_later(inotify);
-        }
-    }
-}
-
 /// Closing the last reference to an inotify instance makes the kernel
 /// wait for its watch reaper, an SRCU grace period: 10-20 ms whenever
 /// other waiters add and drop watches too. A waiter that got the lock paid
@@ -187,6 +179,17 @@ impl SysEnv {
             }
         }
         self.caught.get()
+    }
+
+    /// For a process about to exit: lets it go without waiting for the
+    /// kernel's clean-up of the inotify instance a wait used (see
+    /// `close_later`). Not for a program that goes on running: the child
+    /// this makes lives as long as the calling thread. Such a program just
+    /// drops its `SysEnv`.
+    pub fn leave(self) {
+        if let Some((inotify, _)) = self.watch.take() {
+            close_later(inotify);
+        }
     }
 
     /// From now on stop signals are queued like the others (for `run`,
