@@ -805,21 +805,20 @@ impl<'a> Ctx<'a> {
                 // A dead owner's claim can go even while it is linked
                 // elsewhere: the lock (or a private name) keeps the inode,
                 // and nobody judges a lock by its claim's name.
-                AuxKind::Claim => match self.fs.read(&path, READ_LIMIT) {
-                    Ok((_, Some(bytes))) => match record::parse(&bytes) {
-                        Content::Ours(rec) => {
-                            rec.token == aux.nonce
-                                && matches!(
-                                    stale::liveness(&rec, self.env.identity(), |p| self
-                                        .env
-                                        .process(p)),
-                                    Liveness::Dead(_)
-                                )
-                        }
-                        Content::Foreign { .. } => false,
-                    },
-                    _ => false,
-                },
+                AuxKind::Claim => {
+                    let dead = |rec: &Record| {
+                        let liveness =
+                            stale::liveness(rec, self.env.identity(), |p| self.env.process(p));
+                        matches!(liveness, Liveness::Dead(_))
+                    };
+                    matches!(
+                        self.fs.read(&path, READ_LIMIT),
+                        Ok((_, Some(bytes))) if matches!(
+                            record::parse(&bytes),
+                            Content::Ours(rec) if rec.token == aux.nonce && dead(&rec)
+                        )
+                    )
+                }
                 AuxKind::Guard | AuxKind::Removing | AuxKind::Probe => {
                     match (now, self.fs.lstat(&path)) {
                         (Some(now), Ok(meta)) => {
@@ -1135,8 +1134,6 @@ fn acquire_loop(ctx: &Ctx, opts: &AcquireOptions, slot: &mut Option<Claim>) -> R
     let mut anomalies = 0u32;
     // The instance we are watching, and since when (monotonic).
     let mut watch: Option<(Snapshot, Duration)> = None;
-    // Whether to wait for events rather than poll.
-    let mut events: Option<bool> = None;
     // Tokens of claims we gave up on while their link may have taken.
     let mut abandoned: Vec<String> = Vec::new();
     loop {
@@ -1312,11 +1309,10 @@ fn acquire_loop(ctx: &Ctx, opts: &AcquireOptions, slot: &mut Option<Claim>) -> R
                     env.event(Event::Waiting { info: &info });
                     announced = true;
                 }
-                // Decided once, from the claim's device: no round trip.
-                let watching = *events.get_or_insert_with(|| {
-                    let c = slot.as_ref().expect("claim present");
-                    opts.watch
-                        .unwrap_or_else(|| !ctx.fs.is_remote(c.meta.dev, &ctx.lock.dir))
+                // From the claim's device: no round trip.
+                let watching = opts.watch.unwrap_or_else(|| {
+                    let dev = slot.as_ref().expect("claim present").meta.dev;
+                    !ctx.fs.is_remote(dev, &ctx.lock.dir)
                 });
                 let mut pause = if watching {
                     // Woken by the release itself; poll only as a fallback
@@ -1377,12 +1373,9 @@ fn refresh_claim(ctx: &Ctx, slot: &mut Option<Claim>) -> Result<(), Error> {
 
 /// Touches our claim and reads its mtime back: file-system "now".
 fn refresh_fs_time(ctx: &Ctx, slot: &mut Option<Claim>) -> Result<FsTime, Error> {
+    refresh_claim(ctx, slot)?;
     let c = slot.as_mut().expect("claim present");
     let path = c.path.clone();
-    let touched = ctx.persist("touch", &path, true, || ctx.fs.touch_now(&path))?;
-    if let Err(e) = touched {
-        return Err(ctx.dir_error("touch", &path, e));
-    }
     match ctx.persist("lstat", &path, true, || ctx.fs.lstat(&path))? {
         Ok(m) => {
             c.fs_base = m.mtime;
@@ -1899,6 +1892,16 @@ mod tests {
                 w.join().unwrap()
             });
             (got, waiter_fs)
+        }
+
+        /// The name a claim of `pid` on this host would have (made up
+        /// token).
+        fn claim_of(&self, pid: u32) -> PathBuf {
+            let host = &self.env.identity().host;
+            let name = self
+                .lock
+                .aux_name(AuxKind::Claim, "0123456789abcdef", pid, host);
+            self.lock.in_dir(&name)
         }
 
         fn lock_bytes(&self) -> Option<Vec<u8>> {
@@ -2502,13 +2505,7 @@ mod tests {
         let held = acquire(&f.ctx(), &f.opts()).unwrap();
         // A claim older than the waiter's, of a live pid (ours) that will
         // never act on it.
-        let host = &f.env.identity().host;
-        let stuck = f.lock.in_dir(&f.lock.aux_name(
-            AuxKind::Claim,
-            "0123456789abcdef",
-            std::process::id(),
-            host,
-        ));
+        let stuck = f.claim_of(std::process::id());
         std::fs::write(&stuck, b"stuck").unwrap();
         let began = std::time::Instant::now();
         let (got, _) = f.wait_on_local_disk(WATCH_FALLBACK * 2, || {
@@ -2658,19 +2655,28 @@ mod tests {
     fn a_quick_sweep_reads_no_claim_of_a_live_process() {
         let f = Fixture::new();
         let held = acquire(&f.ctx(), &f.opts()).unwrap();
-        let host = &f.env.identity().host;
-        let mine = f.lock.in_dir(&f.lock.aux_name(
-            AuxKind::Claim,
-            "0123456789abcdef",
-            std::process::id(),
-            host,
-        ));
+        let mine = f.claim_of(std::process::id());
         let now = FsTime(i128::MAX / 2);
         assert_eq!(f.ctx().sweep(Some(now), Some(&mine), false), 0);
         assert_eq!(f.fs.calls(Op::Read), 0);
         assert_eq!(f.ctx().sweep(Some(now), None, true), 0);
         assert_eq!(f.fs.calls(Op::Read), 1);
         held.release(&f.ctx()).unwrap();
+    }
+
+    /// What the quick sweep is for: the claim a killed waiter of this host
+    /// left behind goes at the next contended acquire, for one read.
+    #[test]
+    fn a_quick_sweep_removes_a_dead_waiters_claim() {
+        let f = Fixture::new();
+        let mut o = f.opts();
+        o.owner = dead_owner();
+        let dead = new_claim(&f.ctx(), &o).unwrap().unwrap();
+        let mine = f.claim_of(std::process::id());
+        let now = FsTime(i128::MAX / 2);
+        assert_eq!(f.ctx().sweep(Some(now), Some(&mine), false), 1);
+        assert_eq!(f.fs.calls(Op::Read), 1);
+        assert!(!dead.path.exists(), "{:?}", f.names());
     }
 
     /// Found by the simulator (seed 7): one sweep must remove a dead owner's

@@ -167,24 +167,13 @@ pub fn process_state(pid: u32) -> ProcState {
 
 /// Reads a file that is usually smaller than `expect` bytes. /proc files
 /// report size 0, so std's reader would stat and seek first and then read
-/// in small growing steps: ten system calls for mountinfo where three do.
+/// in small growing steps: ten system calls for mountinfo where four do.
 fn read_small(path: &str, expect: usize) -> Option<String> {
     use std::io::Read;
-    let mut file = std::fs::File::open(path).ok()?;
-    let mut buf = vec![0; expect];
-    let mut len = 0;
-    loop {
-        if len == buf.len() {
-            buf.resize(2 * len, 0);
-        }
-        match file.read(&mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return None,
-        }
-    }
-    buf.truncate(len);
+    let mut buf = Vec::with_capacity(expect);
+    // Through `Take`: File's own read_to_end would ask for the size first.
+    let file = std::fs::File::open(path).ok()?;
+    file.take(u64::MAX).read_to_end(&mut buf).ok()?;
     String::from_utf8(buf).ok()
 }
 
@@ -259,24 +248,28 @@ pub fn random_seed() -> u64 {
 /// Filesystem types whose files live on another machine, or are shared
 /// with one (cluster filesystems, a VM host's virtiofs): changes made there
 /// raise no local events, and a new file must be synced before it is linked.
-const REMOTE_TYPES: &[&str] = &[
-    "nfs",
-    "nfs4",
-    "cifs",
-    "smb3",
-    "smbfs",
-    "ceph",
-    "9p",
-    "afs",
-    "lustre",
-    "gpfs",
-    "ocfs2",
-    "gfs2",
-    "glusterfs",
-    "beegfs",
-    "orangefs",
-    "virtiofs",
+/// By the name /proc/self/mountinfo gives and the magic number statfs(2)
+/// gives; every `fuse.*` type counts too.
+const REMOTE_TYPES: &[(&str, i64)] = &[
+    ("nfs", 0x6969),
+    ("nfs4", 0x6969),
+    ("cifs", 0xFF53_4D42),
+    ("smb3", 0xFE53_4D42),
+    ("smbfs", 0x517B),
+    ("ceph", 0x00C3_6400),
+    ("9p", 0x0102_1997),
+    ("afs", 0x5346_414F),
+    ("lustre", 0x0BD0_0BD0),
+    ("gpfs", 0x4750_4653),
+    ("ocfs2", 0x7461_636F),
+    ("gfs2", 0x0116_1970),
+    ("beegfs", 0x1983_0326),
+    ("orangefs", 0x2003_0528),
+    ("virtiofs", FUSE_MAGIC),
+    ("glusterfs", FUSE_MAGIC),
 ];
+
+const FUSE_MAGIC: i64 = 0x6573_5546;
 
 /// Whether device `dev` (a file's st_dev, found in `dir`) is a remote
 /// filesystem, answered without a round trip to any server: from the device
@@ -337,7 +330,7 @@ fn mount_line(line: &str) -> Option<(u64, bool)> {
     let (major, minor) = fields.nth(2)?.split_once(':')?;
     let fstype = fields.skip_while(|f| *f != "-").nth(1)?;
     let dev = nix::sys::stat::makedev(major.parse().ok()?, minor.parse().ok()?);
-    let remote = fstype.starts_with("fuse") || REMOTE_TYPES.contains(&fstype);
+    let remote = fstype.starts_with("fuse") || REMOTE_TYPES.iter().any(|(n, _)| *n == fstype);
     Some((dev as u64, remote))
 }
 
@@ -359,21 +352,10 @@ pub fn is_remote_fs(dir: &Path) -> bool {
 
 #[cfg(target_os = "linux")]
 fn remote_type(s: &nix::sys::statfs::Statfs) -> bool {
-    use nix::sys::statfs::{FUSE_SUPER_MAGIC, NFS_SUPER_MAGIC, SMB_SUPER_MAGIC};
-    const CIFS: i64 = 0xFF53_4D42;
-    const SMB2: i64 = 0xFE53_4D42;
-    const CEPH: i64 = 0x00C3_6400;
-    const V9FS: i64 = 0x0102_1997;
-    const GFS2: i64 = 0x0116_1970;
-    const OCFS2: i64 = 0x7461_636F;
-    let t = s.filesystem_type();
     // f_type's width differs between platforms.
     #[allow(clippy::unnecessary_cast)]
-    let raw = t.0 as i64;
-    t == NFS_SUPER_MAGIC
-        || t == FUSE_SUPER_MAGIC
-        || t == SMB_SUPER_MAGIC
-        || [CIFS, SMB2, CEPH, V9FS, GFS2, OCFS2].contains(&raw)
+    let magic = s.filesystem_type().0 as i64;
+    magic == FUSE_MAGIC || REMOTE_TYPES.iter().any(|(_, m)| *m == magic)
 }
 
 /// Errors NFS produces for a moment and then not again: retried until
@@ -465,26 +447,31 @@ mod tests {
 
     #[test]
     fn mountinfo_lines_give_device_and_remoteness() {
-        let nfs = "41 29 0:45 / /mnt/nfs rw,relatime shared:90 - nfs4 srv:/x rw,vers=4.2";
-        let fuse = "50 29 0:52 / /mnt/lab rw,nosuid - fuse.nfslab-bridge lab rw,user_id=0";
-        let ext4 = "29 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw";
-        let tagless = "30 29 0:26 / /tmp rw - tmpfs tmpfs rw";
-        assert_eq!(
-            mount_line(nfs),
-            Some((nix::sys::stat::makedev(0, 45), true))
-        );
-        assert_eq!(
-            mount_line(fuse),
-            Some((nix::sys::stat::makedev(0, 52), true))
-        );
-        assert_eq!(
-            mount_line(ext4),
-            Some((nix::sys::stat::makedev(254, 1), false))
-        );
-        assert_eq!(
-            mount_line(tagless),
-            Some((nix::sys::stat::makedev(0, 26), false))
-        );
+        use nix::sys::stat::makedev;
+        for (line, dev, remote) in [
+            (
+                "41 29 0:45 / /mnt/nfs rw,relatime shared:90 - nfs4 srv:/x rw,vers=4.2",
+                makedev(0, 45),
+                true,
+            ),
+            (
+                "50 29 0:52 / /mnt/lab rw,nosuid - fuse.nfslab-bridge lab rw,user_id=0",
+                makedev(0, 52),
+                true,
+            ),
+            (
+                "29 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw",
+                makedev(254, 1),
+                false,
+            ),
+            (
+                "30 29 0:26 / /tmp rw - tmpfs tmpfs rw",
+                makedev(0, 26),
+                false,
+            ),
+        ] {
+            assert_eq!(mount_line(line), Some((dev, remote)), "{line}");
+        }
         assert_eq!(mount_line("garbage"), None);
     }
 
@@ -512,6 +499,26 @@ mod tests {
             is_remote_fs(dir.path())
         );
         assert!(!is_remote_dev(dev, dir.path(), None));
+    }
+
+    /// The magic numbers typed in by hand agree with those the libc crate
+    /// knows.
+    #[test]
+    fn remote_magic_numbers_are_the_kernels() {
+        use nix::sys::statfs::{
+            AFS_SUPER_MAGIC, FUSE_SUPER_MAGIC, NFS_SUPER_MAGIC, OCFS2_SUPER_MAGIC, SMB_SUPER_MAGIC,
+        };
+        let magic = |name| REMOTE_TYPES.iter().find(|(n, _)| *n == name).unwrap().1;
+        #[allow(clippy::unnecessary_cast)]
+        for (name, known) in [
+            ("nfs", NFS_SUPER_MAGIC.0 as i64),
+            ("smbfs", SMB_SUPER_MAGIC.0 as i64),
+            ("afs", AFS_SUPER_MAGIC.0 as i64),
+            ("ocfs2", OCFS2_SUPER_MAGIC.0 as i64),
+            ("virtiofs", FUSE_SUPER_MAGIC.0 as i64),
+        ] {
+            assert_eq!(magic(name), known, "{name}");
+        }
     }
 
     #[test]

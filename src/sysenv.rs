@@ -206,9 +206,8 @@ impl SysEnv {
     }
 
     /// Sleeps up to `d`. Returns early with a stop signal that arrived
-    /// meanwhile (one not reported before), or with `None` when `change`
-    /// reports that the named entry of the watched directory was removed
-    /// or renamed (or that events were lost).
+    /// meanwhile (one not reported before), or with `None` when `change`'s
+    /// watch reports anything about its inode (or events were lost).
     fn wait(&self, d: Duration, change: Option<(&Inotify, WatchDescriptor)>) -> Option<i32> {
         if self.signals.is_none() && change.is_none() {
             std::thread::sleep(d);
@@ -255,6 +254,7 @@ impl SysEnv {
         }
     }
 
+    /// Waits until a signal arrives or `d` passes.
     pub fn wait_signal(&self, d: Duration) {
         let Some(fd) = &self.signals else {
             std::thread::sleep(d);

@@ -60,7 +60,7 @@ fn the_command_is_found_and_started_like_execvp() {
     s.assert_no_litter();
 }
 
-/// `run` blocks its stop signals (to read them from a signalfd) and Rust
+/// `run` blocks its stop signals (to read them from a signalfd) and nfslock
 /// ignores SIGPIPE: the child must start with neither, or a pipeline in
 /// it would not end on a closed pipe and a TERM would never reach it.
 #[test]
