@@ -206,8 +206,6 @@ fn atime_of(t: Option<TimeOrNow>) -> set_atime {
     }
 }
 
-/// An RPC's outcome as the errno a caller sees: the server's status, or
-/// EIO when the call itself failed.
 /// How long a reply may take before the call is sent again.
 const RPC_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -256,6 +254,8 @@ fn mount_client(
     Ok((conn.root_nfs_fh3(), conn.into_nfs3_client()))
 }
 
+/// An RPC's outcome as the errno a caller sees: the server's status, or
+/// EIO when the call itself failed.
 fn rpc<T, E>(r: Result<Nfs3Result<T, E>, nfs3_client::RpcError>) -> Result<T, Errno> {
     match r {
         Ok(Nfs3Result::Ok(v)) => Ok(v),
