@@ -998,7 +998,7 @@ fn new_claim(ctx: &Ctx, opts: &AcquireOptions) -> Result<Option<Claim>, Error> {
         .lock
         .aux_name(AuxKind::Claim, &token, opts.owner.pid, &me.host);
     let path = ctx.lock.in_dir(&name);
-    let (uid, user) = (me.uid, me.user.clone());
+    let (uid, user) = (me.uid, me.user().to_string());
     let record = Record {
         host: me.host.clone(),
         boot_id: me.boot_id.clone(),

@@ -173,7 +173,7 @@ mod tests {
             boot_id: Some("boot-a".into()),
             pidns: Some(7),
             uid: 1000,
-            user: "u".into(),
+            user: "u".to_string().into(),
         }
     }
 

@@ -23,13 +23,18 @@ pub struct Identity {
     /// Inode of /proc/self/ns/pid: pids only mean something inside one
     /// namespace.
     pub pidns: Option<u64>,
-    /// Our uid and user name, written into claims; looked up once, since a
-    /// name service lookup per claim can be slow.
+    /// Our uid and user name, written into claims. The name is looked up
+    /// only when a claim needs it (release, status and break never do),
+    /// and once: a name service lookup can be slow.
     pub uid: u32,
-    pub user: String,
+    pub user: std::sync::OnceLock<String>,
 }
 
 impl Identity {
+    pub fn user(&self) -> &str {
+        self.user.get_or_init(|| user_name(self.uid))
+    }
+
     /// Liveness verdicts need all three parts.
     pub fn complete(&self) -> bool {
         self.boot_id.is_some() && self.pidns.is_some()
@@ -78,7 +83,8 @@ pub fn prepare_process() {
 /// Reads this host's identity.
 pub fn identity() -> Identity {
     let host = escape_bytes(gethostname::gethostname().as_encoded_bytes());
-    let (uid, user) = user();
+    let uid = nix::unistd::getuid().as_raw();
+    let user = std::sync::OnceLock::new();
     #[cfg(target_os = "linux")]
     {
         let boot_id = read_small("/proc/sys/kernel/random/boot_id", 64)
@@ -200,23 +206,21 @@ pub fn pid_gone(pid: u32) -> bool {
     }
 }
 
-/// The numeric uid and a user name for the record.
-pub fn user() -> (u32, String) {
-    let uid = nix::unistd::getuid();
+/// A name of `uid` for the record.
+pub fn user_name(uid: u32) -> String {
     // /etc/passwd first: where it names the uid, the name service would
     // only add parsing nsswitch.conf and probing nscd (a sixth of a lock
     // cycle's instructions). Users from LDAP and the like still go through
     // getpwuid. The name is for people; the uid is what identifies.
-    let name = read_small("/etc/passwd", 4096)
-        .and_then(|text| name_in_passwd(&text, uid.as_raw()))
+    read_small("/etc/passwd", 4096)
+        .and_then(|text| name_in_passwd(&text, uid))
         .or_else(|| {
-            nix::unistd::User::from_uid(uid)
+            nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
                 .ok()
                 .flatten()
                 .map(|u| u.name)
         })
-        .unwrap_or_else(|| uid.to_string());
-    (uid.as_raw(), name)
+        .unwrap_or_else(|| uid.to_string())
 }
 
 /// The first name /etc/passwd gives `uid` ("name:password:uid:...").
@@ -535,9 +539,20 @@ mod tests {
         assert_eq!(name_in_passwd(text, 42), None);
     }
 
+    /// Only a claim needs the user name: release, status and break do not
+    /// look it up.
+    #[test]
+    fn the_user_name_is_looked_up_when_first_asked() {
+        let id = identity();
+        assert!(id.user.get().is_none());
+        assert!(!id.user().is_empty());
+        assert!(id.user.get().is_some());
+    }
+
     #[test]
     fn the_user_name_agrees_with_the_name_service() {
-        let (uid, name) = user();
+        let uid = nix::unistd::getuid().as_raw();
+        let name = identity().user().to_string();
         let nss = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).unwrap();
         assert_eq!(name, nss.map_or(uid.to_string(), |u| u.name));
     }

@@ -299,7 +299,7 @@ impl World {
                     boot_id: Some(format!("boot-{h}")),
                     pidns: Some(4_026_531_836 + h as u64),
                     uid,
-                    user: user.clone(),
+                    user: user.clone().into(),
                 },
                 skew_ns,
                 procs: BTreeMap::new(),
