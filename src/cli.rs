@@ -9,6 +9,29 @@ fn duration(s: &str) -> Result<Duration, String> {
     crate::duration::parse(s)
 }
 
+/// The shortest lease: one that leaves room for a heartbeat every lease/3.
+pub const MIN_LEASE: Duration = Duration::from_millis(100);
+
+fn lease(s: &str) -> Result<Duration, String> {
+    let d = duration(s)?;
+    if d < MIN_LEASE {
+        return Err(format!(
+            "a lease must leave room for a heartbeat (one every lease/3): at least {}ms",
+            MIN_LEASE.as_millis()
+        ));
+    }
+    Ok(d)
+}
+
+/// A process id: 0 would name our process group, never a process.
+fn pid(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(0) => Err("0 is not a process (it names a process group)".into()),
+        Ok(p) if i32::try_from(p).is_ok() => Ok(p),
+        _ => Err(format!("{s:?} is not a process id")),
+    }
+}
+
 /// Mutual exclusion for scripts and cron jobs that stays correct on NFS.
 ///
 /// Locks are files taken with the link(2) protocol and judged by stat, so they
@@ -135,10 +158,10 @@ pub struct AcquireArgs {
     pub wait: Option<Duration>,
     /// The owner process (default: the parent, i.e. the calling shell). Use
     /// `--pid $$` in subshells and command substitutions.
-    #[arg(long, value_name = "PID")]
+    #[arg(long, value_name = "PID", value_parser = pid)]
     pub pid: Option<u32>,
     /// Let others break the lock if it is not touched for DUR.
-    #[arg(long, value_name = "DUR", value_parser = duration)]
+    #[arg(long, value_name = "DUR", value_parser = lease)]
     pub lease: Option<Duration>,
     /// Also break locks whose mtime is older than DUR (file-system time).
     #[arg(long, value_name = "DUR", value_parser = duration)]
@@ -179,7 +202,7 @@ pub struct RunArgs {
     pub stale_after: Option<Duration>,
     /// Others may break the lock if the heartbeat stops for DUR; the
     /// heartbeat refreshes it every DUR/3.
-    #[arg(long, value_name = "DUR", value_parser = duration, default_value = "60s")]
+    #[arg(long, value_name = "DUR", value_parser = lease, default_value = "60s")]
     pub lease: Duration,
     /// When the lock is lost: term (TERM, then KILL after --kill-after),
     /// kill, warn, or signal:NAME. The exit status is 76 whatever the policy.
@@ -232,7 +255,7 @@ pub struct OwnerArgs {
     #[command(flatten)]
     pub common: Common,
     /// The owner process (default: the parent, i.e. the calling shell).
-    #[arg(long, value_name = "PID", conflicts_with = "token")]
+    #[arg(long, value_name = "PID", value_parser = pid, conflicts_with = "token")]
     pub pid: Option<u32>,
     /// The token printed by `acquire --print-token`.
     #[arg(long, value_name = "T")]

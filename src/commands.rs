@@ -8,17 +8,14 @@ use crate::duration::human;
 use crate::error::Error;
 use crate::exit;
 use crate::names::{BadLockPath, LockPath, MAX_LOCK_NAME};
-use crate::protocol::{
-    self, AcquireOptions, BreakOptions, BreakOutcome, Ctx, Env, LockInfo, Owner, Who,
-};
+use crate::protocol::{self, AcquireOptions, BreakOptions, BreakOutcome, Ctx, Env, Owner, Who};
 use crate::realfs::RealFs;
-use crate::record::Content;
-use crate::stale::Liveness;
+use crate::report::{self, lock_json, state_of, Stdout};
 use crate::sysenv::SysEnv;
 use crate::ui::{self, Level};
 use crate::{record, run};
 use nix::sys::signal::Signal;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::ffi::OsString;
 use std::path::Path;
 use std::time::Duration;
@@ -76,12 +73,7 @@ pub fn run(cli: Cli) -> u8 {
 
 /// The protocol's context on the real filesystem.
 fn real_ctx<'a>(env: &'a SysEnv, lock: &'a LockPath, io_timeout: Duration) -> Ctx<'a> {
-    Ctx {
-        fs: &RealFs,
-        env,
-        lock,
-        io_timeout,
-    }
+    Ctx::new(&RealFs, env, lock, io_timeout)
 }
 
 fn lock_path(p: &Path) -> Result<LockPath, Error> {
@@ -89,6 +81,10 @@ fn lock_path(p: &Path) -> Result<LockPath, Error> {
         BadLockPath::NoFileName => {
             Error::Usage(format!("{}: names no file to use as a lock", p.display()))
         }
+        BadLockPath::TrailingSlash => Error::Usage(format!(
+            "{}: a lock is a file; name it without the trailing '/'",
+            p.display()
+        )),
         BadLockPath::TooLong { len } => Error::NameTooLong {
             path: p.to_path_buf(),
             len,
@@ -141,7 +137,17 @@ fn acquire(env: &SysEnv, io_timeout: Duration, a: AcquireArgs) -> Result<u8, Err
         held.token()
     ));
     if a.print_token {
-        println!("{}", held.token());
+        // The caller cannot learn the token: a lock it could not release.
+        let mut out = Stdout::default();
+        out.raw(held.token());
+        if let Err(source) = out.finish() {
+            let _ = held.release(&ctx);
+            return Err(Error::Io {
+                op: "write the token to",
+                path: "standard output".into(),
+                source,
+            });
+        }
     }
     Ok(exit::OK)
 }
@@ -163,9 +169,6 @@ fn run_cmd(env: &SysEnv, io_timeout: Duration, a: RunArgs) -> Result<u8, Error> 
             ))
         }
     };
-    if a.lease < Duration::from_millis(30) {
-        return Err(Error::Usage("--lease must be at least 30ms".into()));
-    }
     let ctx = real_ctx(env, &lock, io_timeout);
     let me = std::process::id();
     let mut opts = AcquireOptions::new(owner(env, Some(me))?);
@@ -181,7 +184,8 @@ fn run_cmd(env: &SysEnv, io_timeout: Duration, a: RunArgs) -> Result<u8, Error> 
         .iter()
         .map(|s| s.to_string_lossy().into_owned())
         .collect();
-    opts.cmd = Some(record::sanitise_cmd(&shown.join(" ")));
+    // The record is world-readable: the command's name, no arguments.
+    opts.cmd = Some(record::command_name(&argv[0]));
     let held = protocol::acquire(&ctx, &opts)?;
     if let Some(signal) = env.interrupted() {
         held.release(&ctx)?;
@@ -240,128 +244,23 @@ fn touch(env: &SysEnv, io_timeout: Duration, a: OwnerArgs) -> Result<u8, Error> 
     Ok(exit::OK)
 }
 
-/// The `holder` object of the JSON output.
-fn holder_json(info: &LockInfo) -> Value {
-    match &info.content {
-        Some(Content::Ours(r)) => json!({
-            "host": r.host,
-            "pid": r.pid,
-            "user": r.user,
-            "uid": r.uid,
-            "token": r.token,
-            "acquired_at": r.acquired_at,
-            "boot_id": r.boot_id,
-            "pidns": r.pidns,
-            "pid_start": r.pid_start,
-            "claim": r.claim.to_string_lossy(),
-            "cmd": r.cmd,
-        }),
-        Some(Content::Foreign { what }) => json!({
-            "host": null, "pid": null, "user": null, "token": null,
-            "acquired_at": null, "foreign": what,
-        }),
-        None => Value::Null,
-    }
-}
-
-/// State, reason tag and the JSON description of a lock.
-fn state_of(info: Option<&LockInfo>) -> (&'static str, Option<&'static str>) {
-    match info {
-        None => ("free", None),
-        Some(i) => match (&i.verdict.stale, &i.content) {
-            (Some(r), _) => ("stale", Some(r.tag())),
-            (None, None) => ("held", Some("not-a-file")),
-            (None, Some(Content::Foreign { .. })) => ("held", Some("foreign")),
-            (None, Some(Content::Ours(_))) => ("held", Some("held")),
-        },
-    }
-}
-
-fn lock_json(path: &Path, info: Option<&LockInfo>) -> Value {
-    let (state, reason) = state_of(info);
-    let Some(i) = info else {
-        return json!({
-            "path": path.to_string_lossy(), "state": state, "reason": null, "detail": null,
-            "holder": null, "age_s": null, "lease_s": null, "alive": null, "suspicious": null,
-        });
-    };
-    let lease = i.record().and_then(|r| r.lease).map(|d| d.as_secs_f64());
-    let suspicious = i
-        .verdict
-        .future
-        .map(|d| format!("mtime {} in the future", human(d)));
-    json!({
-        "path": path.to_string_lossy(),
-        "state": state,
-        "reason": reason,
-        "detail": i.describe(),
-        "holder": holder_json(i),
-        "age_s": i.verdict.age.map(|d| d.as_secs_f64()),
-        "lease_s": lease,
-        "alive": i.liveness.as_option(),
-        "suspicious": suspicious,
-        "mtime": i.snapshot.meta.mtime.as_secs_f64(),
-        "fs_now": i.now.map(|t| t.as_secs_f64()),
-        "inode": i.snapshot.meta.ino,
-        "nlink": i.snapshot.meta.nlink,
-    })
-}
-
-fn print_status_text(path: &Path, info: Option<&LockInfo>) {
-    let (state, _) = state_of(info);
-    println!("{}: {state}", path.display());
-    let Some(i) = info else { return };
-    match &i.content {
-        None => println!("  what: {}", i.describe()),
-        Some(Content::Foreign { what }) => println!("  holder: unknown (another tool: {what})"),
-        Some(Content::Ours(r)) => {
-            println!(
-                "  holder: host {}, pid {}, user {} (uid {})",
-                r.host, r.pid, r.user, r.uid
-            );
-            if let Some(cmd) = &r.cmd {
-                println!("  command: {cmd}");
-            }
-            println!("  token: {}", r.token);
-            println!("  acquired at: {} (holder's clock)", r.acquired_at);
-            let lease = r.lease.map_or_else(|| "none".to_string(), human);
-            println!("  lease: {lease}");
-        }
-    }
-    if i.content.is_some() {
-        let age = match (i.verdict.age, i.now) {
-            (Some(a), _) => format!("{} (file-system time)", human(a)),
-            (None, None) => "unknown (cannot create a probe file here)".into(),
-            (None, Some(_)) => "unknown".into(),
-        };
-        println!("  age: {age}");
-        let alive = match &i.liveness {
-            Liveness::Alive => "yes".to_string(),
-            Liveness::Dead(why) => format!("no ({why})"),
-            Liveness::Unknown(why) => format!("unknown ({why})"),
-        };
-        println!("  alive: {alive}");
-    }
-    if let Some(ahead) = i.verdict.future {
-        println!("  suspicious: mtime is {} in the future", human(ahead));
-    }
-    if let Some(r) = &i.verdict.stale {
-        println!("  stale: {}", r.describe());
-    }
-}
-
 fn status(env: &SysEnv, io_timeout: Duration, a: StatusArgs) -> Result<u8, Error> {
     let lock = lock_path(&a.lock)?;
     let ctx = real_ctx(env, &lock, io_timeout);
     let info = ctx.inspect(a.stale_after)?;
+    // A closed or full stdout ends the output, not the answer: the exit
+    // code still says what the lock is.
+    let mut out = Stdout::default();
     if a.json {
-        println!("{}", lock_json(&lock.path, info.as_ref()));
-    } else {
-        print_status_text(&lock.path, info.as_ref());
+        out.json(&lock_json(&lock.path, info.as_ref()));
+    } else if ui::level() > Level::Quiet {
+        report::status_text(&mut out, &lock.path, info.as_ref());
     }
-    Ok(match state_of(info.as_ref()).0 {
-        "free" => exit::OK,
-        "stale" => exit::STALE,
+    let _ = out.finish();
+    Ok(match state_of(info.as_ref()) {
+        ("free", _) => exit::OK,
+        ("stale", _) => exit::STALE,
+        (_, Some("not-a-lock")) => exit::DATA_ERR,
         _ => exit::BUSY,
     })
 }
@@ -376,10 +275,8 @@ fn break_cmd(env: &SysEnv, io_timeout: Duration, a: BreakArgs) -> Result<u8, Err
     };
     let outcome = protocol::break_lock(&ctx, opts)?;
     let p = lock.path.display();
-    let why = |r: &Option<crate::stale::StaleReason>| {
-        r.as_ref()
-            .map_or_else(|| "forced".to_string(), |r| r.describe())
-    };
+    // The reason is in the description already ("; stale: ...").
+    let forced = |r: &Option<crate::stale::StaleReason>| if r.is_none() { " (forced)" } else { "" };
     let (action, info, code) = match &outcome {
         BreakOutcome::Free => {
             ui::explain(&format!("{p}: already free"));
@@ -387,17 +284,17 @@ fn break_cmd(env: &SysEnv, io_timeout: Duration, a: BreakArgs) -> Result<u8, Err
         }
         BreakOutcome::Broken { info, reason } => {
             ui::say(&format!(
-                "{p}: broke lock {} [{}]",
+                "{p}: broke the lock {}{}",
                 info.describe(),
-                why(reason)
+                forced(reason)
             ));
             ("broken", Some(info), exit::OK)
         }
         BreakOutcome::WouldBreak { info, reason } => {
             ui::say(&format!(
-                "{p}: would break lock {} [{}]",
+                "{p}: would break the lock {}{}",
                 info.describe(),
-                why(reason)
+                forced(reason)
             ));
             ("would-break", Some(info), exit::OK)
         }
@@ -412,6 +309,10 @@ fn break_cmd(env: &SysEnv, io_timeout: Duration, a: BreakArgs) -> Result<u8, Err
                 info.describe()
             ));
             ("refused", Some(info), exit::BUSY)
+        }
+        BreakOutcome::NotPermitted { info, why } => {
+            ui::say(&format!("{p}: {}; cannot break it: {why}", info.describe()));
+            ("not-permitted", Some(info), exit::NO_PERM)
         }
         BreakOutcome::LostRace { now: Some(info) } => {
             ui::say(&format!(
@@ -431,7 +332,9 @@ fn break_cmd(env: &SysEnv, io_timeout: Duration, a: BreakArgs) -> Result<u8, Err
         let mut v = lock_json(&lock.path, info);
         v["action"] = json!(action);
         v["forced"] = json!(a.force);
-        println!("{v}");
+        let mut out = Stdout::default();
+        out.json(&v);
+        let _ = out.finish();
     }
     Ok(code)
 }

@@ -8,16 +8,45 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{}: {}{}", path.display(), info.describe(), if *timed_out { " (timed out)" } else { "" })]
+    #[error("{}: {}{}{}", path.display(),
+        info.as_ref().map_or_else(|| "busy: it kept changing hands".into(), |i| i.describe()),
+        if *timed_out { " (timed out)" } else { "" },
+        unbreakable.as_deref().map(|w| format!("; cannot break it: {w}")).unwrap_or_default())]
     Busy {
         path: PathBuf,
-        info: Box<LockInfo>,
+        /// The lock as last seen; `None` if it was never seen held.
+        info: Option<Box<LockInfo>>,
         timed_out: bool,
+        /// Why a stale lock could not be broken (another user's lock in a
+        /// sticky directory), when that is why we are still busy.
+        unbreakable: Option<String>,
     },
+    #[error("{}: you already hold this lock ({why}); release it first", path.display())]
+    AlreadyHeld { path: PathBuf, why: String },
     #[error("{}: not yours: {why}", path.display())]
     NotOwner { path: PathBuf, why: String },
     #[error("{}: refusing to break: {why}", path.display())]
     Refused { path: PathBuf, why: String },
+    #[error("{}: not a lock file ({what}); nfslock never removes or replaces it", path.display())]
+    NotALock { path: PathBuf, what: String },
+    #[error("{}: {why}", path.display())]
+    BadData { path: PathBuf, why: String },
+    #[error("{}: not permitted: {why}", path.display())]
+    NotPermitted { path: PathBuf, why: String },
+    #[error("{op} {}: {source}", path.display())]
+    Denied {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{op} {}: {source}", path.display())]
+    Unwritable {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("{}: directory does not exist", dir.display())]
     NoDir { dir: PathBuf },
     #[error("{}: this filesystem cannot give safe link locks: {why}", path.display())]
@@ -53,7 +82,10 @@ impl Error {
     /// The exit status a script sees for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Busy { .. } | Error::Refused { .. } => exit::BUSY,
+            Error::Busy { .. } | Error::Refused { .. } | Error::AlreadyHeld { .. } => exit::BUSY,
+            Error::NotALock { .. } | Error::BadData { .. } => exit::DATA_ERR,
+            Error::NotPermitted { .. } | Error::Denied { .. } => exit::NO_PERM,
+            Error::Unwritable { .. } => exit::CANT_CREATE,
             Error::NotOwner { .. } => exit::NOT_OWNER,
             Error::NoDir { .. } => exit::NO_DIR,
             Error::Unsupported { .. } => exit::UNSUPPORTED,
@@ -90,6 +122,50 @@ mod tests {
                 75,
             ),
             (Error::NoDir { dir: p() }, 66),
+            (
+                Error::NotALock {
+                    path: p(),
+                    what: "x".into(),
+                },
+                65,
+            ),
+            (
+                Error::BadData {
+                    path: p(),
+                    why: "x".into(),
+                },
+                65,
+            ),
+            (
+                Error::NotPermitted {
+                    path: p(),
+                    why: "x".into(),
+                },
+                77,
+            ),
+            (
+                Error::Denied {
+                    op: "read",
+                    path: p(),
+                    source: e(),
+                },
+                77,
+            ),
+            (
+                Error::Unwritable {
+                    op: "rename",
+                    path: p(),
+                    source: e(),
+                },
+                73,
+            ),
+            (
+                Error::AlreadyHeld {
+                    path: p(),
+                    why: "x".into(),
+                },
+                75,
+            ),
             (
                 Error::Unsupported {
                     path: p(),

@@ -9,6 +9,9 @@ pub const OK: u8 = 0;
 pub const STALE: u8 = 1;
 /// Bad command line. clap's own usage exit (2) is mapped here.
 pub const USAGE: u8 = 64;
+/// What is at the lock path is not a lock file (someone's data), or the
+/// fencing counter is corrupt or at its end: nfslock refuses to touch it.
+pub const DATA_ERR: u8 = 65;
 /// The lock's directory does not exist.
 pub const NO_DIR: u8 = 66;
 /// This filesystem cannot give safe link locks.
@@ -25,6 +28,9 @@ pub const IO: u8 = 74;
 pub const BUSY: u8 = 75;
 /// `release`/`touch`: the lock is missing or belongs to someone else.
 pub const NOT_OWNER: u8 = 76;
+/// Not permitted: another user's lock in a sticky directory, or a file
+/// nfslock may not read or move.
+pub const NO_PERM: u8 = 77;
 /// Killed by signal n while waiting: 128 + n, the shell convention.
 pub const SIGNAL_BASE: u8 = 128;
 
@@ -33,6 +39,7 @@ pub const TABLE: &[(u8, &str)] = &[
     (OK, "success (status: the lock is free)"),
     (STALE, "status: held but stale"),
     (USAGE, "usage error"),
+    (DATA_ERR, "not a lock file; refused"),
     (NO_DIR, "the lock's directory is missing"),
     (UNSUPPORTED, "this filesystem cannot give safe link locks"),
     (INTERNAL, "internal error"),
@@ -43,6 +50,10 @@ pub const TABLE: &[(u8, &str)] = &[
         "busy, timed out, or break refused (-E N overrides on acquire)",
     ),
     (NOT_OWNER, "release/touch: not yours, or lost"),
+    (
+        NO_PERM,
+        "not permitted (another user's lock in a sticky directory)",
+    ),
 ];
 
 /// The exit status for death by signal `signo` while waiting.

@@ -243,6 +243,13 @@ impl<F: LockFs> LockFs for FaultFs<F> {
         self.apply(Op::Rename, Path::new(&both), || self.inner.rename(from, to))
     }
 
+    fn rename_noreplace(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let both = format!("{} -> {}", from.display(), to.display());
+        self.apply(Op::Rename, Path::new(&both), || {
+            self.inner.rename_noreplace(from, to)
+        })
+    }
+
     fn unlink(&self, path: &Path) -> io::Result<()> {
         self.apply(Op::Unlink, path, || self.inner.unlink(path))
     }

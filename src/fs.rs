@@ -64,15 +64,28 @@ pub struct Meta {
     pub nlink: u64,
     pub size: u64,
     pub uid: u32,
+    /// Permission bits with setuid, setgid and sticky (`st_mode & 0o7777`).
+    pub mode: u32,
     pub kind: Kind,
     pub mtime: FsTime,
     pub ctime: FsTime,
 }
 
+/// The anonymous owner NFS servers give files whose owner they cannot or
+/// will not map (root squash, NFSv4 owners without an id mapping). Such a
+/// file's owner tells nothing about who wrote it.
+pub const ANONYMOUS_UID: u32 = 65534;
+
 impl Meta {
     /// Same file: the identity test of the link protocol.
     pub fn same_file(&self, other: &Meta) -> bool {
         self.dev == other.dev && self.ino == other.ino
+    }
+
+    /// A directory where only a file's owner (or the directory's owner, or
+    /// root) may rename or remove it.
+    pub fn is_sticky(&self) -> bool {
+        self.mode & 0o1000 != 0
     }
 }
 
@@ -99,6 +112,10 @@ pub trait LockFs: Send + Sync {
     /// regular file.
     fn read(&self, path: &Path, limit: usize) -> io::Result<(Meta, Option<Vec<u8>>)>;
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// rename(2) that fails with EEXIST instead of replacing `to`
+    /// (renameat2 RENAME_NOREPLACE). Local filesystems have it; NFS and
+    /// most FUSE clients say EINVAL.
+    fn rename_noreplace(&self, from: &Path, to: &Path) -> io::Result<()>;
     fn unlink(&self, path: &Path) -> io::Result<()>;
     /// Sets the mtime of `path` to the file system's own "now" (on NFS,
     /// SETATTR with SET_TO_SERVER_TIME), never to a client timestamp.

@@ -13,7 +13,7 @@
 //!
 //! let env = SysEnv::new();
 //! let lock = LockPath::new("/shared/locks/report.lock".as_ref()).unwrap();
-//! let ctx = Ctx { fs: &RealFs, env: &env, lock: &lock, io_timeout: Duration::from_secs(30) };
+//! let ctx = Ctx::new(&RealFs, &env, &lock, Duration::from_secs(30));
 //! let me = Owner::of_pid(&env, std::process::id()).unwrap();
 //! let guard = Guard::acquire(ctx, &AcquireOptions::new(me)).unwrap();
 //! // ... critical section ...
@@ -31,6 +31,7 @@ pub mod names;
 pub mod protocol;
 pub mod realfs;
 pub mod record;
+pub mod report;
 pub mod run;
 #[cfg(test)]
 mod sim;

@@ -119,11 +119,19 @@ pub struct LockPath {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BadLockPath {
     NoFileName,
-    TooLong { len: usize },
+    /// `job.lock/`: a lock is a file, and link(2) to such a name fails
+    /// with ENOENT for as long as one cares to retry.
+    TrailingSlash,
+    TooLong {
+        len: usize,
+    },
 }
 
 impl LockPath {
     pub fn new(path: &Path) -> Result<LockPath, BadLockPath> {
+        if path.as_os_str().as_bytes().ends_with(b"/") {
+            return Err(BadLockPath::TrailingSlash);
+        }
         let name = path.file_name().ok_or(BadLockPath::NoFileName)?;
         if name.len() > MAX_LOCK_NAME {
             return Err(BadLockPath::TooLong { len: name.len() });
@@ -158,6 +166,12 @@ impl LockPath {
             n.extend_from_slice(host.as_bytes());
         }
         OsString::from_vec(n)
+    }
+
+    /// Whether `spelled`, the host part of one of our names, is `host`
+    /// (escaped), in full or shortened to its hash.
+    pub fn spells_host(&self, spelled: &str, host: &str) -> bool {
+        spelled == host || spelled == format!("~{:016x}", fnv1a(host.as_bytes()))
     }
 
     pub fn in_dir(&self, name: &OsStr) -> PathBuf {
@@ -233,6 +247,8 @@ mod tests {
         assert!(n.len() <= NAME_MAX, "{} bytes", n.len());
         let a = l.parse_aux(&n).unwrap();
         assert!(a.host.starts_with('~'));
+        assert!(l.spells_host(&a.host, &host));
+        assert!(!l.spells_host(&a.host, "h"));
         // Two long hosts differing only at the end still get different names.
         let other = format!("{}g", "h".repeat(252));
         assert_ne!(
@@ -250,7 +266,15 @@ mod tests {
 
     #[test]
     fn rejects_unusable_lock_paths() {
-        assert_eq!(LockPath::new(Path::new("/")), Err(BadLockPath::NoFileName));
+        assert_eq!(
+            LockPath::new(Path::new("/")),
+            Err(BadLockPath::TrailingSlash)
+        );
+        assert_eq!(
+            LockPath::new(Path::new("job.lock/")),
+            Err(BadLockPath::TrailingSlash)
+        );
+        assert_eq!(LockPath::new(Path::new("")), Err(BadLockPath::NoFileName));
         assert_eq!(
             LockPath::new(Path::new("a/..")),
             Err(BadLockPath::NoFileName)

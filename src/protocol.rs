@@ -86,7 +86,16 @@ pub trait Env {
     }
     /// A signal that asked us to stop, if any arrived (sticky).
     fn interrupted(&self) -> Option<i32>;
+    /// Cheap randomness, for jitter only.
     fn random(&self) -> u64;
+    /// Randomness nobody can predict (the operating system's source), one
+    /// draw per token or nonce: the names of our private files must not be
+    /// computable from a claim name another user can see.
+    fn token(&self) -> u64;
+    /// A name of `uid` for messages.
+    fn user_name(&self, uid: u32) -> String {
+        sys::user_name(uid)
+    }
     fn event(&self, event: Event<'_>);
     /// Test-only: the deliberately broken variant to run, so the simulator
     /// can show it catches each of them.
@@ -125,7 +134,9 @@ pub enum Event<'a> {
     Waiting {
         info: &'a LockInfo,
     },
+    /// Another party's stale lock was broken (said unless `-q`).
     Broke {
+        path: &'a Path,
         info: &'a LockInfo,
         reason: &'a StaleReason,
     },
@@ -176,7 +187,8 @@ pub enum Who {
     Token(String),
 }
 
-/// A lock file as read: attributes plus bytes (none if not a regular file).
+/// A lock file as read: attributes plus bytes (none if not a regular file,
+/// or a regular file we may not read).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Snapshot {
     pub meta: Meta,
@@ -187,7 +199,8 @@ pub struct Snapshot {
 #[derive(Clone, Debug, PartialEq)]
 pub struct LockInfo {
     pub snapshot: Snapshot,
-    /// `None` when something other than a regular file is at the lock path.
+    /// `None` when something other than a regular file is at the lock path,
+    /// or a file we may not read.
     pub content: Option<Content>,
     pub liveness: Liveness,
     pub verdict: Verdict,
@@ -209,20 +222,24 @@ impl LockInfo {
             Some(a) => format!(" for {}", human(a)),
             None => String::new(),
         };
+        let meta = &self.snapshot.meta;
         let mut s = match &self.content {
+            None if meta.kind == Kind::File => {
+                return format!(
+                    "held in a file nfslock may not read (owner uid {})",
+                    meta.uid
+                )
+            }
             None => {
                 return format!(
                     "{} is at the lock path, not a lock file; remove it by hand if it does not belong there",
-                    self.snapshot.meta.kind.describe()
+                    meta.kind.describe()
                 )
             }
+            Some(Content::NotALock { what }) => return format!("not a lock file ({what})"),
+            // A dead owner is said once, as the reason it is stale.
             Some(Content::Ours(r)) => {
-                let alive = match &self.liveness {
-                    Liveness::Alive => String::new(),
-                    Liveness::Dead(why) => format!(", dead: {why}"),
-                    Liveness::Unknown(_) => String::new(),
-                };
-                format!("held by host {} pid {} ({}){age}{alive}", r.host, r.pid, r.user)
+                format!("held by host {} pid {} ({}){age}", r.host, r.pid, r.user)
             }
             Some(Content::Foreign { what }) => format!("held by another tool ({what}){age}"),
         };
@@ -301,25 +318,47 @@ pub struct Ctx<'a> {
     pub lock: &'a LockPath,
     /// How long a transient error may persist before we give up (74).
     pub io_timeout: Duration,
+    /// The caller's deadline on the monotonic clock (`acquire -w`): no
+    /// retry of a transient error goes past it either.
+    pub deadline: Option<Duration>,
 }
 
-/// Tracks how long transient errors have persisted.
+impl<'a> Ctx<'a> {
+    pub fn new(
+        fs: &'a dyn LockFs,
+        env: &'a dyn Env,
+        lock: &'a LockPath,
+        io_timeout: Duration,
+    ) -> Ctx<'a> {
+        Ctx {
+            fs,
+            env,
+            lock,
+            io_timeout,
+            deadline: None,
+        }
+    }
+}
+
+/// Tracks how long transient errors have persisted: from the start of the
+/// first attempt that failed (a call that hung for a while counts), until
+/// `--io-timeout` or the caller's deadline, whichever comes first.
 struct IoBudget {
-    first: Option<Duration>,
+    since: Duration,
     pause: Duration,
 }
 
 impl IoBudget {
-    fn new() -> IoBudget {
+    fn new(ctx: &Ctx) -> IoBudget {
         IoBudget {
-            first: None,
+            since: ctx.env.monotonic(),
             pause: Duration::from_millis(10),
         }
     }
 
     /// After a transient error: waits a little and returns Ok to retry, or
-    /// the error once it has persisted past the timeout. `interruptible`
-    /// is false on clean-up paths, which must finish.
+    /// the error once it has persisted past the timeout or the deadline.
+    /// `interruptible` is false on clean-up paths, which must finish.
     fn pause(
         &mut self,
         ctx: &Ctx,
@@ -329,8 +368,10 @@ impl IoBudget {
         interruptible: bool,
     ) -> Result<(), Error> {
         let now = ctx.env.monotonic();
-        let first = *self.first.get_or_insert(now);
-        if now.saturating_sub(first) >= ctx.io_timeout {
+        let give_up = |at: Duration| now >= at;
+        if give_up(self.since + ctx.io_timeout)
+            || (interruptible && ctx.deadline.is_some_and(give_up))
+        {
             return Err(Error::Io {
                 op,
                 path: path.to_path_buf(),
@@ -342,7 +383,11 @@ impl IoBudget {
             path,
             error: &error,
         });
-        let sig = ctx.env.sleep(self.pause);
+        let mut nap = self.pause;
+        if let Some(d) = ctx.deadline.filter(|_| interruptible) {
+            nap = nap.min(d.saturating_sub(now));
+        }
+        let sig = ctx.env.sleep(nap);
         self.pause = (self.pause * 2).min(Duration::from_secs(1));
         match sig {
             Some(signal) if interruptible => Err(Error::Interrupted { signal }),
@@ -350,8 +395,8 @@ impl IoBudget {
         }
     }
 
-    fn ok(&mut self) {
-        self.first = None;
+    fn ok(&mut self, ctx: &Ctx) {
+        self.since = ctx.env.monotonic();
         self.pause = Duration::from_millis(10);
     }
 }
@@ -384,17 +429,80 @@ impl Backoff {
 }
 
 fn hex_token(env: &dyn Env) -> String {
-    format!("{:016x}", env.random())
+    format!("{:016x}", env.token())
 }
 
+/// How many taken names [`Ctx::create_aux`] tries before it gives up.
+const NAME_TRIES: usize = 8;
+
 impl<'a> Ctx<'a> {
-    /// A fresh name of `kind` for this process.
+    /// A fresh name of `kind` for this process (one nobody can predict).
     fn my_aux(&self, kind: AuxKind) -> PathBuf {
         let host = &self.env.identity().host;
         let name = self
             .lock
             .aux_name(kind, &hex_token(self.env), self.env.pid(), host);
         self.lock.in_dir(&name)
+    }
+
+    /// Creates a file of ours of `kind` beside the lock, under a fresh name
+    /// whose nonce `content` may embed. A name that is taken is never used:
+    /// it is our own create whose reply was lost (then it is removed) or a
+    /// file someone else put there (then it is left alone), and another
+    /// name is drawn.
+    fn create_aux(
+        &self,
+        kind: AuxKind,
+        content: &dyn Fn(&str, &std::ffi::OsStr) -> Vec<u8>,
+        durable: Option<bool>,
+        interruptible: bool,
+    ) -> Result<Created, Error> {
+        let host = self.env.identity().host.clone();
+        for _ in 0..NAME_TRIES {
+            let nonce = hex_token(self.env);
+            let name = self.lock.aux_name(kind, &nonce, self.env.pid(), &host);
+            let path = self.lock.in_dir(&name);
+            let data = content(&nonce, &name);
+            let mut budget = IoBudget::new(self);
+            loop {
+                match self.fs.create_exclusive(&path, &data, durable) {
+                    Ok(meta) => {
+                        return Ok(Created {
+                            path,
+                            nonce,
+                            data,
+                            meta,
+                        })
+                    }
+                    Err(e) if sys::is_exists(&e) => {
+                        self.remove_if_ours(&path, data.len(), interruptible)?;
+                        break;
+                    }
+                    Err(e) if sys::is_transient(&e) => {
+                        budget.pause(self, "create", &path, e, interruptible)?
+                    }
+                    Err(e) => return Err(self.dir_error("create", &path, e)),
+                }
+            }
+        }
+        Err(Error::Io {
+            op: "create",
+            path: self.lock.path.clone(),
+            source: io::Error::other("every fresh name tried beside the lock was taken"),
+        })
+    }
+
+    /// After EEXIST on a create of a fresh random name: removes what is
+    /// there if it can only be our own create (a plain file of our uid, one
+    /// link, the size we wrote); anything else stays where it is.
+    fn remove_if_ours(&self, path: &Path, len: usize, interruptible: bool) -> Result<(), Error> {
+        let uid = self.env.identity().uid;
+        if let Ok(m) = self.persist("lstat", path, interruptible, || self.fs.lstat(path))? {
+            if m.kind == Kind::File && m.uid == uid && m.nlink == 1 && m.size == len as u64 {
+                self.remove_quietly(path)?;
+            }
+        }
+        Ok(())
     }
 
     /// Runs a read-only operation, retrying transient errors.
@@ -405,7 +513,7 @@ impl<'a> Ctx<'a> {
         interruptible: bool,
         mut f: impl FnMut() -> io::Result<T>,
     ) -> Result<io::Result<T>, Error> {
-        let mut budget = IoBudget::new();
+        let mut budget = IoBudget::new(self);
         loop {
             match f() {
                 Err(e) if sys::is_transient(&e) => {
@@ -416,12 +524,19 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// Reads the lock (or another file) as a snapshot.
+    /// Reads the lock (or another file) as a snapshot. A file we may not
+    /// read is a snapshot without bytes: it can be described and waited
+    /// for, never judged or removed.
     fn snapshot(&self, path: &Path, interruptible: bool) -> Result<io::Result<Snapshot>, Error> {
         self.persist("read", path, interruptible, || {
-            self.fs
-                .read(path, READ_LIMIT)
-                .map(|(meta, bytes)| Snapshot { meta, bytes })
+            match self.fs.read(path, READ_LIMIT) {
+                Ok((meta, bytes)) => Ok(Snapshot { meta, bytes }),
+                Err(e) if sys::is_denied(&e) => self
+                    .fs
+                    .lstat(path)
+                    .map(|meta| Snapshot { meta, bytes: None }),
+                Err(e) => Err(e),
+            }
         })
     }
 
@@ -444,7 +559,7 @@ impl<'a> Ctx<'a> {
     /// Unlinks a file of ours, treating "already gone" as done (a lost reply
     /// to an unlink that worked looks exactly like that).
     fn remove_quietly(&self, path: &Path) -> Result<(), Error> {
-        let mut budget = IoBudget::new();
+        let mut budget = IoBudget::new(self);
         loop {
             match self.fs.unlink(path) {
                 Ok(()) => return Ok(()),
@@ -461,7 +576,10 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// Maps an error about the lock's directory to the right variant.
+    /// Maps a persistent error about the lock's directory to its variant:
+    /// a missing directory (66); what stops a create or link there (73);
+    /// permission to read or move a file (77); a read-only or full
+    /// filesystem or a name too long elsewhere (73); the rest (74).
     fn dir_error(&self, op: &'static str, path: &Path, e: io::Error) -> Error {
         if sys::is_not_found(&e) || sys::is_not_dir(&e) {
             match self.fs.lstat(&self.lock.dir) {
@@ -473,39 +591,40 @@ impl<'a> Ctx<'a> {
                 }
             }
         }
-        if sys::is_cant_create(&e) {
-            return Error::CannotCreate {
-                path: path.to_path_buf(),
+        let path = path.to_path_buf();
+        if matches!(op, "create" | "link") && sys::is_cant_create(&e) {
+            Error::CannotCreate { path, source: e }
+        } else if sys::is_denied(&e) {
+            Error::Denied {
+                op,
+                path,
                 source: e,
-            };
-        }
-        Error::Io {
-            op,
-            path: path.to_path_buf(),
-            source: e,
+            }
+        } else if sys::is_cant_create(&e) {
+            Error::Unwritable {
+                op,
+                path,
+                source: e,
+            }
+        } else {
+            Error::Io {
+                op,
+                path,
+                source: e,
+            }
         }
     }
 
     /// File-system "now": the mtime of a probe file we create and remove.
     /// `None` if we may not create files here.
     pub fn fs_now(&self) -> Result<Option<FsTime>, Error> {
-        let probe = self.my_aux(AuxKind::Probe);
-        let mut budget = IoBudget::new();
-        loop {
-            match self.fs.create_exclusive(&probe, b"", Some(false)) {
-                Ok(m) => {
-                    self.remove_quietly(&probe)?;
-                    return Ok(Some(m.mtime));
-                }
-                Err(e) if sys::is_exists(&e) => {
-                    // A lost reply to our own create: the file is ours.
-                    self.remove_quietly(&probe)?;
-                    return self.fs_now();
-                }
-                Err(e) if sys::is_transient(&e) => budget.pause(self, "create", &probe, e, true)?,
-                Err(e) if sys::is_cant_create(&e) => return Ok(None),
-                Err(e) => return Err(self.dir_error("create", &probe, e)),
+        match self.create_aux(AuxKind::Probe, &|_, _| Vec::new(), Some(false), true) {
+            Ok(probe) => {
+                self.remove_quietly(&probe.path)?;
+                Ok(Some(probe.meta.mtime))
             }
+            Err(Error::CannotCreate { .. }) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -523,7 +642,11 @@ impl<'a> Ctx<'a> {
         } else {
             now
         };
-        let content = snap.bytes.as_deref().map(record::parse);
+        // I7 and the record's trust: believed only from the uid it names.
+        let content = snap
+            .bytes
+            .as_deref()
+            .map(|b| record::trusted(b, snap.meta.uid));
         let liveness = match &content {
             Some(Content::Ours(r)) => {
                 stale::liveness(r, self.env.identity(), |pid| self.env.process(pid))
@@ -531,7 +654,7 @@ impl<'a> Ctx<'a> {
             Some(Content::Foreign { .. }) => {
                 Liveness::Unknown("not an nfslock record: judged by age only".into())
             }
-            None => Liveness::Unknown("not a lock file".into()),
+            Some(Content::NotALock { .. }) | None => Liveness::Unknown("not a lock file".into()),
         };
         let clocks = Clocks {
             now,
@@ -573,16 +696,19 @@ impl<'a> Ctx<'a> {
 
     /// Removes the lock name only if it still is `expected` (same inode and
     /// bytes, and same mtime when `check_mtime`): rename it to a private
-    /// name, check what was moved, link it back if it was not the one.
+    /// name, check what was moved, put it back if it was not the one (I2,
+    /// I3). `Denied` when we may not move it (another user's lock in a
+    /// sticky directory): nothing was changed.
     fn remove_instance(&self, expected: &Snapshot, check_mtime: bool) -> Result<Removal, Error> {
-        let private = self.my_aux(AuxKind::Removing);
+        let mut private = self.my_aux(AuxKind::Removing);
         let same = |s: &Snapshot| {
             s.meta.same_file(&expected.meta)
                 && s.bytes == expected.bytes
                 && (!check_mtime || s.meta.mtime == expected.meta.mtime)
         };
-        let mut budget = IoBudget::new();
+        let mut budget = IoBudget::new(self);
         let mut retry = false;
+        let mut names_tried = 0;
         loop {
             if retry {
                 // A rename may have taken effect without our seeing it yet.
@@ -622,6 +748,21 @@ impl<'a> Ctx<'a> {
             }
             retry = true;
             let renamed = self.fs.rename(&self.lock.path, &private);
+            if let Err(e) = &renamed {
+                if sys::is_denied(e) {
+                    // Not done: a retransmitted rename never reads EPERM.
+                    // Either the fresh name is taken by another user's
+                    // file (sticky directory: draw another), or the lock
+                    // may not be moved by us.
+                    names_tried += 1;
+                    if self.fs.lstat(&private).is_ok() && names_tried < NAME_TRIES {
+                        private = self.my_aux(AuxKind::Removing);
+                        retry = false;
+                        continue;
+                    }
+                    return Ok(Removal::Denied(self.why_denied(&expected.meta)));
+                }
+            }
             // Judge by what is there, not by the reply.
             match self.snapshot(&private, false)? {
                 Ok(moved) if same(&moved) => {
@@ -647,11 +788,42 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// Puts a lock we moved by mistake back under the lock name.
+    /// Says why we may not remove a lock owned by `lock.uid`, and who may.
+    fn why_denied(&self, lock: &Meta) -> String {
+        let dir = self.lock.dir.display();
+        let owner = format!("{} (uid {})", self.env.user_name(lock.uid), lock.uid);
+        match self.fs.lstat(&self.lock.dir) {
+            Ok(d) if d.is_sticky() => format!(
+                "{dir} is a sticky directory: only the lock's owner {owner}, the directory's owner {} or root may remove it",
+                self.env.user_name(d.uid)
+            ),
+            _ => format!("this user may not rename or remove files in {dir} (the lock belongs to {owner})"),
+        }
+    }
+
+    /// Puts a lock we moved by mistake back under the lock name, never over
+    /// another lock: by link(2), or where that is refused (protected
+    /// hardlinks, another user's file) by a rename that does not replace.
     fn restore(&self, private: &Path, moved: Snapshot) -> Result<Removal, Error> {
-        let mut budget = IoBudget::new();
+        let mut budget = IoBudget::new(self);
         loop {
-            let linked = self.fs.hard_link(private, &self.lock.path);
+            let mut linked = self.fs.hard_link(private, &self.lock.path);
+            if matches!(&linked, Err(e) if sys::is_denied(e)) {
+                linked = match self.fs.rename_noreplace(private, &self.lock.path) {
+                    // Back, and the private name went with it.
+                    Ok(()) => return Ok(Removal::Changed),
+                    Err(e) if sys::is_exists(&e) => Err(e),
+                    Err(_) => {
+                        // No way to put it back without risking another
+                        // lock: its holder will find it lost (the window).
+                        self.env.event(Event::Displaced {
+                            path: &self.lock.path,
+                        });
+                        self.remove_quietly(private)?;
+                        return Ok(Removal::Displaced);
+                    }
+                };
+            }
             if linked.is_ok() {
                 // It is back. Whatever happens to it from now on (its owner
                 // may release it at once) is its owner's business: never
@@ -697,21 +869,56 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// Breaks exactly the judged instance: pin it with a guard link, verify
-    /// it through the pin, remove the lock name, and remove the holder's
-    /// claim if it is that inode. A judgement of age is void if the lock
-    /// was refreshed meanwhile; `force` breaks the instance regardless.
+    /// Breaks exactly the judged instance (I3): pin it with a guard link,
+    /// verify it through the pin, remove the lock name, and remove the
+    /// holder's claim if it is that inode. A judgement of age is void if the
+    /// lock was refreshed meanwhile; `force` breaks the instance regardless.
+    /// Only a lock is ever broken, never data at the lock path.
     pub fn break_instance(&self, judged: &LockInfo, force: bool) -> Result<Removal, Error> {
+        let expected = &judged.snapshot;
+        match &judged.content {
+            Some(c) if c.is_lock() => {}
+            _ => {
+                return Err(Error::NotALock {
+                    path: self.lock.path.clone(),
+                    what: judged.describe(),
+                })
+            }
+        }
         if mutant(self.env, Mutant::BreakWithoutReverify) {
             let _ = self.fs.unlink(&self.lock.path);
             if let Some(rec) = judged.record() {
-                let _ = self.remove_claim_of(rec, &judged.snapshot.meta);
+                let _ = self.remove_claim_of(rec, &expected.meta);
             }
             return Ok(Removal::Removed);
         }
+        // In a sticky directory only root, the directory's owner and the
+        // lock's owner may remove it: say so before leaving a pin behind
+        // that we could not remove either.
+        let me = self.env.identity().uid;
+        if expected.meta.uid != me && me != 0 {
+            if let Ok(d) = self.fs.lstat(&self.lock.dir) {
+                if d.is_sticky() && d.uid != me {
+                    return Ok(Removal::Denied(self.why_denied(&expected.meta)));
+                }
+            }
+        }
         let guard = self.my_aux(AuxKind::Guard);
-        let expected = &judged.snapshot;
-        let _ = self.fs.hard_link(&self.lock.path, &guard);
+        let linked = match self.fs.hard_link(&self.lock.path, &guard) {
+            // protected_hardlinks: no pin of another user's file we may not
+            // write. The removal alone still keeps I3: it checks what it
+            // moved (inode, content, and the mtime unless forced) and puts
+            // anything else back.
+            Err(e) if sys::is_denied(&e) => {
+                let r = self.remove_instance(expected, !force)?;
+                if let (Removal::Removed, Some(rec)) = (&r, judged.record()) {
+                    let _ = self.remove_claim_of(rec, &expected.meta);
+                }
+                return Ok(r);
+            }
+            Err(e) if sys::is_persistent(&e) => return Err(self.dir_error("link", &guard, e)),
+            other => other.is_ok(),
+        };
         let pinned = match self.snapshot(&guard, false)? {
             Ok(p) => p,
             Err(e) if sys::is_not_found(&e) => {
@@ -723,6 +930,17 @@ impl<'a> Ctx<'a> {
             }
             Err(e) => return Err(self.dir_error("read", &guard, e)),
         };
+        // After EEXIST (our own link, its reply lost, whatever the lock
+        // has become since) the name is ours if it holds a lock record: a
+        // file someone put there under our fresh random name stays.
+        let ours = linked
+            || matches!(
+                pinned
+                    .bytes
+                    .as_deref()
+                    .map(|b| record::trusted(b, pinned.meta.uid)),
+                Some(Content::Ours(_))
+            );
         let unchanged = pinned.meta.same_file(&expected.meta)
             && pinned.bytes == expected.bytes
             && (force || pinned.meta.mtime == expected.meta.mtime);
@@ -736,7 +954,9 @@ impl<'a> Ctx<'a> {
         } else {
             Ok(Removal::Changed)
         };
-        self.remove_quietly(&guard)?;
+        if ours {
+            self.remove_quietly(&guard)?;
+        }
         result
     }
 
@@ -761,11 +981,14 @@ impl<'a> Ctx<'a> {
         Ok(())
     }
 
-    /// Removes leftovers of processes that died mid-operation: claims of
-    /// provably dead owners, and guard, removal and probe files older than
-    /// [`ORPHAN_AGE`]. Best effort. Unless `thorough`, claims are read only
-    /// when they are of this host (as `keep`, our own claim, spells it) and
-    /// no process has the pid their name carries.
+    /// Removes leftovers of processes that died mid-operation (I5): claims
+    /// of provably dead owners; claims that are no lock, made on this
+    /// machine by a process that is gone (a waiter killed while it waited);
+    /// and guard, removal and probe files older than [`ORPHAN_AGE`]. Best
+    /// effort. Unless `thorough`, claims are read only when they are of this
+    /// host and no process has the pid their name carries (the process that
+    /// made them). Only small regular files with our names go, and a record
+    /// is believed only from the user it names.
     ///
     /// Everything is judged before anything is removed: unlinking one name
     /// of an inode updates its ctime, which would make a second leftover
@@ -775,12 +998,7 @@ impl<'a> Ctx<'a> {
         let Ok(names) = self.fs.list(&self.lock.dir) else {
             return 0;
         };
-        // Our host as claim names spell it (escaped, maybe shortened): read
-        // off our own claim, which a quick sweep always has.
-        let here = keep
-            .and_then(Path::file_name)
-            .and_then(|n| self.lock.parse_aux(n))
-            .map(|a| a.host);
+        let host = &self.env.identity().host;
         let mut orphans = Vec::new();
         for name in names {
             let Some(aux) = self.lock.parse_aux(&name) else {
@@ -790,39 +1008,22 @@ impl<'a> Ctx<'a> {
             if Some(path.as_path()) == keep {
                 continue;
             }
+            let ours_here = self.lock.spells_host(&aux.host, host);
             let orphan = match aux.kind {
                 // A quick sweep (after a contended acquire, before the
                 // holder's command runs) reads only claims that may be
-                // dead: of this host, with no process of that pid. Others
-                // cannot be judged here or are most likely alive, and on
-                // NFS each read is three round trips. `break` reads all.
-                AuxKind::Claim
-                    if !thorough
-                        && (here.as_ref() != Some(&aux.host) || !self.env.pid_gone(aux.pid)) =>
-                {
-                    false
-                }
-                // A dead owner's claim can go even while it is linked
-                // elsewhere: the lock (or a private name) keeps the inode,
-                // and nobody judges a lock by its claim's name.
-                AuxKind::Claim => {
-                    let dead = |rec: &Record| {
-                        let liveness =
-                            stale::liveness(rec, self.env.identity(), |p| self.env.process(p));
-                        matches!(liveness, Liveness::Dead(_))
-                    };
-                    matches!(
-                        self.fs.read(&path, READ_LIMIT),
-                        Ok((_, Some(bytes))) if matches!(
-                            record::parse(&bytes),
-                            Content::Ours(rec) if rec.token == aux.nonce && dead(&rec)
-                        )
-                    )
-                }
+                // litter: of this host, with no process of that pid.
+                // Others cannot be judged here or are most likely alive,
+                // and on NFS each read is three round trips. `break` reads
+                // all.
+                AuxKind::Claim if !thorough && (!ours_here || !self.env.pid_gone(aux.pid)) => false,
+                AuxKind::Claim => self.claim_is_litter(&path, &aux, ours_here),
                 AuxKind::Guard | AuxKind::Removing | AuxKind::Probe => {
                     match (now, self.fs.lstat(&path)) {
                         (Some(now), Ok(meta)) => {
-                            now.secs_since(meta.ctime) > ORPHAN_AGE.as_secs_f64()
+                            meta.kind == Kind::File
+                                && meta.size < READ_LIMIT as u64
+                                && now.secs_since(meta.ctime) > ORPHAN_AGE.as_secs_f64()
                         }
                         _ => false,
                     }
@@ -842,6 +1043,35 @@ impl<'a> Ctx<'a> {
         removed
     }
 
+    /// Whether the claim at `path` is litter: its owner is provably dead,
+    /// or it is no lock (one link) and the process that made it, on this
+    /// machine (`here`) and in our pid namespace, is gone. A dead owner's
+    /// claim can go even while it is linked elsewhere: the lock (or a
+    /// private name) keeps the inode, and nobody judges a lock by its
+    /// claim's name.
+    fn claim_is_litter(&self, path: &Path, aux: &crate::names::AuxName, here: bool) -> bool {
+        let Ok((meta, Some(bytes))) = self.fs.read(path, READ_LIMIT) else {
+            return false;
+        };
+        let Content::Ours(rec) = record::trusted(&bytes, meta.uid) else {
+            return false;
+        };
+        if rec.token != aux.nonce {
+            return false;
+        }
+        let me = self.env.identity();
+        let dead = matches!(
+            stale::liveness(&rec, me, |p| self.env.process(p)),
+            Liveness::Dead(_)
+        );
+        let same_system = here
+            && me.complete()
+            && rec.host == me.host
+            && rec.boot_id == me.boot_id
+            && rec.pidns == me.pidns;
+        dead || (meta.nlink == 1 && same_system && self.env.pid_gone(aux.pid))
+    }
+
     /// Finds and removes our own claims that no longer hold the lock: what a
     /// holder whose lock was broken leaves behind.
     fn remove_own_leftovers(&self, who: &Who) {
@@ -856,11 +1086,12 @@ impl<'a> Ctx<'a> {
             let Some(aux) = self.lock.parse_aux(&name) else {
                 continue;
             };
+            // A claim's name carries the pid of the process that made it,
+            // not the owner's: by owner, every claim of this host may be one.
             let plausible = aux.kind == AuxKind::Claim
                 && match who {
                     Who::Token(t) => &aux.nonce == t,
-                    // The host is checked in full by owns() below.
-                    Who::Owner(o) => aux.pid == o.pid,
+                    Who::Owner(_) => self.lock.spells_host(&aux.host, &me.host),
                 };
             if !plausible {
                 continue;
@@ -871,6 +1102,12 @@ impl<'a> Ctx<'a> {
             else {
                 continue;
             };
+            let Content::Ours(rec) = record::trusted(&bytes, meta.uid) else {
+                continue;
+            };
+            if rec.token != aux.nonce || !owns(&rec, who, me) {
+                continue;
+            }
             // Other names may link a claim too (a dead breaker's guard, a
             // dead remover's private name): only the lock itself makes it
             // worth keeping, and then it is not a leftover.
@@ -887,17 +1124,21 @@ impl<'a> Ctx<'a> {
                     continue;
                 }
             }
-            if let Content::Ours(rec) = record::parse(&bytes) {
-                if rec.token == aux.nonce && owns(&rec, who, me) {
-                    let _ = self.remove_quietly(&path);
-                }
-            }
+            let _ = self.remove_quietly(&path);
         }
     }
 }
 
+/// A file [`Ctx::create_aux`] made.
+struct Created {
+    path: PathBuf,
+    nonce: String,
+    data: Vec<u8>,
+    meta: Meta,
+}
+
 /// What a conditional removal found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Removal {
     /// The expected instance was removed.
     Removed,
@@ -907,6 +1148,8 @@ pub enum Removal {
     Changed,
     /// Another instance was moved and could not be put back.
     Displaced,
+    /// We may not remove it (and did not change anything); says who may.
+    Denied(String),
 }
 
 /// Does `rec` belong to `who`?
@@ -990,60 +1233,42 @@ fn abandon(ctx: &Ctx, c: &Claim) {
     let _ = ctx.remove_quietly(&c.path);
 }
 
-fn new_claim(ctx: &Ctx, opts: &AcquireOptions) -> Result<Option<Claim>, Error> {
+/// Writes a new claim: the record of `opts.owner`, under a fresh name that
+/// carries the pid of this process (the one that waits with it, so a
+/// claim whose maker is gone is recognisable as litter).
+fn new_claim(ctx: &Ctx, opts: &AcquireOptions) -> Result<Claim, Error> {
     let env = ctx.env;
     let me = env.identity();
-    let token = hex_token(env);
-    let name = ctx
-        .lock
-        .aux_name(AuxKind::Claim, &token, opts.owner.pid, &me.host);
-    let path = ctx.lock.in_dir(&name);
-    let (uid, user) = (me.uid, me.user().to_string());
-    let record = Record {
+    let acquired_at = record::iso8601(env.wall_clock());
+    let record_for = |token: &str, name: &std::ffi::OsStr| Record {
         host: me.host.clone(),
         boot_id: me.boot_id.clone(),
         pidns: me.pidns,
         pid: opts.owner.pid,
         pid_start: opts.owner.start,
-        uid,
-        user,
-        token,
-        acquired_at: record::iso8601(env.wall_clock()),
+        uid: me.uid,
+        user: me.user().to_string(),
+        token: token.to_string(),
+        acquired_at: acquired_at.clone(),
         lease: opts.lease,
-        claim: name,
+        claim: name.to_os_string(),
         cmd: opts.cmd.clone(),
     };
-    let bytes = record.encode();
-    let mut budget = IoBudget::new();
-    loop {
-        match ctx.fs.create_exclusive(&path, &bytes, opts.durable) {
-            Ok(meta) => {
-                return Ok(Some(Claim {
-                    path,
-                    meta,
-                    record,
-                    bytes,
-                    fs_base: meta.mtime,
-                    mono_base: env.monotonic(),
-                }))
-            }
-            Err(e) if sys::is_exists(&e) => {
-                // Our name is random, so this is our own create whose reply
-                // was lost (or something planted there). Remove it if it is
-                // a plain file of ours, retrying transient errors: giving up
-                // here would leave an orphan nobody owns. Then pick a new
-                // name.
-                if let Ok(m) = ctx.persist("lstat", &path, true, || ctx.fs.lstat(&path))? {
-                    if m.kind == Kind::File && m.uid == uid && m.nlink == 1 {
-                        ctx.remove_quietly(&path)?;
-                    }
-                }
-                return Ok(None);
-            }
-            Err(e) if sys::is_transient(&e) => budget.pause(ctx, "create", &path, e, true)?,
-            Err(e) => return Err(ctx.dir_error("create", &path, e)),
-        }
-    }
+    let made = ctx.create_aux(
+        AuxKind::Claim,
+        &|token, name| record_for(token, name).encode(),
+        opts.durable,
+        true,
+    )?;
+    let name = made.path.file_name().unwrap_or_default().to_os_string();
+    Ok(Claim {
+        record: record_for(&made.nonce, &name),
+        path: made.path,
+        meta: made.meta,
+        bytes: made.data,
+        fs_base: made.meta.mtime,
+        mono_base: env.monotonic(),
+    })
 }
 
 /// Judges a link attempt by what is at the lock name. Our claim and the
@@ -1123,26 +1348,90 @@ fn look(
     })
 }
 
+/// What an attempt that did not take the lock asks of the next one.
+enum Step {
+    /// Something moved (a stale lock broken, a lock that vanished or
+    /// changed): look again at once, a few times in a row at most.
+    Now,
+    /// Nothing to act on: back off before trying again.
+    Pause,
+    /// The attempt has waited already (for the holder, or out an error).
+    Waited,
+}
+
+/// How many attempts in a row may follow each other without a pause.
+const QUICK_TRIES: u32 = 3;
+
+/// The state of one [`acquire`] between its attempts: the deadline, the
+/// pace, and what it has seen of the lock.
+struct Attempts<'a> {
+    ctx: Ctx<'a>,
+    opts: &'a AcquireOptions,
+    deadline: Option<Duration>,
+    backoff: Backoff,
+    budget: IoBudget,
+    quick: u32,
+    contended: bool,
+    announced: bool,
+    anomalies: u32,
+    /// The instance we are watching, and since when (monotonic).
+    watch: Option<(Snapshot, Duration)>,
+    /// A stale instance we may not break, and why: not tried again while
+    /// it stays the same.
+    refused: Option<(Snapshot, String)>,
+    /// Tokens of claims we gave up on while their link may have taken.
+    abandoned: Vec<String>,
+    /// The last busy lock seen, for a deadline that passes between looks.
+    last: Option<LockInfo>,
+    /// Our first refresh was read back: touches stamp file-system time.
+    touch_verified: bool,
+}
+
 fn acquire_loop(ctx: &Ctx, opts: &AcquireOptions, slot: &mut Option<Claim>) -> Result<Held, Error> {
-    let env = ctx.env;
-    let start = env.monotonic();
+    let start = ctx.env.monotonic();
     let deadline = opts.wait.map(|w| start + w);
-    let mut backoff = Backoff::new(opts.poll_min, opts.poll_max);
-    let mut budget = IoBudget::new();
-    let mut contended = false;
-    let mut announced = false;
-    let mut anomalies = 0u32;
-    // The instance we are watching, and since when (monotonic).
-    let mut watch: Option<(Snapshot, Duration)> = None;
-    // Tokens of claims we gave up on while their link may have taken.
-    let mut abandoned: Vec<String> = Vec::new();
+    // No retry of a transient error goes past a caller's `-w` either. `-n`
+    // does not wait for a holder, but a lost reply is still retried.
+    let io_deadline = deadline.filter(|_| opts.wait.is_some_and(|w| !w.is_zero()));
+    let ctx = Ctx {
+        deadline: io_deadline,
+        ..*ctx
+    };
+    let mut a = Attempts {
+        ctx,
+        opts,
+        deadline,
+        backoff: Backoff::new(opts.poll_min, opts.poll_max),
+        budget: IoBudget::new(&ctx),
+        quick: 0,
+        contended: false,
+        announced: false,
+        anomalies: 0,
+        watch: None,
+        refused: None,
+        abandoned: Vec::new(),
+        last: None,
+        touch_verified: false,
+    };
     loop {
-        if let Some(signal) = env.interrupted() {
+        if let Some(signal) = ctx.env.interrupted() {
             return Err(Error::Interrupted { signal });
         }
+        let step = match a.attempt(slot)? {
+            Ok(held) => return Ok(held),
+            Err(step) => step,
+        };
+        a.pace(step)?;
+    }
+}
+
+impl Attempts<'_> {
+    /// One try: link our claim (made or refreshed first) to the lock name
+    /// and look at what is there.
+    fn attempt(&mut self, slot: &mut Option<Claim>) -> Result<Result<Held, Step>, Error> {
+        let (ctx, env) = (&self.ctx, self.ctx.env);
         if slot.is_none() {
-            *slot = new_claim(ctx, opts)?;
-            continue;
+            *slot = Some(new_claim(ctx, self.opts)?);
         }
         // The lock will be the claim's inode, so its mtime is the claim's:
         // a claim kept through a long wait would make a brand-new lock look
@@ -1153,9 +1442,10 @@ fn acquire_loop(ctx: &Ctx, opts: &AcquireOptions, slot: &mut Option<Claim>) -> R
         if env
             .monotonic()
             .saturating_sub(slot.as_ref().expect("claim present").mono_base)
-            > opts.refresh_claim_after
+            > self.opts.refresh_claim_after
         {
-            refresh_claim(ctx, slot)?;
+            refresh_claim(ctx, slot, !self.touch_verified)?;
+            self.touch_verified = true;
         }
         let c = slot.as_ref().expect("claim present");
         let linked = ctx.fs.hard_link(&c.path, &ctx.lock.path);
@@ -1168,7 +1458,7 @@ fn acquire_loop(ctx: &Ctx, opts: &AcquireOptions, slot: &mut Option<Claim>) -> R
             }
         }
         let seen = if mutant(env, Mutant::TrustLinkReturn) {
-            match linked {
+            match &linked {
                 Ok(()) => Look::Ours,
                 Err(_) => match ctx.snapshot(&ctx.lock.path, true)? {
                     Ok(s) => Look::Busy(s),
@@ -1176,23 +1466,94 @@ fn acquire_loop(ctx: &Ctx, opts: &AcquireOptions, slot: &mut Option<Claim>) -> R
                 },
             }
         } else {
-            look(ctx, c, &linked, watch.as_ref().map(|(s, _)| s))?
+            look(ctx, c, &linked, self.watch.as_ref().map(|(s, _)| s))?
         };
-        match seen {
-            Look::Ours => {
-                let c = slot.take().expect("claim present");
-                if contended {
-                    ctx.sweep(Some(c.estimate_now(env)), Some(&c.path), false);
-                }
-                return Ok(Held {
-                    claim: c.path,
-                    claim_meta: c.meta,
-                    record: c.record,
-                    bytes: c.bytes,
-                });
+        Ok(match seen {
+            Look::Ours => Ok(self.take(slot)),
+            Look::Busy(snap) => Err(self.busy(slot, snap)?),
+            other => Err(self.missed(slot, other, linked)?),
+        })
+    }
+
+    /// Waits as `step` says before the next attempt. Every pause checks
+    /// the deadline first, and only a few attempts in a row go without one.
+    fn pace(&mut self, step: Step) -> Result<(), Error> {
+        let env = self.ctx.env;
+        match step {
+            Step::Now if self.quick < QUICK_TRIES => {
+                self.quick += 1;
+                return Ok(());
             }
+            Step::Waited => {
+                self.quick = 0;
+                return Ok(());
+            }
+            Step::Now | Step::Pause => self.quick = 0,
+        }
+        let remaining = self.deadline.map(|d| d.saturating_sub(env.monotonic()));
+        if remaining == Some(Duration::ZERO) {
+            return Err(self.busy_error(self.last.clone(), None));
+        }
+        let mut nap = self.backoff.next(env);
+        if let Some(r) = remaining {
+            nap = nap.min(r);
+        }
+        match env.sleep(nap) {
+            Some(signal) => Err(Error::Interrupted { signal }),
+            None => Ok(()),
+        }
+    }
+
+    fn busy_error(&self, info: Option<LockInfo>, unbreakable: Option<String>) -> Error {
+        Error::Busy {
+            path: self.ctx.lock.path.clone(),
+            info: info.map(Box::new),
+            timed_out: self.opts.wait.is_some_and(|w| !w.is_zero()),
+            unbreakable,
+        }
+    }
+
+    /// The lock is ours: sweep what a contended wait may have left around
+    /// it, and hand it over.
+    fn take(&mut self, slot: &mut Option<Claim>) -> Held {
+        let c = slot.take().expect("claim present");
+        if self.contended {
+            self.ctx
+                .sweep(Some(c.estimate_now(self.ctx.env)), Some(&c.path), false);
+        }
+        Held {
+            claim: c.path,
+            claim_meta: c.meta,
+            record: c.record,
+            bytes: c.bytes,
+        }
+    }
+
+    /// The attempt neither took the lock nor found it busy.
+    fn missed(
+        &mut self,
+        slot: &mut Option<Claim>,
+        seen: Look,
+        linked: io::Result<()>,
+    ) -> Result<Step, Error> {
+        let ctx = self.ctx;
+        let c = slot.as_ref().expect("claim present");
+        match seen {
             Look::Vanished => {
-                budget.ok();
+                match linked {
+                    // A full filesystem, a quota, no permission: no retry
+                    // fixes it. The claim goes with the error (acquire).
+                    Err(e) if sys::is_persistent(&e) => {
+                        return Err(ctx.dir_error("link", &ctx.lock.path, e))
+                    }
+                    // The server in trouble: retried at the I/O pace,
+                    // until --io-timeout or the deadline.
+                    Err(e) if sys::is_transient(&e) => {
+                        self.budget.pause(&ctx, "link", &ctx.lock.path, e, true)?;
+                        return Ok(Step::Waited);
+                    }
+                    _ => self.budget.ok(&ctx),
+                }
                 // If our link took (its reply lost) and a breaker removed
                 // it, the breaker is about to remove this claim too: its
                 // pin shows as an extra link. Never link that inode again.
@@ -1201,139 +1562,228 @@ fn acquire_loop(ctx: &Ctx, opts: &AcquireOptions, slot: &mut Option<Claim>) -> R
                     Err(_) => true,
                 };
                 if pinned {
-                    let old = slot.take().expect("claim present");
-                    abandon(ctx, &old);
-                    abandoned.push(old.record.token);
+                    self.give_up_claim(slot);
                 }
-                continue;
+                Ok(Step::Now)
             }
             Look::ClaimLost => {
+                // link(2) said ENOENT: our claim is gone (removed by hand
+                // or by mistake), or the directory is.
+                let error = linked
+                    .err()
+                    .unwrap_or_else(|| io::Error::from_raw_os_error(nix::libc::ENOENT));
+                match ctx.fs.lstat(&ctx.lock.dir) {
+                    Ok(m) if m.kind == Kind::Dir => {}
+                    _ => {
+                        return Err(Error::NoDir {
+                            dir: ctx.lock.dir.clone(),
+                        })
+                    }
+                }
+                if matches!(ctx.fs.lstat(&c.path), Ok(m) if m.same_file(&c.meta)) {
+                    // The claim is there: the error is not about it.
+                    self.budget
+                        .pause(&ctx, "link", &ctx.lock.path, error, true)?;
+                    return Ok(Step::Waited);
+                }
                 // Start over with a fresh claim; the old name, if anything
                 // is left under it, is not ours to trust any more.
-                let old = slot.take().expect("claim present");
-                abandon(ctx, &old);
-                abandoned.push(old.record.token);
-                continue;
+                self.give_up_claim(slot);
+                Ok(Step::Pause)
             }
             Look::Copied(copy) => {
                 // The copy carries our random token, so it is ours to remove.
                 ctx.remove_instance(&copy, false)?;
-                return Err(Error::Unsupported {
+                Err(Error::Unsupported {
                     path: ctx.lock.path.clone(),
                     why: "link(2) made a copy, not a hard link (different inode, same content)"
                         .into(),
-                });
+                })
             }
             Look::Anomaly(why) => {
-                anomalies += 1;
-                let old = slot.take().expect("claim present");
-                abandon(ctx, &old);
-                abandoned.push(old.record.token);
+                self.anomalies += 1;
+                self.give_up_claim(slot);
                 // Once may be a race with a breaker; twice in a row with
                 // fresh claims is the filesystem.
-                if anomalies >= 2 {
+                if self.anomalies >= 2 {
                     return Err(Error::Unsupported {
                         path: ctx.lock.path.clone(),
                         why,
                     });
                 }
-                continue;
+                Ok(Step::Now)
             }
-            Look::Busy(snap) => {
-                anomalies = 0;
-                budget.ok();
-                contended = true;
-                let now = env.monotonic();
-                let watched = match &watch {
-                    Some((w, since)) if *w == snap => now.saturating_sub(*since),
-                    _ => {
-                        if watch.is_some() {
-                            // A new holder: start polling fast again.
-                            backoff.reset();
-                        }
-                        watch = Some((snap.clone(), now));
-                        Duration::ZERO
-                    }
-                };
-                let own = (!abandoned.is_empty())
-                    .then(|| snap.bytes.as_deref().map(record::parse))
-                    .flatten();
-                if let Some(Content::Ours(r)) = &own {
-                    if abandoned.contains(&r.token) {
-                        // Our own lock, from a claim we gave up on because
-                        // its lock had vanished and an extra link looked
-                        // like a breaker's pin; it was a remover's private
-                        // name, and the lock has been put back. Nobody else
-                        // holds an instance with our token: remove it as
-                        // its owner would, or it stays until its lease ends.
-                        ctx.remove_instance(&snap, false)?;
-                        watch = None;
-                        continue;
-                    }
+            Look::Ours | Look::Busy(_) => unreachable!("handled by attempt"),
+        }
+    }
+
+    /// Abandons our claim (releasing the lock if its link took after all),
+    /// remembering its token.
+    fn give_up_claim(&mut self, slot: &mut Option<Claim>) {
+        let old = slot.take().expect("claim present");
+        abandon(&self.ctx, &old);
+        self.abandoned.push(old.record.token);
+    }
+
+    /// How long this very instance has been watched unchanged; a new
+    /// holder starts the watch (and fast polling) again.
+    fn watched(&mut self, snap: &Snapshot) -> Duration {
+        let now = self.ctx.env.monotonic();
+        match &self.watch {
+            Some((w, since)) if w == snap => now.saturating_sub(*since),
+            _ => {
+                if self.watch.is_some() {
+                    self.backoff.reset();
                 }
-                let mut info =
-                    ctx.judge(snap, Some(c.estimate_now(env)), watched, opts.stale_after);
-                if let Some(reason) = &info.verdict.stale {
-                    if !matches!(reason, StaleReason::DeadOwner(_)) {
-                        // An age verdict from an estimate: confirm it with
-                        // file-system time read just now.
-                        let fresh = refresh_fs_time(ctx, slot)?;
-                        info = ctx.judge(info.snapshot, Some(fresh), watched, opts.stale_after);
-                    }
-                }
-                if let Some(reason) = info.verdict.stale.clone() {
-                    match ctx.break_instance(&info, false)? {
-                        Removal::Removed => {
-                            env.event(Event::Broke {
-                                info: &info,
-                                reason: &reason,
-                            });
-                        }
-                        Removal::Gone => {}
-                        Removal::Changed | Removal::Displaced => env.event(Event::BreakRaceLost),
-                    }
-                    backoff.reset();
-                    watch = None;
-                    continue;
-                }
-                let now = env.monotonic();
-                let remaining = deadline.map(|d| d.saturating_sub(now));
-                if remaining == Some(Duration::ZERO) {
-                    return Err(Error::Busy {
+                self.watch = Some((snap.clone(), now));
+                Duration::ZERO
+            }
+        }
+    }
+
+    /// Someone holds the lock: break it if it is stale and we may, else
+    /// wait for it (or give up at the deadline).
+    fn busy(&mut self, slot: &mut Option<Claim>, snap: Snapshot) -> Result<Step, Error> {
+        let (ctx, env, opts) = (self.ctx, self.ctx.env, self.opts);
+        self.anomalies = 0;
+        self.budget.ok(&ctx);
+        self.contended = true;
+        let watched = self.watched(&snap);
+        if self.is_abandoned_own(&snap) {
+            // Our own lock, from a claim we gave up on because its lock had
+            // vanished and an extra link looked like a breaker's pin; it was
+            // a remover's private name, and the lock has been put back.
+            // Nobody else holds an instance with our token: remove it as
+            // its owner would, or it stays until its lease ends.
+            ctx.remove_instance(&snap, false)?;
+            self.watch = None;
+            return Ok(Step::Now);
+        }
+        let c = slot.as_ref().expect("claim present");
+        let mut info = ctx.judge(snap, Some(c.estimate_now(env)), watched, opts.stale_after);
+        if let Some(Content::NotALock { .. }) = &info.content {
+            return Err(Error::NotALock {
+                path: ctx.lock.path.clone(),
+                what: info.describe(),
+            });
+        }
+        if let Some(reason) = &info.verdict.stale {
+            if !matches!(reason, StaleReason::DeadOwner(_)) {
+                // An age verdict from an estimate: confirm it with
+                // file-system time read just now.
+                let fresh = refresh_fs_time(&ctx, slot)?;
+                info = ctx.judge(info.snapshot, Some(fresh), watched, opts.stale_after);
+            }
+        }
+        if info.verdict.stale.is_none() {
+            if let Some(rec) = info.record() {
+                if owns(rec, &Who::Owner(opts.owner), env.identity()) {
+                    return Err(Error::AlreadyHeld {
                         path: ctx.lock.path.clone(),
-                        info: Box::new(info),
-                        timed_out: opts.wait.is_some_and(|w| !w.is_zero()),
+                        why: format!("pid {} took it at {}", rec.pid, rec.acquired_at),
                     });
                 }
-                if !announced {
-                    env.event(Event::Waiting { info: &info });
-                    announced = true;
-                }
-                // From the claim's device: no round trip.
-                let watching = opts.watch.unwrap_or_else(|| {
-                    let dev = slot.as_ref().expect("claim present").meta.dev;
-                    !ctx.fs.is_remote(dev, &ctx.lock.dir)
-                });
-                let mut pause = if watching {
-                    // Woken by the release itself; poll only as a fallback
-                    // and when the lock is due to go stale.
-                    WATCH_FALLBACK.min(until_stale(&info, opts.stale_after))
-                } else {
-                    backoff.next(env)
-                };
-                if let Some(r) = remaining {
-                    pause = pause.min(r);
-                }
-                let woken = if watching {
-                    let claim_path = slot.as_ref().expect("claim present").path.clone();
-                    env.sleep_until_change(ctx.lock, &claim_path, pause)
-                } else {
-                    env.sleep(pause)
-                };
-                if let Some(signal) = woken {
-                    return Err(Error::Interrupted { signal });
-                }
             }
+        }
+        if self
+            .refused
+            .as_ref()
+            .is_some_and(|(r, _)| *r != info.snapshot)
+        {
+            self.refused = None;
+        }
+        if let Some(reason) = info
+            .verdict
+            .stale
+            .clone()
+            .filter(|_| self.refused.is_none())
+        {
+            match ctx.break_instance(&info, false)? {
+                Removal::Removed => {
+                    env.event(Event::Broke {
+                        path: &ctx.lock.path,
+                        info: &info,
+                        reason: &reason,
+                    });
+                    self.backoff.reset();
+                    self.watch = None;
+                    return Ok(Step::Now);
+                }
+                Removal::Gone => {
+                    self.watch = None;
+                    return Ok(Step::Now);
+                }
+                Removal::Changed | Removal::Displaced => {
+                    env.event(Event::BreakRaceLost);
+                    self.backoff.reset();
+                    self.watch = None;
+                    return Ok(Step::Now);
+                }
+                Removal::Denied(why) => self.refused = Some((info.snapshot.clone(), why)),
+            }
+        }
+        let unbreakable = self.refused.as_ref().map(|(_, why)| why.clone());
+        self.wait_for_holder(slot, info, unbreakable)
+    }
+
+    /// Whether `snap` is a lock made of a claim we gave up on.
+    fn is_abandoned_own(&self, snap: &Snapshot) -> bool {
+        if self.abandoned.is_empty() {
+            return false;
+        }
+        let uid = self.ctx.env.identity().uid;
+        matches!(
+            snap.bytes.as_deref().map(|b| record::trusted(b, snap.meta.uid)),
+            Some(Content::Ours(r)) if snap.meta.uid == uid && self.abandoned.contains(&r.token)
+        )
+    }
+
+    /// Sleeps until the holder may have gone: woken by an event on local
+    /// filesystems (polling only as a fallback and when the lock is due to
+    /// go stale), polling with backoff on remote ones. At the deadline,
+    /// busy.
+    fn wait_for_holder(
+        &mut self,
+        slot: &mut Option<Claim>,
+        info: LockInfo,
+        unbreakable: Option<String>,
+    ) -> Result<Step, Error> {
+        let (ctx, env, opts) = (self.ctx, self.ctx.env, self.opts);
+        let remaining = self.deadline.map(|d| d.saturating_sub(env.monotonic()));
+        if remaining == Some(Duration::ZERO) {
+            return Err(self.busy_error(Some(info), unbreakable));
+        }
+        if !self.announced {
+            env.event(Event::Waiting { info: &info });
+            self.announced = true;
+        }
+        let claim = slot.as_ref().expect("claim present");
+        // From the claim's device: no round trip.
+        let watching = opts
+            .watch
+            .unwrap_or_else(|| !ctx.fs.is_remote(claim.meta.dev, &ctx.lock.dir));
+        let mut pause = if watching {
+            // A stale lock we may not break goes stale no further.
+            let stale_in = match unbreakable {
+                Some(_) => Duration::MAX,
+                None => until_stale(&info, opts.stale_after),
+            };
+            WATCH_FALLBACK.min(stale_in)
+        } else {
+            self.backoff.next(env)
+        };
+        if let Some(r) = remaining {
+            pause = pause.min(r);
+        }
+        let woken = if watching {
+            env.sleep_until_change(ctx.lock, &claim.path, pause)
+        } else {
+            env.sleep(pause)
+        };
+        self.last = Some(info);
+        match woken {
+            Some(signal) => Err(Error::Interrupted { signal }),
+            None => Ok(Step::Waited),
         }
     }
 }
@@ -1345,7 +1795,8 @@ pub const WATCH_FALLBACK: Duration = Duration::from_secs(10);
 /// Time until a busy lock may be judged stale (lease or `--stale-after`),
 /// plus a little; unbounded when it never will be by age.
 fn until_stale(info: &LockInfo, stale_after: Option<Duration>) -> Duration {
-    let limit = stale::age_limit(info.record().and_then(|r| r.lease), stale_after);
+    let alive = info.liveness == Liveness::Alive;
+    let limit = stale::age_limit(info.record().and_then(|r| r.lease), stale_after, alive);
     match (limit, info.verdict.age) {
         (Some(limit), Some(age)) => limit.saturating_sub(age) + Duration::from_millis(10),
         (Some(limit), None) => limit,
@@ -1353,12 +1804,56 @@ fn until_stale(info: &LockInfo, stale_after: Option<Duration>) -> Duration {
     }
 }
 
+/// How far apart the mtime a touch set and the ctime of the same SETATTR
+/// may be when the file server stamped both: one reading of its clock.
+const TOUCH_SLOP: Duration = Duration::from_millis(1);
+
+/// Whether a file just touched carries the file server's time: mtime and
+/// ctime are the same reading. A client that sends its own clock instead
+/// (libfuse 2 turns UTIME_NOW into a client timestamp in whole seconds)
+/// gives an mtime apart from the ctime the server stamped.
+fn server_stamped(m: &Meta) -> bool {
+    (m.mtime.0 - m.ctime.0).unsigned_abs() <= TOUCH_SLOP.as_nanos()
+}
+
+impl Ctx<'_> {
+    /// I6 needs every touch to stamp file-system time. `seen` is a file we
+    /// just touched; if its times disagree (another change, a breaker's pin,
+    /// can move the ctime too), a probe file that nobody else touches
+    /// decides. 69 when the filesystem writes the client's clock.
+    fn verify_server_touch(&self, seen: &Meta) -> Result<(), Error> {
+        if server_stamped(seen) {
+            return Ok(());
+        }
+        let probe = self.create_aux(AuxKind::Probe, &|_, _| Vec::new(), Some(false), true)?;
+        let path = probe.path;
+        let touched = self.persist("touch", &path, true, || self.fs.touch_now(&path))?;
+        let after = self.persist("lstat", &path, true, || self.fs.lstat(&path))?;
+        self.remove_quietly(&path)?;
+        match (touched, after) {
+            (Ok(()), Ok(m)) if !server_stamped(&m) => Err(Error::Unsupported {
+                path: self.lock.path.clone(),
+                why: format!(
+                    "a touch (utimensat UTIME_NOW) stores the client's clock, not the file server's: \
+                     mtime {:.3} but the same change's ctime {:.3}; ages cannot be told in \
+                     file-system time (a FUSE client built on libfuse 2?)",
+                    m.mtime.as_secs_f64(),
+                    m.ctime.as_secs_f64()
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Touches our claim so that a lock made of it is born fresh: one SETATTR.
 /// File-system "now" is not read back (that would be a second round trip
 /// per poll on NFS); the estimate goes on from the last reading, and any
 /// verdict of age taken from an estimate is confirmed by
-/// [`refresh_fs_time`] before it is acted on.
-fn refresh_claim(ctx: &Ctx, slot: &mut Option<Claim>) -> Result<(), Error> {
+/// [`refresh_fs_time`] before it is acted on. With `verify` (a waiter's
+/// first refresh) it is read back once, to check the touch took the file
+/// server's time before a lock is made of it.
+fn refresh_claim(ctx: &Ctx, slot: &mut Option<Claim>, verify: bool) -> Result<(), Error> {
     let c = slot.as_mut().expect("claim present");
     let path = c.path.clone();
     let touched = ctx.persist("touch", &path, true, || ctx.fs.touch_now(&path))?;
@@ -1366,18 +1861,29 @@ fn refresh_claim(ctx: &Ctx, slot: &mut Option<Claim>) -> Result<(), Error> {
         return Err(ctx.dir_error("touch", &path, e));
     }
     let now = ctx.env.monotonic();
-    c.fs_base = c.fs_base.plus(now.saturating_sub(c.mono_base));
+    if verify {
+        match ctx.persist("lstat", &path, true, || ctx.fs.lstat(&path))? {
+            Ok(m) => {
+                ctx.verify_server_touch(&m)?;
+                c.fs_base = m.mtime;
+            }
+            Err(e) => return Err(ctx.dir_error("lstat", &path, e)),
+        }
+    } else {
+        c.fs_base = c.fs_base.plus(now.saturating_sub(c.mono_base));
+    }
     c.mono_base = now;
     Ok(())
 }
 
 /// Touches our claim and reads its mtime back: file-system "now".
 fn refresh_fs_time(ctx: &Ctx, slot: &mut Option<Claim>) -> Result<FsTime, Error> {
-    refresh_claim(ctx, slot)?;
+    refresh_claim(ctx, slot, false)?;
     let c = slot.as_mut().expect("claim present");
     let path = c.path.clone();
     match ctx.persist("lstat", &path, true, || ctx.fs.lstat(&path))? {
         Ok(m) => {
+            ctx.verify_server_touch(&m)?;
             c.fs_base = m.mtime;
             c.mono_base = ctx.env.monotonic();
             Ok(m.mtime)
@@ -1444,6 +1950,10 @@ pub fn release(ctx: &Ctx, who: &Who) -> Result<(), Error> {
         Removal::Changed | Removal::Displaced => {
             lost("the lock was broken and taken by someone else; it was left alone")
         }
+        Removal::Denied(why) => Err(Error::NotPermitted {
+            path: ctx.lock.path.clone(),
+            why,
+        }),
     }
 }
 
@@ -1482,7 +1992,15 @@ fn touch_claim(ctx: &Ctx, claim: &Path, who: &Who, ino: Option<&Meta>) -> Result
     // name from its cache after another host removed it, with our inode's
     // fresh attributes (two links while a breaker's pin lasts), and "ours"
     // would then be a lie; opening revalidates the name (seed 3001416).
-    let lock_now = ctx.snapshot(&ctx.lock.path, true)?.map(|s| s.meta);
+    let mut lock_now = ctx.snapshot(&ctx.lock.path, true)?.map(|s| s.meta);
+    if let (Ok(c), Ok(l)) = (&after, &lock_now) {
+        if l.same_file(c) && !server_stamped(l) {
+            // The probe costs round trips, and the verdict "ours" must be
+            // the last thing we looked at: look at the lock again after it.
+            ctx.verify_server_touch(l)?;
+            lock_now = ctx.snapshot(&ctx.lock.path, true)?.map(|s| s.meta);
+        }
+    }
     let why = "the lock was broken; it now belongs to someone else or nobody";
     match (after, lock_now) {
         (Ok(c), Ok(l)) if l.same_file(&c) => Ok(l.mtime),
@@ -1533,6 +2051,10 @@ impl Held {
         }
         let result = match ctx.remove_instance(&expected, false)? {
             Removal::Removed => Ok(()),
+            Removal::Denied(why) => Err(Error::NotPermitted {
+                path: ctx.lock.path.clone(),
+                why,
+            }),
             _ => Err(Error::NotOwner {
                 path: ctx.lock.path.clone(),
                 why: "the lock was broken while held".into(),
@@ -1572,6 +2094,11 @@ pub enum BreakOutcome {
     LostRace {
         now: Option<LockInfo>,
     },
+    /// Stale (or forced), but we may not remove it; says who may.
+    NotPermitted {
+        info: LockInfo,
+        why: String,
+    },
 }
 
 /// Options of [`break_lock`].
@@ -1598,8 +2125,23 @@ fn break_once(ctx: &Ctx, opts: BreakOptions) -> Result<BreakOutcome, Error> {
         return Ok(BreakOutcome::Free);
     };
     let reason = info.verdict.stale.clone();
-    if info.content.is_none() || (reason.is_none() && !opts.force) {
-        return Ok(BreakOutcome::Refused { info });
+    match &info.content {
+        // Someone's data: never removed, not even by --force.
+        Some(Content::NotALock { .. }) => {
+            return Err(Error::NotALock {
+                path: ctx.lock.path.clone(),
+                what: info.describe(),
+            })
+        }
+        None if info.snapshot.meta.kind == Kind::File => {
+            return Err(Error::NotPermitted {
+                path: ctx.lock.path.clone(),
+                why: format!("{}; it cannot be judged", info.describe()),
+            })
+        }
+        None => return Ok(BreakOutcome::Refused { info }),
+        Some(_) if reason.is_none() && !opts.force => return Ok(BreakOutcome::Refused { info }),
+        Some(_) => {}
     }
     if opts.dry_run {
         return Ok(BreakOutcome::WouldBreak { info, reason });
@@ -1610,6 +2152,7 @@ fn break_once(ctx: &Ctx, opts: BreakOptions) -> Result<BreakOutcome, Error> {
         Removal::Changed | Removal::Displaced => Ok(BreakOutcome::LostRace {
             now: ctx.inspect(opts.older_than)?,
         }),
+        Removal::Denied(why) => Ok(BreakOutcome::NotPermitted { info, why }),
     }
 }
 
@@ -1622,36 +2165,33 @@ pub fn next_fence(ctx: &Ctx, durable: Option<bool>) -> Result<u64, Error> {
     let mut name = ctx.lock.aux_prefix();
     name.extend_from_slice(b"fence");
     let path = ctx.lock.in_dir(std::ffi::OsStr::from_bytes(&name));
-    let corrupt = || Error::Io {
-        op: "parse",
+    let bad = |why: &str| Error::BadData {
         path: path.clone(),
-        source: io::Error::new(
-            io::ErrorKind::InvalidData,
-            "fencing counter is not a number",
-        ),
+        why: why.to_string(),
     };
     let current: u64 = match ctx.snapshot(&path, true)? {
         Ok(Snapshot { bytes: Some(b), .. }) => std::str::from_utf8(&b)
             .ok()
             .and_then(|t| t.trim().parse().ok())
-            .ok_or_else(corrupt)?,
-        Ok(_) => return Err(corrupt()),
+            .ok_or_else(|| bad("the fencing counter is not a number; it was left alone"))?,
+        Ok(_) => return Err(bad("the fencing counter is not a readable file")),
         Err(e) if sys::is_not_found(&e) => 0,
         Err(e) => return Err(ctx.dir_error("read", &path, e)),
     };
-    let next = current + 1;
+    // Wrapping to 0 would hand out a number every resource has seen.
+    let next = current
+        .checked_add(1)
+        .ok_or_else(|| bad("the fencing counter is at its maximum; no larger value exists"))?;
     let text = format!("{next}\n");
-    let tmp = ctx.my_aux(AuxKind::Probe);
-    let mut budget = IoBudget::new();
-    loop {
-        match ctx.fs.create_exclusive(&tmp, text.as_bytes(), durable) {
-            Ok(_) => break,
-            Err(e) if sys::is_exists(&e) => break, // our own create, reply lost
-            Err(e) if sys::is_transient(&e) => budget.pause(ctx, "create", &tmp, e, false)?,
-            Err(e) => return Err(ctx.dir_error("create", &tmp, e)),
-        }
-    }
-    let mut budget = IoBudget::new();
+    let tmp = ctx
+        .create_aux(
+            AuxKind::Probe,
+            &|_, _| text.clone().into_bytes(),
+            durable,
+            false,
+        )?
+        .path;
+    let mut budget = IoBudget::new(ctx);
     loop {
         let renamed = ctx.fs.rename(&tmp, &path);
         // Judge by what is there: a lost reply to a rename that worked
@@ -1751,6 +2291,8 @@ mod tests {
         events: Mutex<Vec<String>>,
         /// Every sleep asked for (each is cut to 5 ms).
         sleeps: Mutex<Vec<Duration>>,
+        /// The pid this "process" has (ours unless set).
+        pid: Cell<Option<u32>>,
     }
 
     impl TestEnv {
@@ -1761,6 +2303,7 @@ mod tests {
                 origin: Instant::now(),
                 events: Mutex::new(Vec::new()),
                 sleeps: Mutex::new(Vec::new()),
+                pid: Cell::new(None),
             }
         }
 
@@ -1778,7 +2321,7 @@ mod tests {
             &self.id
         }
         fn pid(&self) -> u32 {
-            std::process::id()
+            self.pid.get().unwrap_or_else(std::process::id)
         }
         fn process(&self, pid: u32) -> ProcState {
             sys::process_state(pid)
@@ -1799,6 +2342,9 @@ mod tests {
         }
         fn random(&self) -> u64 {
             xorshift(&self.rng)
+        }
+        fn token(&self) -> u64 {
+            sys::os_random()
         }
         fn event(&self, e: Event<'_>) {
             self.events.lock().unwrap().push(format!("{e:?}"));
@@ -1825,12 +2371,7 @@ mod tests {
         }
 
         fn ctx(&self) -> Ctx<'_> {
-            Ctx {
-                fs: &self.fs,
-                env: &self.env,
-                lock: &self.lock,
-                io_timeout: Duration::from_millis(300),
-            }
+            Ctx::new(&self.fs, &self.env, &self.lock, Duration::from_millis(300))
         }
 
         fn opts(&self) -> AcquireOptions {
@@ -1881,7 +2422,9 @@ mod tests {
             meanwhile: impl FnOnce(),
         ) -> (Result<Held, Error>, FaultFs<RealFs>) {
             let waiter_fs = FaultFs::new(RealFs);
+            let waiter = LiveOwner::new();
             let mut opts = self.opts();
+            opts.owner = waiter.owner;
             opts.wait = Some(wait);
             opts.watch = Some(true);
             let lock = self.lock.clone();
@@ -1909,6 +2452,31 @@ mod tests {
         }
     }
 
+    /// A process of its own to own a lock (another owner than the test's),
+    /// killed when dropped.
+    struct LiveOwner {
+        child: std::process::Child,
+        owner: Owner,
+    }
+
+    impl LiveOwner {
+        fn new() -> LiveOwner {
+            let child = std::process::Command::new("sleep")
+                .arg("600")
+                .spawn()
+                .unwrap();
+            let owner = Owner::of_pid(&TestEnv::new(), child.id()).unwrap();
+            LiveOwner { child, owner }
+        }
+    }
+
+    impl Drop for LiveOwner {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
     /// Acquires with the real environment (inotify, the queue) as the
     /// `nfslock` binary does, then hands the lock to `then` (which may
     /// release it or give it back).
@@ -1919,12 +2487,7 @@ mod tests {
         then: impl FnOnce(&Ctx, Held) -> T,
     ) -> Result<T, Error> {
         let env = crate::sysenv::SysEnv::new();
-        let ctx = Ctx {
-            fs,
-            env: &env,
-            lock,
-            io_timeout: Duration::from_secs(5),
-        };
+        let ctx = Ctx::new(fs, &env, lock, Duration::from_secs(5));
         acquire(&ctx, opts).map(|held| then(&ctx, held))
     }
 
@@ -2464,10 +3027,12 @@ mod tests {
                 .count()
         };
         let order = std::sync::Mutex::new(Vec::new());
+        let owners: Vec<LiveOwner> = (0..4).map(|_| LiveOwner::new()).collect();
         std::thread::scope(|s| {
-            for i in 0..4 {
+            for (i, waiter) in owners.iter().enumerate() {
                 let (lock, order) = (f.lock.clone(), &order);
                 let mut opts = f.opts();
+                opts.owner = waiter.owner;
                 opts.wait = Some(Duration::from_secs(60));
                 opts.watch = Some(true);
                 s.spawn(move || {
@@ -2665,17 +3230,35 @@ mod tests {
     }
 
     /// What the quick sweep is for: the claim a killed waiter of this host
-    /// left behind goes at the next contended acquire, for one read.
+    /// left behind goes at the next contended acquire, for one read. The
+    /// claim's name carries the waiter's pid, not its owner's: an owner
+    /// shell that lives on keeps nothing alive (the claim is no lock).
     #[test]
     fn a_quick_sweep_removes_a_dead_waiters_claim() {
         let f = Fixture::new();
-        let mut o = f.opts();
-        o.owner = dead_owner();
-        let dead = new_claim(&f.ctx(), &o).unwrap().unwrap();
+        let killed_waiter = dead_owner().pid;
+        f.env.pid.set(Some(killed_waiter));
+        let left = new_claim(&f.ctx(), &f.opts()).unwrap();
+        f.env.pid.set(None);
+        assert!(
+            left.path
+                .to_string_lossy()
+                .contains(&format!(".{killed_waiter}.")),
+            "{:?}",
+            left.path
+        );
+        assert_eq!(left.record.pid, std::process::id(), "the owner lives");
         let mine = f.claim_of(std::process::id());
         let now = FsTime(i128::MAX / 2);
         assert_eq!(f.ctx().sweep(Some(now), Some(&mine), false), 1);
         assert_eq!(f.fs.calls(Op::Read), 1);
+        assert!(!left.path.exists(), "{:?}", f.names());
+        // A dead owner's claim goes too, once `break` reads every claim.
+        let mut o = f.opts();
+        o.owner = dead_owner();
+        let dead = new_claim(&f.ctx(), &o).unwrap();
+        assert_eq!(f.ctx().sweep(Some(now), Some(&mine), false), 0);
+        assert_eq!(f.ctx().sweep(Some(now), None, true), 1);
         assert!(!dead.path.exists(), "{:?}", f.names());
     }
 
@@ -2816,7 +3399,7 @@ mod tests {
             start: Some(1),
         };
         o.lease = Some(Duration::from_secs(1));
-        let c = new_claim(&f.ctx(), &o).unwrap().unwrap();
+        let c = new_claim(&f.ctx(), &o).unwrap();
         // A pin left by a breaker killed long ago, and a fresh one.
         let old = f.ctx().my_aux(AuxKind::Guard);
         std::fs::write(&old, b"").unwrap();

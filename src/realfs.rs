@@ -36,6 +36,7 @@ fn meta_of(m: &std::fs::Metadata) -> Meta {
         nlink: m.nlink(),
         size: m.size(),
         uid: m.uid(),
+        mode: m.mode() & 0o7777,
         kind,
         mtime: FsTime::from_parts(m.mtime(), m.mtime_nsec()),
         ctime: FsTime::from_parts(m.ctime(), m.ctime_nsec()),
@@ -117,6 +118,12 @@ impl LockFs for RealFs {
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         std::fs::rename(from, to)
+    }
+
+    fn rename_noreplace(&self, from: &Path, to: &Path) -> io::Result<()> {
+        use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+        renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE)
+            .map_err(io::Error::from)
     }
 
     fn unlink(&self, path: &Path) -> io::Result<()> {

@@ -3,9 +3,11 @@
 //! Small `key=value` text. The first line is a marker that does not start
 //! with a digit, so liblockfile-based tools read pid 0 and fall back to their
 //! age rule instead of probing one of our pids on their own host. The parser
-//! is total: it reads at most [`READ_LIMIT`] bytes, never panics, and turns
-//! anything it does not recognise into [`Content::Foreign`], which is judged
-//! by age only.
+//! is total: it reads at most [`READ_LIMIT`] bytes and never panics. What
+//! it does not recognise is either another tool's lock ([`Content::Foreign`],
+//! judged by age only) or not a lock at all ([`Content::NotALock`]: someone's
+//! data, which nfslock never removes, whatever the options). A record is
+//! believed only from the user it names ([`trusted`]).
 
 use crate::names::unescape;
 use std::ffi::OsString;
@@ -16,8 +18,10 @@ use std::time::{Duration, SystemTime};
 pub const MAGIC: &str = "nfslock-record 1";
 /// Bytes read from a lock; a longer file is foreign.
 pub const READ_LIMIT: usize = 4096;
-/// Longest command line kept in a record.
+/// Longest command name kept in a record.
 pub const CMD_MAX: usize = 256;
+/// Longest single line another tool's lock may hold.
+pub const FOREIGN_LINE_MAX: usize = 256;
 
 /// An owner's record.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,7 +44,7 @@ pub struct Record {
     pub lease: Option<Duration>,
     /// File name of the claim linked to the lock.
     pub claim: OsString,
-    /// The protected command, for `run` (sanitised, truncated).
+    /// The protected command's name (not its arguments), for `run`.
     pub cmd: Option<String>,
 }
 
@@ -48,10 +52,24 @@ pub struct Record {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Content {
     Ours(Record),
-    /// Another tool's lock, or garbage. `what` describes it for people.
+    /// What other lock tools write (empty, a pid, one short line of
+    /// text), a damaged record of ours, or a record we do not believe.
+    /// `what` describes it for people.
     Foreign {
         what: String,
     },
+    /// Anything else (binary, several lines, large): someone's data at the
+    /// lock path. Never judged stale, never removed, not even by `--force`.
+    NotALock {
+        what: String,
+    },
+}
+
+impl Content {
+    /// Whether nfslock may ever remove a file with this content.
+    pub fn is_lock(&self) -> bool {
+        !matches!(self, Content::NotALock { .. })
+    }
 }
 
 /// Escapes a value so it stays on one printable line: `%`, control bytes,
@@ -68,7 +86,18 @@ fn escape_value(bytes: &[u8]) -> String {
     out
 }
 
-/// Makes a command line safe to store and show: control characters become
+/// The name a record keeps for a command: the last path component of its
+/// program, never its arguments (a record is world-readable, and a cron
+/// line may carry a password), cleaned by [`sanitise_cmd`].
+pub fn command_name(program: &std::ffi::OsStr) -> String {
+    let name = std::path::Path::new(program)
+        .file_name()
+        .unwrap_or(program)
+        .to_string_lossy();
+    sanitise_cmd(&name)
+}
+
+/// Makes a command name safe to store and show: control characters become
 /// spaces and it is cut at [`CMD_MAX`] bytes on a character boundary.
 pub fn sanitise_cmd(cmd: &str) -> String {
     let clean: String = cmd
@@ -126,9 +155,26 @@ fn opt_num(v: Option<u64>) -> String {
 pub fn parse(bytes: &[u8]) -> Content {
     match parse_ours(bytes) {
         Some(r) => Content::Ours(r),
-        None => Content::Foreign {
-            what: describe_foreign(bytes),
-        },
+        None => classify_other(bytes),
+    }
+}
+
+/// [`parse`], believing a record only from the user it names: a record in
+/// a file of another owner is another tool's lock as far as we can tell
+/// (anyone may write a record that names root, or a victim's live shell).
+/// A file owned by the anonymous id (root squash, unmapped NFSv4 owners)
+/// tells nothing about its writer, so its record is believed as it is.
+pub fn trusted(bytes: &[u8], file_uid: u32) -> Content {
+    match parse(bytes) {
+        Content::Ours(r) if r.uid != file_uid && file_uid != crate::fs::ANONYMOUS_UID => {
+            Content::Foreign {
+                what: format!(
+                    "an nfslock record naming uid {} in a file owned by uid {file_uid}, not believed",
+                    r.uid
+                ),
+            }
+        }
+        other => other,
     }
 }
 
@@ -196,29 +242,46 @@ fn parse_ours(bytes: &[u8]) -> Option<Record> {
     })
 }
 
-/// A one-line description of content that is not ours.
-fn describe_foreign(bytes: &[u8]) -> String {
+/// Tells another tool's lock from data: what lock tools write is empty, a
+/// decimal pid (padded or not, with or without a newline), or one short
+/// line of text; a damaged record of ours counts too. Everything else is
+/// not a lock.
+fn classify_other(bytes: &[u8]) -> Content {
+    let foreign = |what: String| Content::Foreign { what };
+    let data = |what: String| Content::NotALock { what };
     if bytes.is_empty() {
-        return "empty file".into();
+        return foreign("empty file".into());
     }
     if bytes.len() >= READ_LIMIT {
-        return format!("{}+ bytes, not an nfslock record", READ_LIMIT);
+        return data(format!("{READ_LIMIT}+ bytes"));
     }
-    if let Ok(t) = std::str::from_utf8(bytes) {
-        let t = t.trim();
-        if !t.is_empty() && t.len() <= 20 && t.bytes().all(|b| b.is_ascii_digit()) {
-            return format!("pid {t} written by another tool (dotlockfile, shlock ...)");
-        }
-        if t.starts_with("nfslock-record") {
-            return "corrupt nfslock record".into();
-        }
-        if t.bytes()
-            .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
-        {
-            return format!("{} bytes of text from another tool", bytes.len());
-        }
+    if bytes.starts_with(b"nfslock-record") {
+        return foreign("damaged nfslock record".into());
     }
-    format!("{} bytes of binary data", bytes.len())
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return data(format!("{} bytes of binary data", bytes.len()));
+    };
+    let t = text.trim();
+    if !t.is_empty() && t.len() <= 20 && t.bytes().all(|b| b.is_ascii_digit()) {
+        return foreign(format!(
+            "pid {t} written by another tool (dotlockfile, shlock ...)"
+        ));
+    }
+    let line = text
+        .strip_suffix('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .unwrap_or(text);
+    let printable = line
+        .bytes()
+        .all(|b| b.is_ascii_graphic() || b == b' ' || b == b'\t');
+    if printable && line.len() <= FOREIGN_LINE_MAX {
+        return foreign(format!("{} bytes of text from another tool", bytes.len()));
+    }
+    let lines = text.lines().count();
+    if printable || lines > 1 {
+        return data(format!("{} bytes of text in {lines} lines", bytes.len()));
+    }
+    data(format!("{} bytes of binary data", bytes.len()))
 }
 
 /// Formats a wall-clock time as ISO 8601 UTC with seconds.
@@ -296,23 +359,22 @@ mod tests {
     }
 
     #[test]
-    fn garbage_is_foreign_never_a_panic() {
+    fn other_tools_locks_are_foreign_never_a_panic() {
         let cases: Vec<Vec<u8>> = vec![
             vec![],
             b"0\n".to_vec(),
+            b"4242".to_vec(),
             b"      4242\n".to_vec(),
-            vec![0xff; 100],
-            vec![b'a'; 1 << 20],
+            b"web3.example.com 4242 1700000000 abcd\n".to_vec(),
+            b"web3:4242\r\n".to_vec(),
             b"nfslock-record 1\nhost=x\n".to_vec(),
             b"nfslock-record 1\nnot a pair\n".to_vec(),
             b"nfslock-record 2\n".to_vec(),
         ];
         for c in cases {
-            assert!(
-                matches!(parse(&c), Content::Foreign { .. }),
-                "{:?}",
-                &c[..c.len().min(30)]
-            );
+            let got = parse(&c);
+            assert!(matches!(got, Content::Foreign { .. }), "{c:?}: {got:?}");
+            assert!(got.is_lock());
         }
         let Content::Foreign { what } = parse(b"0\n") else {
             panic!()
@@ -322,6 +384,48 @@ mod tests {
             panic!()
         };
         assert_eq!(what, "empty file");
+    }
+
+    /// A file at the lock path that no lock tool would write is data:
+    /// several lines, binary, a long line, or too large to be a lock.
+    #[test]
+    fn data_is_not_a_lock() {
+        let cases: Vec<Vec<u8>> = vec![
+            b"date,amount\n2026-01-01,10\n".to_vec(),
+            vec![0xff; 100],
+            (0u8..=255).cycle().take(3000).collect(),
+            vec![b'a'; 1 << 20],
+            vec![b'a'; FOREIGN_LINE_MAX + 1],
+            b"\x7fELF\x02\x01\x01".to_vec(),
+            b"one\x1b[2Jtwo".to_vec(),
+        ];
+        for c in cases {
+            let got = parse(&c);
+            assert!(
+                matches!(got, Content::NotALock { .. }),
+                "{:?}: {got:?}",
+                &c[..c.len().min(30)]
+            );
+            assert!(!got.is_lock());
+        }
+    }
+
+    #[test]
+    fn a_record_is_believed_only_from_the_user_it_names() {
+        let r = sample(); // uid 1000
+        let bytes = r.encode();
+        assert_eq!(trusted(&bytes, 1000), Content::Ours(r));
+        let forged = trusted(&bytes, 1001);
+        assert!(
+            matches!(&forged, Content::Foreign { what } if what.contains("uid 1000") && what.contains("uid 1001")),
+            "{forged:?}"
+        );
+        // Root squash: the file's owner says nothing.
+        assert!(matches!(
+            trusted(&bytes, crate::fs::ANONYMOUS_UID),
+            Content::Ours(_)
+        ));
+        assert!(matches!(trusted(b"0\n", 5), Content::Foreign { .. }));
     }
 
     #[test]
@@ -349,6 +453,9 @@ mod tests {
 
     #[test]
     fn commands_are_sanitised() {
+        assert_eq!(command_name("/usr/bin/rsync".as_ref()), "rsync");
+        assert_eq!(command_name("backup.sh".as_ref()), "backup.sh");
+        assert_eq!(command_name("a\nb".as_ref()), "a b");
         assert_eq!(sanitise_cmd("a\nb\tc"), "a b c");
         let long = "é".repeat(300);
         let s = sanitise_cmd(&long);

@@ -122,6 +122,9 @@ impl Env for BeatEnv<'_> {
     fn random(&self) -> u64 {
         self.0.random()
     }
+    fn token(&self) -> u64 {
+        self.0.token()
+    }
     fn event(&self, e: Event<'_>) {
         self.0.event(e)
     }

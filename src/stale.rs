@@ -5,8 +5,14 @@
 //! the mtime of a file we just created or touched in the same directory), so
 //! a client whose clock is hours off judges exactly like one that is right.
 //! Liveness is only judged where it can be known: same host name, same boot,
-//! same pid namespace; then a pid that is gone or started at another time
-//! means a dead owner. Everyone else is alive until its lease runs out.
+//! same pid namespace; then a pid the kernel says is gone, or that started
+//! at another time, means a dead owner. A process we may not see (another
+//! user's, under /proc's hidepid) is not gone. Everyone else is alive until
+//! its lease runs out.
+//!
+//! Age rules (`--stale-after`, `--older-than`) are for locks without a
+//! lease: they never break a lock whose lease is still valid, nor one whose
+//! owner is provably alive.
 
 use crate::fs::FsTime;
 use crate::record::{Content, Record};
@@ -60,7 +66,10 @@ pub fn liveness(rec: &Record, me: &Identity, probe: impl Fn(u32) -> ProcState) -
         (ProcState::Running { .. }, None) => {
             Liveness::Unknown("the record has no process start time".into())
         }
-        (ProcState::Unknown, _) => Liveness::Unknown("cannot read the process table".into()),
+        (ProcState::Unknown, _) => Liveness::Unknown(format!(
+            "pid {} exists but cannot be looked at (another user's process?)",
+            rec.pid
+        )),
     }
 }
 
@@ -121,16 +130,23 @@ pub struct Verdict {
     pub stale: Option<StaleReason>,
 }
 
-/// The age past which a lock is stale by age alone: its lease or the
-/// caller's `--stale-after`, whichever is shorter ([`judge`]'s rule).
-pub fn age_limit(lease: Option<Duration>, stale_after: Option<Duration>) -> Option<Duration> {
-    match (lease, stale_after) {
-        (Some(l), Some(s)) => Some(l.min(s)),
-        (l, s) => l.or(s),
+/// The age past which a lock is stale by age alone ([`judge`]'s rule): its
+/// lease when it has one (an age rule never overrides a valid lease), else
+/// the caller's `--stale-after`, unless its owner is provably alive.
+pub fn age_limit(
+    lease: Option<Duration>,
+    stale_after: Option<Duration>,
+    provably_alive: bool,
+) -> Option<Duration> {
+    match lease {
+        Some(l) => Some(l),
+        None if provably_alive => None,
+        None => stale_after,
     }
 }
 
 /// Decides whether a lock (its content, mtime and owner liveness) is stale.
+/// Something that is not a lock is never stale.
 pub fn judge(content: &Content, mtime: FsTime, alive: &Liveness, clocks: Clocks) -> Verdict {
     let mut future = None;
     let age = clocks.now.and_then(|now| {
@@ -142,21 +158,22 @@ pub fn judge(content: &Content, mtime: FsTime, alive: &Liveness, clocks: Clocks)
             Some(Duration::from_secs_f64(now.secs_since(mtime).max(0.0)))
         }
     });
-    let stale = if let Liveness::Dead(why) = alive {
-        Some(StaleReason::DeadOwner(why.clone()))
-    } else {
-        let lease = match content {
-            Content::Ours(r) => r.lease,
-            Content::Foreign { .. } => None,
-        };
-        let expired = |limit: Option<Duration>| match (age, limit) {
-            (Some(a), Some(l)) if a > l => Some((a, l)),
-            _ => None,
-        };
-        if let Some((age, lease)) = expired(lease) {
-            Some(StaleReason::LeaseExpired { age, lease })
-        } else {
-            expired(clocks.stale_after).map(|(age, limit)| StaleReason::OlderThan { age, limit })
+    let stale = match (content, alive) {
+        (Content::NotALock { .. }, _) => None,
+        (_, Liveness::Dead(why)) => Some(StaleReason::DeadOwner(why.clone())),
+        (_, alive) => {
+            let lease = match content {
+                Content::Ours(r) => r.lease,
+                _ => None,
+            };
+            let limit = age_limit(lease, clocks.stale_after, *alive == Liveness::Alive);
+            match (age, limit) {
+                (Some(age), Some(limit)) if age > limit => Some(match lease {
+                    Some(lease) => StaleReason::LeaseExpired { age, lease },
+                    None => StaleReason::OlderThan { age, limit },
+                }),
+                _ => None,
+            }
         }
     };
     Verdict { age, future, stale }
@@ -277,6 +294,11 @@ mod tests {
             (ours(Some(60)), 0, &alive, 61, None, Some("lease-expired")),
             (ours(None), 0, &unknown, 3600, Some(600), Some("older-than")),
             (ours(None), 0, &unknown, 599, Some(600), None),
+            // An age rule never breaks a valid lease, nor a live owner.
+            (ours(Some(60)), 0, &unknown, 30, Some(5), None),
+            (ours(Some(60)), 0, &alive, 59, Some(5), None),
+            (ours(None), 0, &alive, 3600, Some(600), None),
+            (ours(Some(60)), 0, &dead, 1, Some(600), Some("dead-owner")),
             (foreign.clone(), 0, &unknown, 10_000, None, None),
             (
                 foreign.clone(),
@@ -294,6 +316,14 @@ mod tests {
                 700,
                 Some(600),
                 Some("lease-expired"),
+            ),
+            (
+                Content::NotALock { what: "csv".into() },
+                0,
+                &unknown,
+                1_000_000,
+                Some(1),
+                None,
             ),
         ];
         for (i, (content, mtime, alive, now, sa, want)) in table.into_iter().enumerate() {

@@ -49,7 +49,8 @@ pub enum ProcState {
         start: u64,
     },
     Gone,
-    /// Cannot tell (no /proc, or /proc belongs to another pid namespace).
+    /// Cannot tell (no /proc, /proc of another pid namespace, or a live
+    /// process whose /proc entry we may not read).
     Unknown,
 }
 
@@ -152,6 +153,9 @@ fn stat_fields_of(path: &str) -> Option<(u32, u64)> {
 }
 
 /// What /proc says about `pid`. `Unknown` unless our identity is complete.
+/// A pid is `Gone` only when the kernel says so (kill(2) gives ESRCH): a
+/// /proc entry may be missing for a live process we may not see (hidepid,
+/// systemd's ProtectProc), and such a process is `Unknown`, never gone.
 pub fn process_state(pid: u32) -> ProcState {
     #[cfg(target_os = "linux")]
     {
@@ -160,8 +164,8 @@ pub fn process_state(pid: u32) -> ProcState {
         }
         match stat_fields(pid) {
             Some((_, start)) => ProcState::Running { start },
-            None if Path::new(&format!("/proc/{pid}")).exists() => ProcState::Unknown,
-            None => ProcState::Gone,
+            None if pid_gone(pid) => ProcState::Gone,
+            None => ProcState::Unknown,
         }
     }
     #[cfg(not(target_os = "linux"))]
@@ -233,7 +237,28 @@ fn name_in_passwd(text: &str, uid: u32) -> Option<String> {
     })
 }
 
-/// Eight random bytes from the kernel, as the seed for tokens and jitter.
+/// Eight bytes from the kernel's random source (getrandom(2)): tokens and
+/// nonces nobody can predict from names already seen.
+pub fn os_random() -> u64 {
+    let mut buf = [0u8; 8];
+    let mut filled = 0;
+    while filled < buf.len() {
+        // SAFETY: the pointer and length describe the unfilled part of buf.
+        let n = unsafe {
+            nix::libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0)
+        };
+        if n > 0 {
+            filled += n as usize;
+        } else if io::Error::last_os_error().raw_os_error() != Some(nix::libc::EINTR) {
+            // No getrandom (a kernel before 3.17): the seeded generator's
+            // source, which hashes the kernel's keys with time and pid.
+            return random_seed() ^ u64::from_ne_bytes(buf);
+        }
+    }
+    u64::from_ne_bytes(buf)
+}
+
+/// Eight random bytes from the kernel, as the seed for jitter.
 pub fn random_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     // std keys each RandomState from the kernel's generator (getrandom(2),
@@ -362,28 +387,54 @@ fn remote_type(s: &nix::sys::statfs::Statfs) -> bool {
     magic == FUSE_MAGIC || REMOTE_TYPES.iter().any(|(_, m)| *m == magic)
 }
 
-/// Errors NFS produces for a moment and then not again: retried until
-/// `--io-timeout`, after looking at what really happened.
-pub fn is_transient(e: &io::Error) -> bool {
+/// Errors that say the same thing however often the call is repeated:
+/// permission, a read-only or full filesystem, a name too long, a path
+/// component that is not a directory, a filesystem without the operation.
+/// They are reported with their exit code, never retried as if they were
+/// races. ENOENT and EEXIST are neither: the protocol reads them itself.
+pub fn is_persistent(e: &io::Error) -> bool {
     use nix::libc::*;
     matches!(
         e.raw_os_error(),
         Some(
-            EIO | ESTALE
-                | ETIMEDOUT
-                | EINTR
-                | EAGAIN
-                | ENOLCK
-                | ECONNRESET
-                | ECONNREFUSED
-                | ENETUNREACH
-                | EHOSTUNREACH
-                | ENOMEM
-                | ENFILE
-                | EMFILE
-                | EBUSY
+            EACCES
+                | EPERM
+                | EROFS
+                | ENOSPC
+                | EDQUOT
+                | EFBIG
+                | ENAMETOOLONG
+                | ENOTDIR
+                | EISDIR
+                | ELOOP
+                | EOPNOTSUPP
+                | ENOSYS
+                | EXDEV
+                | EMLINK
         )
-    ) || e.kind() == io::ErrorKind::Interrupted
+    )
+}
+
+/// Everything else is treated as a moment's trouble: EIO, ESTALE and
+/// ETIMEDOUT from NFS, but also whatever odd errno a client maps a failed
+/// call to (one FUSE client gives EFAULT for a read of a file another host
+/// just removed). The caller looks at what really happened and retries
+/// with a backoff until `--io-timeout`.
+pub fn is_transient(e: &io::Error) -> bool {
+    !is_persistent(e) && !is_not_found(e) && !is_exists(e)
+}
+
+/// Permission: EACCES, or EPERM (which a sticky directory gives for a file
+/// of another user).
+pub fn is_denied(e: &io::Error) -> bool {
+    use nix::libc::*;
+    matches!(e.raw_os_error(), Some(EACCES | EPERM))
+}
+
+/// A full filesystem or quota: ENOSPC, EDQUOT.
+pub fn is_full(e: &io::Error) -> bool {
+    use nix::libc::*;
+    matches!(e.raw_os_error(), Some(ENOSPC | EDQUOT))
 }
 
 /// Errors that mean "you may not, or cannot, create a file here".

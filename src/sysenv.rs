@@ -385,12 +385,17 @@ impl Env for SysEnv {
         xorshift(&self.rng)
     }
 
+    fn token(&self) -> u64 {
+        sys::os_random()
+    }
+
     fn event(&self, event: Event<'_>) {
         match event {
             Event::Waiting { info } => ui::explain(&format!("waiting: {}", info.describe())),
-            Event::Broke { info, reason } => ui::explain(&format!(
-                "broke a stale lock ({}): {}",
-                reason.describe(),
+            // Removing another party's lock is never silent.
+            Event::Broke { path, info, .. } => ui::say(&format!(
+                "{}: broke the lock {}",
+                path.display(),
                 info.describe()
             )),
             Event::BreakRaceLost => {

@@ -29,13 +29,46 @@ pub fn level() -> Level {
 /// A line for everyone but `-q`.
 pub fn say(msg: &str) {
     if level() >= Level::Normal {
-        eprintln!("nfslock: {msg}");
+        eprintln!("nfslock: {}", printable(msg));
     }
 }
 
 /// A line for `-v` only.
 pub fn explain(msg: &str) {
     if level() >= Level::Verbose {
-        eprintln!("nfslock: {msg}");
+        eprintln!("nfslock: {}", printable(msg));
+    }
+}
+
+/// `text` with every control character written as `\xNN` (or `\u{..}`):
+/// messages quote records, names and paths other users wrote, and none of
+/// them may move the cursor, clear a screen or start a new line on the
+/// reader's terminal.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            c if !c.is_control() => out.push(c),
+            c if (c as u32) < 0x100 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+        }
+    }
+    out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_never_pass_raw() {
+        assert_eq!(printable("plain text"), "plain text");
+        assert_eq!(printable("a\nb"), "a\\x0ab");
+        assert_eq!(printable("\x1b[2J"), "\\x1b[2J");
+        assert_eq!(printable("caf\u{e9} \u{9b}"), "caf\u{e9} \\x9b");
+        assert!(!printable("\r\t\x07\x7f").chars().any(char::is_control));
     }
 }

@@ -295,6 +295,11 @@ impl LockFs for SimFs {
         )
     }
 
+    /// NFSv3 has no RENAME_NOREPLACE: what a kernel client answers.
+    fn rename_noreplace(&self, _from: &Path, _to: &Path) -> io::Result<()> {
+        Err(errno(Errno::EINVAL))
+    }
+
     fn unlink(&self, path: &Path) -> io::Result<()> {
         let name = name_of(path)?;
         self.call(
@@ -424,6 +429,11 @@ impl Env for SimEnv {
         } else {
             xorshift(&self.dead_rng)
         }
+    }
+
+    /// Deterministic like everything in a run: a seed fixes every name.
+    fn token(&self) -> u64 {
+        self.random()
     }
 
     fn event(&self, e: Event<'_>) {
@@ -623,6 +633,7 @@ fn break_tag(o: &protocol::BreakOutcome) -> &'static str {
         protocol::BreakOutcome::WouldBreak { .. } => "would break",
         protocol::BreakOutcome::Refused { .. } => "refused",
         protocol::BreakOutcome::LostRace { .. } => "lost race",
+        protocol::BreakOutcome::NotPermitted { .. } => "not permitted",
     }
 }
 
@@ -672,12 +683,7 @@ fn client(shared: Arc<Shared>, me: usize) {
         me,
     };
     let lock = LockPath::new(&Path::new(DIR).join(LOCK)).expect("simulated lock path");
-    let ctx = Ctx {
-        fs: &fs,
-        env: &env,
-        lock: &lock,
-        io_timeout: Duration::from_secs(10),
-    };
+    let ctx = Ctx::new(&fs, &env, &lock, Duration::from_secs(10));
     let owner = Owner {
         pid,
         start: Some(start),

@@ -634,7 +634,12 @@ impl World {
         let believed = !o.crashed
             && (o.holding == Some(ino) || (o.phase == Phase::Acquiring && o.holding.is_none()));
         let age = self.server_now().0 - inode.mtime.0;
-        let limit = crate::stale::age_limit(lease, a.stale_after);
+        // Age rules never break a provably alive owner: one on the actor's
+        // own host, boot and pid namespace whose process still runs.
+        let provably_alive = self.hosts[a.host].ident == self.hosts[o.host].ident
+            && !o.crashed
+            && self.hosts[o.host].procs.get(&o.pid) == Some(&o.start);
+        let limit = crate::stale::age_limit(lease, a.stale_after, provably_alive);
         let expired = limit.is_some_and(|l| age >= l.as_nanos() as i128)
             || self.expired_at.get(&ino).is_some_and(|&t| t >= a.since);
         let force = a.phase == (Phase::Breaking { force: true });
@@ -725,7 +730,7 @@ impl World {
             .entry(ino)
             .or_insert_with(|| match record::parse(&inode.data) {
                 Content::Ours(r) => r.lease,
-                Content::Foreign { .. } => None,
+                Content::Foreign { .. } | Content::NotALock { .. } => None,
             })
     }
 

@@ -69,15 +69,13 @@ fn directories_and_fifos_at_the_lock_path_are_busy_not_hangs() {
 }
 
 #[test]
-fn foreign_and_garbage_content_is_judged_by_age_only() {
-    let big = vec![b'x'; 1 << 20];
+fn other_tools_locks_are_judged_by_age_only() {
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("dotlockfile", b"0\n".to_vec()),
         ("shlock", b"      4242\n".to_vec()),
         ("empty", vec![]),
-        ("binary", (0u8..=255).cycle().take(3000).collect()),
-        ("huge", big),
-        ("corrupt", b"nfslock-record 1\nhost=\xff\n".to_vec()),
+        ("one line", b"web3.example.com 4242\n".to_vec()),
+        ("damaged record", b"nfslock-record 1\nhost=\xff\n".to_vec()),
     ];
     for (name, bytes) in cases {
         let s = Scratch::new();
@@ -99,6 +97,55 @@ fn foreign_and_garbage_content_is_judged_by_age_only() {
         age_by(&s.path("l"), 600);
         s.run(["break", "--older-than", "5m", "l"]).code(0);
         assert!(!s.path("l").exists(), "{name}");
+        s.assert_no_litter();
+    }
+}
+
+/// A file that no lock tool would write is someone's data: refused with 65
+/// by every command that could change it, whatever its age and whatever
+/// the options, and left exactly as it was.
+#[test]
+fn a_data_file_at_the_lock_path_is_never_removed() {
+    let big = vec![b'x'; 1 << 20];
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "csv",
+            b"date,amount\n2026-11-30,12.50\n2026-12-01,3.00\n".to_vec(),
+        ),
+        ("binary", (0u8..=255).cycle().take(3000).collect()),
+        ("huge", big),
+    ];
+    for (name, bytes) in cases {
+        let s = Scratch::new();
+        std::fs::write(s.path("ledger.csv"), &bytes).unwrap();
+        age_by(&s.path("ledger.csv"), 7200);
+        s.run([
+            "run",
+            "--stale-after",
+            "1h",
+            "ledger.csv",
+            "--",
+            "touch",
+            "ran",
+        ])
+        .code(65)
+        .stderr_has("not a lock file");
+        s.run(["acquire", "-n", "--stale-after", "1s", "ledger.csv"])
+            .code(65);
+        s.run(["break", "--force", "ledger.csv"])
+            .code(65)
+            .stderr_has("not a lock file");
+        s.run(["break", "--older-than", "1s", "ledger.csv"])
+            .code(65);
+        let v = s.run(["status", "--json", "ledger.csv"]).code(65).json();
+        assert_eq!(v["reason"], "not-a-lock", "{name}: {v}");
+        s.run(["release", "ledger.csv"]).code(76);
+        assert_eq!(
+            std::fs::read(s.path("ledger.csv")).unwrap(),
+            bytes,
+            "{name}: changed"
+        );
+        assert!(!s.path("ran").exists(), "{name}: the command ran");
         s.assert_no_litter();
     }
 }

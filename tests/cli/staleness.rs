@@ -97,10 +97,14 @@ fn an_expired_lease_is_judged_in_file_system_time() {
     s.assert_no_litter();
 }
 
+/// `--stale-after` is opt-in, and only for locks nothing else can judge:
+/// no lease, and an owner that is not provably alive (here: held from
+/// another host). A local owner that lives is never broken by age.
 #[test]
 fn stale_after_is_opt_in() {
     let s = Scratch::new();
     let _h = s.hold("l", &[]);
+    edit_record(&s.path("l"), "host", "elsewhere.example");
     age_by(&s.path("l"), 120);
     s.run(["acquire", "-n", "l"]).code(75);
     s.run(["status", "l"]).code(75);
@@ -110,6 +114,42 @@ fn stale_after_is_opt_in() {
     s.run(["acquire", "-n", "--stale-after", "1m", "l"]).code(0);
     s.run(["release", "l"]).code(0);
     s.assert_no_litter();
+}
+
+/// An age rule never breaks a provably alive owner, nor a valid lease: a
+/// `run` whose heartbeat keeps its lease fresh survives any
+/// `--stale-after`, and so does a live local `acquire` without a lease.
+#[test]
+fn age_rules_never_break_a_live_owner_or_a_valid_lease() {
+    let s = Scratch::new();
+    let live = s.hold("live", &[]);
+    age_by(&s.path("live"), 3600);
+    s.run(["acquire", "-n", "--stale-after", "1m", "live"])
+        .code(75);
+    s.run(["break", "--older-than", "1m", "live"]).code(75);
+    s.run(["status", "--stale-after", "1m", "live"]).code(75);
+    drop(live);
+    // A heartbeating holder: lease 60 s, refreshed; its lock is a few
+    // seconds old when the contender asks with a rule of one second.
+    let run = piped(s.cmd(["run", "--lease", "60s", "hb", "--", "sleep", "30"]));
+    eventually("the holder", || s.path("hb").exists());
+    age_by(&s.path("hb"), 5);
+    s.run([
+        "run",
+        "-n",
+        "--stale-after",
+        "1s",
+        "hb",
+        "--",
+        "touch",
+        "second",
+    ])
+    .code(75);
+    s.run(["break", "--older-than", "1s", "hb"]).code(75);
+    assert!(!s.path("second").exists(), "two holders");
+    let mut run = run;
+    let _ = run.kill();
+    let _ = run.wait();
 }
 
 #[test]
