@@ -176,9 +176,18 @@ pub struct AcquireArgs {
     #[arg(long, value_name = "DUR", value_parser = duration, default_value = "1s")]
     pub poll_max: Duration,
     /// Start a detached keeper that refreshes the lock while the owner lives
-    /// and releases it as soon as the owner dies (lease default 60s).
+    /// and releases it as soon as the owner dies (lease default 60s). It
+    /// outlives SIGTERM, SIGINT and SIGHUP; only its owner's end ends it.
     #[arg(long)]
     pub keepalive: bool,
+    /// With --keepalive, what the keeper does to the owner when the lock is
+    /// lost: term (TERM, then KILL after --kill-after), kill, warn, or
+    /// signal:NAME.
+    #[arg(long, value_name = "POLICY", value_parser = on_lost, default_value = "term", requires = "keepalive")]
+    pub on_lost: crate::run::OnLost,
+    /// Grace between TERM and KILL for --on-lost term.
+    #[arg(long, value_name = "DUR", value_parser = duration, default_value = "10s", requires = "keepalive")]
+    pub kill_after: Duration,
     /// The lock file.
     pub lock: PathBuf,
 }
@@ -247,6 +256,10 @@ pub struct KeeperArgs {
     pub owner_start: String,
     #[arg(long, value_parser = duration)]
     pub lease: Duration,
+    #[arg(long, value_parser = on_lost)]
+    pub on_lost: crate::run::OnLost,
+    #[arg(long, value_parser = duration)]
+    pub kill_after: Duration,
     pub lock: PathBuf,
 }
 

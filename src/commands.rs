@@ -13,7 +13,7 @@ use crate::realfs::RealFs;
 use crate::report::{self, lock_json, state_of, Stdout};
 use crate::sysenv::SysEnv;
 use crate::ui::{self, Level};
-use crate::{record, run};
+use crate::{keeper, record, run};
 use nix::sys::signal::Signal;
 use serde_json::json;
 use std::ffi::OsString;
@@ -125,7 +125,13 @@ fn acquire(env: &SysEnv, io_timeout: Duration, a: AcquireArgs) -> Result<u8, Err
         return Err(Error::Interrupted { signal });
     }
     if a.keepalive {
-        if let Err(e) = run::start_keeper(&ctx, &held, owner, opts.lease.unwrap_or(DEFAULT_LEASE)) {
+        let spec = keeper::KeepSpec {
+            owner,
+            lease: opts.lease.unwrap_or(DEFAULT_LEASE),
+            on_lost: a.on_lost,
+            kill_after: a.kill_after,
+        };
+        if let Err(e) = keeper::start_keeper(&ctx, &held, &spec) {
             held.release(&ctx)?;
             return Err(e);
         }
@@ -210,11 +216,16 @@ fn run_cmd(env: &SysEnv, io_timeout: Duration, a: RunArgs) -> Result<u8, Error> 
 fn keeper(env: &SysEnv, io_timeout: Duration, a: KeeperArgs) -> Result<u8, Error> {
     let lock = lock_path(&a.lock)?;
     let ctx = real_ctx(env, &lock, io_timeout);
-    let owner = Owner {
-        pid: a.owner,
-        start: a.owner_start.parse().ok(),
+    let spec = keeper::KeepSpec {
+        owner: Owner {
+            pid: a.owner,
+            start: a.owner_start.parse().ok(),
+        },
+        lease: a.lease,
+        on_lost: a.on_lost,
+        kill_after: a.kill_after,
     };
-    Ok(run::keep(env, &ctx, &a.token, owner, a.lease))
+    Ok(keeper::keep(env, &ctx, &a.token, &spec))
 }
 
 fn who(env: &dyn Env, a: &OwnerArgs) -> Result<Who, Error> {

@@ -27,6 +27,8 @@ pub mod error;
 pub mod exit;
 pub mod faultfs;
 pub mod fs;
+pub mod heartbeat;
+pub mod keeper;
 pub mod names;
 pub mod protocol;
 pub mod realfs;

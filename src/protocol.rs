@@ -791,13 +791,25 @@ impl<'a> Ctx<'a> {
     /// Says why we may not remove a lock owned by `lock.uid`, and who may.
     fn why_denied(&self, lock: &Meta) -> String {
         let dir = self.lock.dir.display();
-        let owner = format!("{} (uid {})", self.env.user_name(lock.uid), lock.uid);
+        let who = |uid: u32| match self.env.user_name(uid) {
+            name if name == uid.to_string() => format!("uid {uid}"),
+            name => format!("{name} (uid {uid})"),
+        };
         match self.fs.lstat(&self.lock.dir) {
-            Ok(d) if d.is_sticky() => format!(
-                "{dir} is a sticky directory: only the lock's owner {owner}, the directory's owner {} or root may remove it",
-                self.env.user_name(d.uid)
+            Ok(d) if d.is_sticky() => {
+                let dir_owner = match d.uid {
+                    0 => String::new(),
+                    uid => format!(", the directory's owner {}", who(uid)),
+                };
+                format!(
+                    "{dir} is a sticky directory: only the lock's owner {}{dir_owner} or root may remove it",
+                    who(lock.uid)
+                )
+            }
+            _ => format!(
+                "this user may not rename or remove files in {dir} (the lock belongs to {})",
+                who(lock.uid)
             ),
-            _ => format!("this user may not rename or remove files in {dir} (the lock belongs to {owner})"),
         }
     }
 

@@ -8,7 +8,7 @@ use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 /// The real filesystem.
@@ -44,6 +44,7 @@ fn meta_of(m: &std::fs::Metadata) -> Meta {
 }
 
 impl LockFs for RealFs {
+    /// Files are created 0644 whatever the umask: see below.
     fn create_exclusive(
         &self,
         path: &Path,
@@ -59,7 +60,14 @@ impl LockFs for RealFs {
         // The new file's own attributes tell which filesystem it is on: no
         // statfs of the directory, a round trip on NFS.
         let written = f.write_all(data).and_then(|()| f.metadata()).and_then(|m| {
-            let meta = meta_of(&m);
+            let mut meta = meta_of(&m);
+            // Others must read a record to judge it, whatever our umask
+            // (077 would make our locks unbreakable to a team); one more
+            // SETATTR, only when the umask took a read bit away.
+            if meta.mode & 0o644 != 0o644 {
+                f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+                meta.mode = 0o644;
+            }
             let dir = path.parent().unwrap_or(Path::new("."));
             let remote = || crate::sys::is_remote_dev(meta.dev, dir, Some(f.as_fd()));
             if durable.unwrap_or_else(remote) {

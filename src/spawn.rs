@@ -3,6 +3,14 @@
 //! supervisor takes no copy-on-write faults afterwards (a quarter of a
 //! millisecond per `run` on a small VM). posix_spawn would do that too, but
 //! cannot set the parent-death signal, which must be set in the child.
+//!
+//! The child leads a process group of its own, so that a signal for the
+//! command reaches all of it (`sh -c 'a; b'` and the steps of any script),
+//! as timeout(1) does, and nothing around `nfslock run` (a pipeline) gets
+//! it. When nfslock is the terminal's foreground, the terminal goes to the
+//! child's group, as a shell would give it: a command that reads the
+//! terminal still works, and Ctrl-C reaches the command. [`Terminal`] gives
+//! it back when the command ends.
 
 use nix::libc;
 use nix::sched::{clone, CloneFlags};
@@ -17,10 +25,22 @@ extern "C" {
     static environ: *const *const c_char;
 }
 
-/// A started child, reaped by [`Child::try_wait`].
+/// A started child, leader of its own process group, reaped by
+/// [`Child::try_wait`].
 #[derive(Debug)]
 pub struct Child {
     pid: libc::pid_t,
+    reaped: bool,
+}
+
+/// What [`Child::try_wait`] found.
+#[derive(Debug)]
+pub enum State {
+    Running,
+    /// Stopped by this job-control signal (Ctrl-Z, or a read of the
+    /// terminal from the background).
+    Stopped(i32),
+    Exited(ExitStatus),
 }
 
 impl Child {
@@ -28,15 +48,31 @@ impl Child {
         self.pid as u32
     }
 
-    /// The child's status if it has exited, without blocking.
-    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+    /// Sends `signal` to the command's whole process group (the child and
+    /// whatever it started that did not leave the group). Nothing once the
+    /// child has been reaped: its number may name another group by then.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        if !self.reaped {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.pid), signal);
+        }
+    }
+
+    /// The child's state, without blocking.
+    pub fn try_wait(&mut self) -> io::Result<State> {
         let mut status = 0;
         loop {
             // SAFETY: waitpid on our own child with a valid out-pointer.
-            let r = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
+            let r =
+                unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG | libc::WUNTRACED) };
             match r {
-                0 => return Ok(None),
-                r if r == self.pid => return Ok(Some(ExitStatus::from_raw(status))),
+                0 => return Ok(State::Running),
+                r if r == self.pid && libc::WIFSTOPPED(status) => {
+                    return Ok(State::Stopped(libc::WSTOPSIG(status)))
+                }
+                r if r == self.pid => {
+                    self.reaped = true;
+                    return Ok(State::Exited(ExitStatus::from_raw(status)));
+                }
                 _ => {
                     let e = io::Error::last_os_error();
                     if e.raw_os_error() != Some(libc::EINTR) {
@@ -45,6 +81,59 @@ impl Child {
                 }
             }
         }
+    }
+}
+
+/// The controlling terminal, when nfslock is its foreground: then the
+/// command's group gets it while the command runs.
+pub struct Terminal {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl Terminal {
+    /// The controlling terminal if our process group is its foreground.
+    pub fn if_foreground() -> Option<Terminal> {
+        use std::os::fd::AsFd;
+        let fd = nix::fcntl::open(
+            "/dev/tty",
+            nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_NOCTTY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ok()?;
+        let ours = nix::unistd::tcgetpgrp(fd.as_fd()).ok()? == nix::unistd::getpgrp();
+        ours.then_some(Terminal { fd })
+    }
+
+    /// Whether our group is (again) the terminal's foreground.
+    pub fn ours(&self) -> bool {
+        use std::os::fd::AsFd;
+        nix::unistd::tcgetpgrp(self.fd.as_fd()).is_ok_and(|g| g == nix::unistd::getpgrp())
+    }
+
+    /// Hands the terminal to `group`, or takes it back for ours. From the
+    /// background this would stop us with SIGTTOU: blocked around the call.
+    pub fn give(&self, group: nix::unistd::Pid) {
+        use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+        use std::os::fd::AsFd;
+        let mut ttou = SigSet::empty();
+        ttou.add(Signal::SIGTTOU);
+        let mut old = SigSet::empty();
+        let blocked =
+            nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&ttou), Some(&mut old));
+        let _ = nix::unistd::tcsetpgrp(self.fd.as_fd(), group);
+        if blocked.is_ok() {
+            let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+        }
+    }
+
+    /// Takes the terminal back for our group.
+    pub fn take_back(&self) {
+        self.give(nix::unistd::getpgrp());
+    }
+
+    fn raw(&self) -> libc::c_int {
+        use std::os::fd::AsRawFd;
+        self.fd.as_raw_fd()
     }
 }
 
@@ -81,9 +170,14 @@ fn candidates(program: &[u8]) -> io::Result<Vec<CString>> {
 /// Starts `argv` with our environment plus `extra`, stdio inherited, no
 /// signal blocked, SIGPIPE at its default, and SIGKILL as its parent-death
 /// signal: if the supervisor dies, even by SIGKILL, the child must not run
-/// on with nobody refreshing the lock. Fails as exec failed (ENOENT when
-/// no candidate exists, EACCES when one could not be run).
-pub fn spawn(argv: &[OsString], extra: &[(&str, OsString)]) -> io::Result<Child> {
+/// on with nobody refreshing the lock. It leads a new process group, which
+/// becomes the foreground of `terminal` when given. Fails as exec failed
+/// (ENOENT when no candidate exists, EACCES when one could not be run).
+pub fn spawn(
+    argv: &[OsString],
+    extra: &[(&str, OsString)],
+    terminal: Option<&Terminal>,
+) -> io::Result<Child> {
     let args = argv
         .iter()
         .map(|a| c_string(a.as_bytes()))
@@ -129,6 +223,7 @@ pub fn spawn(argv: &[OsString], extra: &[(&str, OsString)]) -> io::Result<Child>
     let parent = unsafe { libc::getpid() };
     let mut failure: libc::c_int = 0;
     let failure_ptr: *mut libc::c_int = &mut failure;
+    let tty = terminal.map(Terminal::raw);
     let mut stack = vec![0u8; 32 * 1024];
     let child_main = Box::new(move || -> isize {
         // In the child, sharing our memory while we are suspended: only
@@ -136,6 +231,16 @@ pub fn spawn(argv: &[OsString], extra: &[(&str, OsString)]) -> io::Result<Child>
         // SAFETY: each call gets valid pointers to data that outlives the
         // child's use of it (we do not run again until it execs or exits).
         unsafe {
+            // A group of its own, and the terminal if we had it: with
+            // SIGTTOU blocked, as the mask still is ours until just below.
+            libc::setpgid(0, 0);
+            if let Some(tty) = tty {
+                let mut ttou: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut ttou);
+                libc::sigaddset(&mut ttou, libc::SIGTTOU);
+                libc::sigprocmask(libc::SIG_BLOCK, &ttou, ptr::null_mut());
+                libc::tcsetpgrp(tty, libc::getpid());
+            }
             let mut none: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut none);
             libc::sigprocmask(libc::SIG_SETMASK, &none, ptr::null_mut());
@@ -182,10 +287,16 @@ pub fn spawn(argv: &[OsString], extra: &[(&str, OsString)]) -> io::Result<Child>
     // SAFETY: the child wrote it (or not) before it exec'd or exited.
     let failed = unsafe { ptr::read_volatile(failure_ptr) };
     if failed != 0 {
+        if let Some(t) = terminal {
+            t.take_back();
+        }
         // It has exited already: reap it.
         // SAFETY: waitpid on our own child; a null status is allowed.
         unsafe { libc::waitpid(pid.as_raw(), ptr::null_mut(), 0) };
         return Err(io::Error::from_raw_os_error(failed));
     }
-    Ok(Child { pid: pid.as_raw() })
+    Ok(Child {
+        pid: pid.as_raw(),
+        reaped: false,
+    })
 }

@@ -28,7 +28,7 @@ pub struct SysEnv {
     signals: Option<SignalFd>,
     caught: Cell<Option<i32>>,
     /// Other signals read from the signalfd, for `run` to forward.
-    others: RefCell<Vec<Caught>>,
+    others: RefCell<Vec<i32>>,
     forwarding: Cell<bool>,
     /// inotify, set up on the first wait, and the watch on the inode the
     /// lock name last led to.
@@ -103,14 +103,6 @@ fn close_later(inotify: Inotify) {
     drop(inotify);
 }
 
-/// A signal read from the signalfd, with whether a process sent it with
-/// kill(2) (as opposed to the kernel or the terminal).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Caught {
-    pub signo: i32,
-    pub sent_by_process: bool,
-}
-
 /// poll(2)'s timeout for `d`, rounded up to whole milliseconds (at most a
 /// minute: callers loop until their deadline).
 fn poll_timeout(d: Duration) -> PollTimeout {
@@ -163,18 +155,12 @@ impl SysEnv {
         if let Some(fd) = &self.signals {
             while let Ok(Some(info)) = fd.read_signal() {
                 let signo = info.ssi_signo as i32;
-                // SI_USER, SI_QUEUE and friends are <= 0; the terminal's
-                // and the kernel's signals carry SI_KERNEL (0x80) or > 0.
-                let sent_by_process = info.ssi_code <= 0;
                 let stop =
                     stop_signals().contains(Signal::try_from(signo).unwrap_or(Signal::SIGKILL));
                 if stop && self.caught.get().is_none() && !self.forwarding.get() {
                     self.caught.set(Some(signo));
                 } else {
-                    self.others.borrow_mut().push(Caught {
-                        signo,
-                        sent_by_process,
-                    });
+                    self.others.borrow_mut().push(signo);
                 }
             }
         }
@@ -200,7 +186,7 @@ impl SysEnv {
 
     /// Signals read so far that were not stop signals (or all of them
     /// after [`SysEnv::forward_stops`]).
-    pub fn take_others(&self) -> Vec<Caught> {
+    pub fn take_others(&self) -> Vec<i32> {
         self.drain();
         std::mem::take(&mut *self.others.borrow_mut())
     }
@@ -254,15 +240,21 @@ impl SysEnv {
         }
     }
 
-    /// Waits until a signal arrives or `d` passes.
-    pub fn wait_signal(&self, d: Duration) {
-        let Some(fd) = &self.signals else {
+    /// Waits until a signal arrives, `also` becomes readable, or `d`
+    /// passes.
+    pub fn wait_signal(&self, d: Duration, also: Option<std::os::fd::BorrowedFd<'_>>) {
+        let mut fds = Vec::with_capacity(2);
+        if let Some(fd) = &self.signals {
+            fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+        }
+        if let Some(fd) = also {
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        }
+        if fds.is_empty() {
             std::thread::sleep(d);
             return;
-        };
-        let timeout = poll_timeout(d);
-        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-        let _ = poll(&mut fds, timeout);
+        }
+        let _ = poll(&mut fds, poll_timeout(d));
     }
 }
 
@@ -390,29 +382,31 @@ impl Env for SysEnv {
     }
 
     fn event(&self, event: Event<'_>) {
-        match event {
-            Event::Waiting { info } => ui::explain(&format!("waiting: {}", info.describe())),
-            // Removing another party's lock is never silent.
-            Event::Broke { path, info, .. } => ui::say(&format!(
-                "{}: broke the lock {}",
-                path.display(),
-                info.describe()
-            )),
-            Event::BreakRaceLost => {
-                ui::explain("the lock changed while being broken; left it alone")
-            }
-            Event::Retrying { op, path, error } => {
-                ui::explain(&format!("{op} {}: {error}; retrying", path.display()))
-            }
-            Event::Displaced { path } => ui::say(&format!(
-                "{}: a lock taken during a removal could not be put back; its holder will find it lost",
-                path.display()
-            )),
-            Event::Swept { path } => {
-                ui::explain(&format!("removed leftover {}", path.display()))
-            }
-            Event::ReleaseFailed { error } => ui::say(&format!("release failed: {error}")),
+        report(event);
+    }
+}
+
+/// What the protocol tells as it goes, for people: decisions under `-v`,
+/// and whatever changed someone else's lock unless `-q`.
+pub fn report(event: Event<'_>) {
+    match event {
+        Event::Waiting { info } => ui::explain(&format!("waiting: {}", info.describe())),
+        // Removing another party's lock is never silent.
+        Event::Broke { path, info, .. } => ui::say(&format!(
+            "{}: broke the lock {}",
+            path.display(),
+            info.describe()
+        )),
+        Event::BreakRaceLost => ui::explain("the lock changed while being broken; left it alone"),
+        Event::Retrying { op, path, error } => {
+            ui::explain(&format!("{op} {}: {error}; retrying", path.display()))
         }
+        Event::Displaced { path } => ui::say(&format!(
+            "{}: a lock taken during a removal could not be put back; its holder will find it lost",
+            path.display()
+        )),
+        Event::Swept { path } => ui::explain(&format!("removed leftover {}", path.display())),
+        Event::ReleaseFailed { error } => ui::say(&format!("release failed: {error}")),
     }
 }
 

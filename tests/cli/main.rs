@@ -10,6 +10,8 @@ mod contention;
 mod staleness;
 // Everything a hostile or confused world puts at a lock path.
 mod bad_input;
+// Other users in the same directory: sticky and team directories.
+mod multiuser;
 // SIGINT, SIGTERM and SIGHUP while waiting.
 mod signals;
 // `run`: the child, its signals, its status, heartbeats and lost locks;

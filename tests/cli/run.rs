@@ -1,6 +1,7 @@
 use crate::util::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -158,7 +159,10 @@ fn start_after(s: &Scratch, opts: &[&str], setup: &str, body: &str) -> std::proc
     let script = format!("{setup} echo $$ > child.pid; {body}");
     args.extend_from_slice(&["l", "sh", "-c", &script]);
     let child = piped(s.cmd(&args));
-    eventually("the child to start", || s.path("child.pid").exists());
+    // Complete, not just created: `echo $$ > f` makes the file first.
+    eventually("the child to start", || {
+        std::fs::read_to_string(s.path("child.pid")).is_ok_and(|t| t.ends_with('\n'))
+    });
     child
 }
 
@@ -429,4 +433,258 @@ with open("db.json") as f: json.load(f)
         serde_json::from_str(&std::fs::read_to_string(s.path("db.json")).unwrap()).unwrap();
     assert_eq!(db.as_object().unwrap().len(), 50, "records lost: {db}");
     s.assert_no_litter();
+}
+
+fn alive(pid: i32) -> bool {
+    kill(Pid::from_raw(pid), None).is_ok()
+}
+
+fn read_pid(s: &Scratch, name: &str) -> i32 {
+    let mut pid = String::new();
+    eventually(name, || {
+        pid = std::fs::read_to_string(s.path(name)).unwrap_or_default();
+        pid.ends_with('\n')
+    });
+    pid.trim().parse().unwrap()
+}
+
+/// A lost lock stops the whole command, not only its first process: the
+/// steps of a script (here a background `sleep` the shell waits for) get
+/// the signal too, as the group of a command under timeout(1) does.
+#[test]
+fn a_lost_lock_stops_the_whole_command_tree() {
+    let s = Scratch::new();
+    let run = piped(s.cmd([
+        "run",
+        "--lease",
+        "1s",
+        "l",
+        "--",
+        "sh",
+        "-c",
+        "sleep 300 & echo $! > step.pid; wait",
+    ]));
+    let step = read_pid(&s, "step.pid");
+    s.run(["break", "--force", "-q", "l"]).code(0);
+    wait_out(run, "run").code(76).stderr_has("lock lost");
+    eventually("the script's step to be stopped", || !alive(step));
+}
+
+/// A stop signal sent to `run` reaches every process of the command.
+#[test]
+fn a_forwarded_signal_reaches_the_whole_command_tree() {
+    let s = Scratch::new();
+    let run = piped(s.cmd([
+        "run",
+        "l",
+        "--",
+        "sh",
+        "-c",
+        "sleep 300 & echo $! > step.pid; wait",
+    ]));
+    let step = read_pid(&s, "step.pid");
+    signal(&run, Signal::SIGTERM);
+    wait_out(run, "run").code(143);
+    eventually("the script's step to get the signal", || !alive(step));
+    s.assert_no_litter();
+}
+
+/// What surrounds `nfslock run` is not the command: the other side of a
+/// pipeline gets no signal when the lock is lost, only the end of its input.
+#[test]
+fn a_pipeline_around_run_is_not_signalled() {
+    let s = Scratch::new();
+    let script = format!(
+        "{BIN} run --lease 1s -q l -- sh -c 'echo $$ > child.pid; exec sleep 60' \
+         | sh -c 'trap \"touch termed\" TERM; cat > /dev/null; touch eof'"
+    );
+    let mut c = Command::new("sh");
+    c.args(["-c", &script]).current_dir(s.dir());
+    let pipeline = piped(c);
+    let _ = read_pid(&s, "child.pid");
+    s.run(["break", "--force", "-q", "l"]).code(0);
+    wait_out(pipeline, "pipeline");
+    assert!(s.path("eof").exists(), "the reader did not see the end");
+    assert!(!s.path("termed").exists(), "the reader was signalled");
+}
+
+/// Under a terminal, the command is the terminal's foreground while it
+/// runs: it can read it, and Ctrl-C reaches it.
+#[test]
+fn a_command_can_use_the_terminal() {
+    use std::io::{Read, Write};
+    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt;
+    let s = Scratch::new();
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let (master, slave): (OwnedFd, OwnedFd) = (pty.master, pty.slave);
+    let slave_fd = slave.as_raw_fd();
+    let mut c = s.cmd([
+        "run",
+        "l",
+        "--",
+        "sh",
+        "-c",
+        "read x; echo \"got:$x\"; read y",
+    ]);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        c.pre_exec(move || {
+            nix::unistd::setsid()?;
+            if nix::libc::ioctl(slave_fd, nix::libc::TIOCSCTTY, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            for fd in 0..3 {
+                nix::libc::dup2(slave_fd, fd);
+            }
+            Ok(())
+        });
+    }
+    let mut child = c.spawn().unwrap();
+    drop(slave);
+    let mut term = std::fs::File::from(master);
+    term.write_all(b"hello\n").unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    let began = Instant::now();
+    while !String::from_utf8_lossy(&seen).contains("got:hello") {
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "the command never read the terminal: {:?}",
+            String::from_utf8_lossy(&seen)
+        );
+        match term.read(&mut buf) {
+            Ok(n) if n > 0 => seen.extend_from_slice(&buf[..n]),
+            _ => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    // Ctrl-C, typed at the terminal.
+    term.write_all(b"\x03").unwrap();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "Ctrl-C did nothing"
+        );
+        let _ = term.read(&mut buf);
+    };
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    s.assert_no_litter();
+}
+
+/// The keeper's life is its owner's: an admin's TERM, a logout's HUP or a
+/// stray INT do not end it, or the lease would run out under a script that
+/// is still working.
+#[test]
+fn the_keeper_outlives_stop_signals() {
+    let s = Scratch::new();
+    let owner = sleeper();
+    let token = s
+        .run([
+            "acquire",
+            "--keepalive",
+            "--print-token",
+            "--lease",
+            "1s",
+            "--pid",
+            &owner.pid,
+            "l",
+        ])
+        .code(0)
+        .stdout
+        .trim()
+        .to_string();
+    let out = Command::new("pgrep")
+        .args(["-f", &format!("keeper --token {token}")])
+        .output()
+        .unwrap();
+    let keeper: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        kill(Pid::from_raw(keeper), sig).unwrap();
+    }
+    // Still refreshing: a lock aged far past its lease is fresh again soon.
+    age_by(&s.path("l"), 100);
+    eventually("the keeper to refresh the lock", || {
+        s.run(["status", "l"]).code == 75
+    });
+    assert!(alive(keeper));
+    s.run(["release", "--pid", &owner.pid, "l"]).code(0);
+    eventually("the keeper to leave after the release", || !alive(keeper));
+}
+
+/// `acquire --keepalive --on-lost POLICY` acts on the owner as `run` acts
+/// on its command: here signal:USR1 to a script that traps it.
+#[test]
+fn the_keeper_acts_on_its_owner_when_the_lock_is_lost() {
+    let s = Scratch::new();
+    let script = format!(
+        "trap 'touch got-usr1; exit 0' USR1; \
+         {BIN} acquire --keepalive --lease 1s --on-lost signal:USR1 --pid $$ l || exit 9; \
+         touch held; while :; do sleep 0.05; done"
+    );
+    let mut owner = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(s.dir())
+        .spawn()
+        .unwrap();
+    eventually("the owner to hold the lock", || s.path("held").exists());
+    s.run(["break", "--force", "-q", "l"]).code(0);
+    eventually("the owner to get its signal", || {
+        s.path("got-usr1").exists()
+    });
+    assert_eq!(owner.wait().unwrap().code(), Some(0));
+    // The default, term, stops the owner.
+    let script = format!(
+        "{BIN} acquire --keepalive --lease 1s --pid $$ l2 || exit 9; touch held2; exec sleep 60"
+    );
+    let mut owner = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(s.dir())
+        .spawn()
+        .unwrap();
+    eventually("the owner to hold l2", || s.path("held2").exists());
+    s.run(["break", "--force", "-q", "l2"]).code(0);
+    let status = owner.wait().unwrap();
+    assert_eq!(status.signal(), Some(Signal::SIGTERM as i32), "{status:?}");
+    s.run(["acquire", "--on-lost", "kill", "l3"]).code(64);
+}
+
+/// Lost stays lost: after the lock was taken away, a release that meets
+/// an error of its own (here the directory made immutable) still exits 76.
+#[test]
+fn a_lost_lock_exits_76_whatever_the_release_meets() {
+    let s = Scratch::new();
+    let flags = tempfile::tempdir().unwrap();
+    let f = flags.path().display();
+    // The command learns of the loss (USR1), then waits to be let go.
+    let body = format!("trap 'touch {f}/lost' USR1; while [ ! -e {f}/go ]; do sleep 0.05; done");
+    let run = start_after(
+        &s,
+        &["--lease", "1s", "--on-lost", "signal:USR1"],
+        "",
+        &body,
+    );
+    s.run(["break", "--force", "-q", "l"]).code(0);
+    eventually("the loss to be noticed", || {
+        flags.path().join("lost").exists()
+    });
+    let immutable = Command::new("chattr").arg("+i").arg(s.dir()).output();
+    if !immutable.as_ref().is_ok_and(|o| o.status.success()) {
+        eprintln!("skipping: chattr +i does not work here");
+        std::fs::write(flags.path().join("go"), "").unwrap();
+        let _ = wait_out(run, "run");
+        return;
+    }
+    std::fs::write(flags.path().join("go"), "").unwrap();
+    let out = wait_out(run, "run");
+    Command::new("chattr")
+        .arg("-i")
+        .arg(s.dir())
+        .status()
+        .unwrap();
+    out.code(76).stderr_has("lock lost");
 }

@@ -179,13 +179,19 @@ impl Out {
 /// that much older in file-system time.
 pub fn age_by(path: &Path, secs: i64) {
     let m = std::fs::symlink_metadata(path).unwrap();
-    set_mtime(path, m.mtime() - secs);
+    // Nanoseconds kept: a lock aged 29 s must not pass a 30 s lease by
+    // the second's fraction a truncation would add.
+    set_mtime_ns(path, m.mtime() - secs, m.mtime_nsec());
 }
 
 pub fn set_mtime(path: &Path, secs: i64) {
+    set_mtime_ns(path, secs, 0);
+}
+
+fn set_mtime_ns(path: &Path, secs: i64, nanos: i64) {
     use nix::sys::stat::{utimensat, UtimensatFlags};
     use nix::sys::time::TimeSpec;
-    let t = TimeSpec::new(secs, 0);
+    let t = TimeSpec::new(secs, nanos);
     utimensat(
         nix::fcntl::AT_FDCWD,
         path,
@@ -226,6 +232,58 @@ pub fn wait_out(mut child: Child, what: &str) -> Out {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Runs `c` to its end and reports, besides its output, the CPU time it
+/// used (user + system, from wait4(2)): a process that retries without
+/// sleeping shows up here, however fast the machine.
+// The child is reaped by wait4(2) below: std's wait gives no rusage.
+#[allow(clippy::zombie_processes)]
+pub fn run_measured(mut c: Command) -> (Out, Duration) {
+    use std::io::Read;
+    let mut child = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut o = Vec::new();
+        let _ = out.read_to_end(&mut o);
+        o
+    });
+    let mut e = Vec::new();
+    let _ = err.read_to_end(&mut e);
+    let mut status = 0;
+    // SAFETY: rusage is plain data, filled by the kernel.
+    let mut usage: nix::libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on our own child with valid out-pointers.
+    let pid = unsafe { nix::libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32, "wait4");
+    let tv = |t: nix::libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    let cpu = tv(usage.ru_utime) + tv(usage.ru_stime);
+    let code = if nix::libc::WIFEXITED(status) {
+        nix::libc::WEXITSTATUS(status)
+    } else {
+        128 + nix::libc::WTERMSIG(status)
+    };
+    let out = Out {
+        code,
+        stdout: String::from_utf8_lossy(&reader.join().unwrap()).into_owned(),
+        stderr: String::from_utf8_lossy(&e).into_owned(),
+    };
+    (out, cpu)
+}
+
+/// The most CPU a process that waits (or gives up) for `wall` may use:
+/// polling at its pace costs milliseconds; a retry loop without a pause
+/// would use about all of `wall`.
+pub fn idle_cpu_bound(wall: Duration) -> Duration {
+    Duration::from_millis(100) + wall / 10
 }
 
 pub fn piped(mut c: Command) -> Child {
