@@ -7,10 +7,12 @@ use crate::cli::{
 use crate::duration::human;
 use crate::error::Error;
 use crate::exit;
+use crate::hang::{self, GuardedFs};
 use crate::names::{BadLockPath, LockPath, MAX_LOCK_NAME};
 use crate::protocol::{self, AcquireOptions, BreakOptions, BreakOutcome, Ctx, Env, Owner, Who};
 use crate::realfs::RealFs;
 use crate::report::{self, lock_json, state_of, Stdout};
+use crate::sys;
 use crate::sysenv::SysEnv;
 use crate::ui::{self, Level};
 use crate::{keeper, record, run};
@@ -72,8 +74,17 @@ pub fn run(cli: Cli) -> u8 {
 }
 
 /// The protocol's context on the real filesystem.
-fn real_ctx<'a>(env: &'a SysEnv, lock: &'a LockPath, io_timeout: Duration) -> Ctx<'a> {
-    Ctx::new(&RealFs, env, lock, io_timeout)
+/// The real filesystem, its calls watched where the lock's directory may
+/// be remote, so that a server that stops answering cannot hold us past
+/// `io_timeout` (see [`crate::hang`]).
+fn real_fs(lock: &LockPath, io_timeout: Duration) -> GuardedFs<RealFs> {
+    if sys::under_remote_mount(&lock.dir) {
+        hang::watch(&lock.dir, io_timeout);
+    }
+    GuardedFs {
+        inner: RealFs,
+        allowance: io_timeout,
+    }
 }
 
 fn lock_path(p: &Path) -> Result<LockPath, Error> {
@@ -101,7 +112,8 @@ fn owner(env: &dyn Env, pid: Option<u32>) -> Result<Owner, Error> {
 
 fn acquire(env: &SysEnv, io_timeout: Duration, a: AcquireArgs) -> Result<u8, Error> {
     let lock = lock_path(&a.lock)?;
-    let ctx = real_ctx(env, &lock, io_timeout);
+    let fs = real_fs(&lock, io_timeout);
+    let ctx = Ctx::new(&fs, env, &lock, io_timeout);
     let owner = owner(env, a.pid)?;
     let mut opts = AcquireOptions::new(owner);
     opts.wait = if a.nonblock {
@@ -116,7 +128,7 @@ fn acquire(env: &SysEnv, io_timeout: Duration, a: AcquireArgs) -> Result<u8, Err
     opts.stale_after = a.stale_after;
     opts.poll_max = a.poll_max;
     let started = env.monotonic();
-    let held = protocol::acquire(&ctx, &opts)?;
+    let held = acquire_by_deadline(&ctx, &opts)?;
     // A stop signal that arrived while we were taking the lock still means
     // "stop": give the lock back rather than leave it to a caller that is
     // going away.
@@ -158,6 +170,16 @@ fn acquire(env: &SysEnv, io_timeout: Duration, a: AcquireArgs) -> Result<u8, Err
     Ok(exit::OK)
 }
 
+/// [`protocol::acquire`], with `-w`'s deadline given to the watchdog too:
+/// no call to a server that stopped answering outlives it.
+fn acquire_by_deadline(ctx: &Ctx, opts: &AcquireOptions) -> Result<protocol::Held, Error> {
+    let waits = opts.wait.filter(|w| !w.is_zero());
+    hang::set_deadline(waits.map(|w| std::time::Instant::now() + w));
+    let held = protocol::acquire(ctx, opts);
+    hang::set_deadline(None);
+    held
+}
+
 /// Lease of `run` and `acquire --keepalive` unless told otherwise.
 const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 
@@ -175,7 +197,8 @@ fn run_cmd(env: &SysEnv, io_timeout: Duration, a: RunArgs) -> Result<u8, Error> 
             ))
         }
     };
-    let ctx = real_ctx(env, &lock, io_timeout);
+    let fs = real_fs(&lock, io_timeout);
+    let ctx = Ctx::new(&fs, env, &lock, io_timeout);
     let me = std::process::id();
     let mut opts = AcquireOptions::new(owner(env, Some(me))?);
     opts.wait = if a.nonblock {
@@ -192,7 +215,7 @@ fn run_cmd(env: &SysEnv, io_timeout: Duration, a: RunArgs) -> Result<u8, Error> 
         .collect();
     // The record is world-readable: the command's name, no arguments.
     opts.cmd = Some(record::command_name(&argv[0]));
-    let held = protocol::acquire(&ctx, &opts)?;
+    let held = acquire_by_deadline(&ctx, &opts)?;
     if let Some(signal) = env.interrupted() {
         held.release(&ctx)?;
         return Err(Error::Interrupted { signal });
@@ -215,7 +238,8 @@ fn run_cmd(env: &SysEnv, io_timeout: Duration, a: RunArgs) -> Result<u8, Error> 
 
 fn keeper(env: &SysEnv, io_timeout: Duration, a: KeeperArgs) -> Result<u8, Error> {
     let lock = lock_path(&a.lock)?;
-    let ctx = real_ctx(env, &lock, io_timeout);
+    let fs = real_fs(&lock, io_timeout);
+    let ctx = Ctx::new(&fs, env, &lock, io_timeout);
     let spec = keeper::KeepSpec {
         owner: Owner {
             pid: a.owner,
@@ -241,7 +265,8 @@ fn who(env: &dyn Env, a: &OwnerArgs) -> Result<Who, Error> {
 
 fn release(env: &SysEnv, io_timeout: Duration, a: OwnerArgs) -> Result<u8, Error> {
     let lock = lock_path(&a.lock)?;
-    let ctx = real_ctx(env, &lock, io_timeout);
+    let fs = real_fs(&lock, io_timeout);
+    let ctx = Ctx::new(&fs, env, &lock, io_timeout);
     protocol::release(&ctx, &who(env, &a)?)?;
     ui::explain(&format!("released {}", lock.path.display()));
     Ok(exit::OK)
@@ -249,7 +274,8 @@ fn release(env: &SysEnv, io_timeout: Duration, a: OwnerArgs) -> Result<u8, Error
 
 fn touch(env: &SysEnv, io_timeout: Duration, a: OwnerArgs) -> Result<u8, Error> {
     let lock = lock_path(&a.lock)?;
-    let ctx = real_ctx(env, &lock, io_timeout);
+    let fs = real_fs(&lock, io_timeout);
+    let ctx = Ctx::new(&fs, env, &lock, io_timeout);
     protocol::touch(&ctx, &who(env, &a)?)?;
     ui::explain(&format!("touched {}", lock.path.display()));
     Ok(exit::OK)
@@ -257,7 +283,8 @@ fn touch(env: &SysEnv, io_timeout: Duration, a: OwnerArgs) -> Result<u8, Error> 
 
 fn status(env: &SysEnv, io_timeout: Duration, a: StatusArgs) -> Result<u8, Error> {
     let lock = lock_path(&a.lock)?;
-    let ctx = real_ctx(env, &lock, io_timeout);
+    let fs = real_fs(&lock, io_timeout);
+    let ctx = Ctx::new(&fs, env, &lock, io_timeout);
     let info = ctx.inspect(a.stale_after)?;
     // A closed or full stdout ends the output, not the answer: the exit
     // code still says what the lock is.
@@ -278,7 +305,8 @@ fn status(env: &SysEnv, io_timeout: Duration, a: StatusArgs) -> Result<u8, Error
 
 fn break_cmd(env: &SysEnv, io_timeout: Duration, a: BreakArgs) -> Result<u8, Error> {
     let lock = lock_path(&a.lock)?;
-    let ctx = real_ctx(env, &lock, io_timeout);
+    let fs = real_fs(&lock, io_timeout);
+    let ctx = Ctx::new(&fs, env, &lock, io_timeout);
     let opts = BreakOptions {
         older_than: a.older_than,
         force: a.force,

@@ -27,6 +27,7 @@ pub mod error;
 pub mod exit;
 pub mod faultfs;
 pub mod fs;
+pub mod hang;
 pub mod heartbeat;
 pub mod keeper;
 pub mod names;

@@ -237,6 +237,11 @@ pub fn supervise(env: &SysEnv, ctx: &Ctx, held: Held, spec: &RunSpec) -> Result<
                     why.describe()
                 ));
                 kill_at = spec.on_lost.apply(|s| child.signal(s), spec.kill_after);
+                // If the release hangs on a dead server, still 76.
+                crate::hang::exit_code_on_hang(match why {
+                    Lost::Unsupported(_) => exit::UNSUPPORTED,
+                    _ => exit::NOT_OWNER,
+                });
                 lost = Some(why);
             }
         }
@@ -244,7 +249,9 @@ pub fn supervise(env: &SysEnv, ctx: &Ctx, held: Held, spec: &RunSpec) -> Result<
     if let Some(t) = &terminal {
         t.take_back();
     }
-    heart.stop(ctx.io_timeout);
+    // A beat stuck on a server that stopped answering is not waited for
+    // longer than a beat may take.
+    heart.stop(ctx.io_timeout.min(spec.lease / 3));
     let code = shell_status(status);
     match lost {
         // Lost stays lost, whatever the clean-up meets (a server that went

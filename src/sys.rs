@@ -335,32 +335,97 @@ fn decide_remote(dev: u64, dir: &Path, file: Option<std::os::fd::BorrowedFd<'_>>
                 None => is_remote_fs(dir),
             };
         }
-        static MOUNTS: std::sync::OnceLock<Vec<(u64, bool)>> = std::sync::OnceLock::new();
-        let mounts = MOUNTS.get_or_init(|| {
-            read_small("/proc/self/mountinfo", 16 << 10)
-                .map(|text| text.lines().filter_map(mount_line).collect())
-                .unwrap_or_default()
-        });
         // A device mountinfo does not list (btrfs gives each subvolume its
         // own) is asked about with statfs.
-        if let Some((_, remote)) = mounts.iter().find(|(d, _)| *d == dev) {
-            return *remote;
+        if let Some(m) = mounts().iter().find(|m| m.dev == dev) {
+            return m.remote;
         }
     }
     let _ = (dev, file);
     is_remote_fs(dir)
 }
 
-/// One mountinfo line: "ID PARENT MAJOR:MINOR ROOT POINT OPTIONS [TAGS...]
-/// - TYPE SOURCE SUPER-OPTIONS" -> (device, remote).
+/// A line of /proc/self/mountinfo, as far as nfslock cares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Mount {
+    dev: u64,
+    point: std::path::PathBuf,
+    remote: bool,
+}
+
+/// This process's mount table, read once.
 #[cfg(target_os = "linux")]
-fn mount_line(line: &str) -> Option<(u64, bool)> {
+fn mounts() -> &'static [Mount] {
+    static MOUNTS: std::sync::OnceLock<Vec<Mount>> = std::sync::OnceLock::new();
+    MOUNTS.get_or_init(|| {
+        read_small("/proc/self/mountinfo", 16 << 10)
+            .map(|text| text.lines().filter_map(mount_line).collect())
+            .unwrap_or_default()
+    })
+}
+
+/// One mountinfo line, `ID PARENT MAJOR:MINOR ROOT POINT OPTIONS [TAGS...]
+/// - TYPE SOURCE SUPER-OPTIONS`. The mount point has its space, tab,
+/// newline and backslash written in octal (`\040`).
+#[cfg(target_os = "linux")]
+fn mount_line(line: &str) -> Option<Mount> {
+    use std::os::unix::ffi::OsStringExt;
     let mut fields = line.split(' ');
     let (major, minor) = fields.nth(2)?.split_once(':')?;
+    let point = fields.nth(1)?;
     let fstype = fields.skip_while(|f| *f != "-").nth(1)?;
     let dev = nix::sys::stat::makedev(major.parse().ok()?, minor.parse().ok()?);
     let remote = fstype.starts_with("fuse") || REMOTE_TYPES.iter().any(|(n, _)| *n == fstype);
-    Some((dev as u64, remote))
+    let mut bytes = Vec::with_capacity(point.len());
+    let raw = point.as_bytes();
+    let mut i = 0;
+    while i < raw.len() {
+        let octal = raw.get(i + 1..i + 4).and_then(|o| {
+            std::str::from_utf8(o)
+                .ok()
+                .and_then(|o| u8::from_str_radix(o, 8).ok())
+        });
+        match (raw[i], octal) {
+            (b'\\', Some(b)) => {
+                bytes.push(b);
+                i += 4;
+            }
+            (b, _) => {
+                bytes.push(b);
+                i += 1;
+            }
+        }
+    }
+    Some(Mount {
+        dev: dev as u64,
+        point: std::ffi::OsString::from_vec(bytes).into(),
+        remote,
+    })
+}
+
+/// Whether `dir` lies on a remote filesystem (NFS, FUSE, SMB ...) as far
+/// as the mount table tells without touching it: the mount whose point is
+/// the longest prefix of its absolute path (no symlink is followed, so a
+/// link into a remote mount is not seen; the claim's device tells later).
+/// Used to decide, before the first call to the lock's directory, whether
+/// a call may hang on a server that stops answering.
+pub fn under_remote_mount(dir: &Path) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let Ok(abs) = std::path::absolute(dir) else {
+            return true;
+        };
+        mounts()
+            .iter()
+            .filter(|m| abs.starts_with(&m.point))
+            .max_by_key(|m| m.point.as_os_str().len())
+            .is_some_and(|m| m.remote)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = dir;
+        true
+    }
 }
 
 /// True when files in `dir` live on another machine (NFS, FUSE, SMB, Ceph,
@@ -503,31 +568,47 @@ mod tests {
     #[test]
     fn mountinfo_lines_give_device_and_remoteness() {
         use nix::sys::stat::makedev;
-        for (line, dev, remote) in [
+        for (line, dev, point, remote) in [
             (
                 "41 29 0:45 / /mnt/nfs rw,relatime shared:90 - nfs4 srv:/x rw,vers=4.2",
                 makedev(0, 45),
+                "/mnt/nfs",
                 true,
             ),
             (
-                "50 29 0:52 / /mnt/lab rw,nosuid - fuse.nfslab-bridge lab rw,user_id=0",
+                "50 29 0:52 / /mnt/my\\040lab rw,nosuid - fuse.nfslab-bridge lab rw,user_id=0",
                 makedev(0, 52),
+                "/mnt/my lab",
                 true,
             ),
             (
                 "29 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw",
                 makedev(254, 1),
+                "/",
                 false,
             ),
             (
                 "30 29 0:26 / /tmp rw - tmpfs tmpfs rw",
                 makedev(0, 26),
+                "/tmp",
                 false,
             ),
         ] {
-            assert_eq!(mount_line(line), Some((dev, remote)), "{line}");
+            let want = Mount {
+                dev,
+                point: point.into(),
+                remote,
+            };
+            assert_eq!(mount_line(line), Some(want), "{line}");
         }
         assert_eq!(mount_line("garbage"), None);
+    }
+
+    #[test]
+    fn local_directories_are_not_under_a_remote_mount() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(under_remote_mount(dir.path()), is_remote_fs(dir.path()));
+        assert!(!under_remote_mount(Path::new("/")));
     }
 
     /// A device mountinfo does not list (a btrfs subvolume's) is judged by

@@ -9,6 +9,15 @@
 //! or not done (soft mounts), and a delay per call. Every RPC and every fault
 //! is counted; the counts go to stderr and `--stats` at unmount.
 //!
+//! Two more faults mimic clients and servers that bend the rules:
+//! `--client-time-touch` sends the client's clock, in whole seconds, for
+//! utimensat(UTIME_NOW), as clients built on libfuse 2 do; and SIGUSR1
+//! makes the bridge stop answering (SIGUSR2: answer again), as a dead
+//! server does. It stops between requests, never inside one: a request
+//! the kernel has not handed over yet can be abandoned by a dying caller,
+//! one the daemon took cannot (unlike a real NFS mount's, whose waits are
+//! killable), and the caller would hang in D state for good.
+//!
 //! O_EXCL maps to CREATE GUARDED, utimensat(UTIME_NOW) to SET_TO_SERVER_TIME.
 //! All RPCs are serialised on one connection: this is a test tool, not a
 //! fast client. Like a hard mount, it retransmits a call whose reply does not
@@ -109,6 +118,46 @@ struct Args {
     /// Write the counters here at unmount.
     #[arg(long)]
     stats: Option<PathBuf>,
+    /// Send the client's clock (whole seconds) for utimensat(UTIME_NOW),
+    /// as libfuse 2 clients do, instead of SET_TO_SERVER_TIME.
+    #[arg(long)]
+    client_time_touch: bool,
+}
+
+/// Set by SIGUSR1, cleared by SIGUSR2: stop answering.
+static HUNG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_hang_signal(sig: libc::c_int) {
+    HUNG.store(sig == libc::SIGUSR1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The state for one request. Dropped when the handler returns, after its
+/// reply went out: while the bridge is told to hang, it waits here, before
+/// the session loop takes the next request from the kernel.
+struct Answer<'a>(std::sync::MutexGuard<'a, Inner>);
+
+impl std::ops::Deref for Answer<'_> {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Answer<'_> {
+    fn deref_mut(&mut self) -> &mut Inner {
+        &mut self.0
+    }
+}
+
+impl Drop for Answer<'_> {
+    fn drop(&mut self) {
+        if HUNG.load(std::sync::atomic::Ordering::Relaxed) {
+            self.0.count("fault:hang");
+            while HUNG.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
 }
 
 /// What to do to one call.
@@ -141,6 +190,7 @@ struct Bridge {
     eio: f64,
     delay: Duration,
     stats: Option<PathBuf>,
+    client_time_touch: bool,
 }
 
 fn errno_of(stat: nfsstat3) -> Errno {
@@ -413,8 +463,8 @@ impl Bridge {
         Fate::Normal
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> Answer<'_> {
+        Answer(self.inner.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn dump_stats(&self) {
@@ -500,6 +550,20 @@ impl Filesystem for Bridge {
                 return Err(Errno::EIO);
             }
             i.count("SETATTR");
+            // libfuse 2 turns UTIME_NOW into the client's time, in whole
+            // seconds: the behaviour nfslock must detect.
+            let mtime = match mtime {
+                Some(TimeOrNow::Now) if self.client_time_touch => {
+                    i.count("fault:client-time");
+                    let now = SystemTime::now()
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .unwrap_or_default();
+                    Some(TimeOrNow::SpecificTime(
+                        SystemTime::UNIX_EPOCH + Duration::from_secs(now.as_secs()),
+                    ))
+                }
+                other => other,
+            };
             let args = SETATTR3args {
                 object: fh.clone(),
                 new_attributes: sattr3 {
@@ -1070,7 +1134,19 @@ fn main() {
         eio: args.eio,
         delay: Duration::from_micros(args.delay_us),
         stats: args.stats.clone(),
+        client_time_touch: args.client_time_touch,
     };
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(
+            libc::SIGUSR1,
+            on_hang_signal as *const () as libc::sighandler_t,
+        );
+        libc::signal(
+            libc::SIGUSR2,
+            on_hang_signal as *const () as libc::sighandler_t,
+        );
+    }
     let mut config = fuser::Config::default();
     config.mount_options = vec![
         MountOption::FSName(format!("nfslab:{}", args.export)),
