@@ -44,6 +44,9 @@ pub enum Fault {
     StaleNlink,
     /// Run this first, then do the operation normally.
     Before(Box<dyn FnMut() + Send>),
+    /// `Create` only: someone else puts a file with these bytes at the
+    /// very name first (the create then meets EEXIST).
+    Plant(Vec<u8>),
 }
 
 /// A rule's fault as stored: actions are shared so they can run outside
@@ -159,6 +162,7 @@ impl<F: LockFs> FaultFs<F> {
                 Stored::Plain(Fault::Twice) => Some(Fault::Twice),
                 Stored::Plain(Fault::Copy) => Some(Fault::Copy),
                 Stored::Plain(Fault::StaleNlink) => Some(Fault::StaleNlink),
+                Stored::Plain(Fault::Plant(b)) => Some(Fault::Plant(b.clone())),
                 Stored::Plain(Fault::Before(_)) => None,
                 Stored::Action(action) => {
                     // Run outside the rules lock: the action may use the fs.
@@ -173,7 +177,11 @@ impl<F: LockFs> FaultFs<F> {
     }
 
     fn apply<T>(&self, op: Op, path: &Path, run: impl Fn() -> io::Result<T>) -> io::Result<T> {
-        match self.fault_for(op, path) {
+        Self::meet(self.fault_for(op, path), run)
+    }
+
+    fn meet<T>(fault: Option<Fault>, run: impl Fn() -> io::Result<T>) -> io::Result<T> {
+        match fault {
             Some(Fault::Fail(e)) => Err(io::Error::from_raw_os_error(e)),
             Some(Fault::LostReply(e)) => {
                 let _ = run();
@@ -195,9 +203,14 @@ impl<F: LockFs> LockFs for FaultFs<F> {
         data: &[u8],
         durable: Option<bool>,
     ) -> io::Result<Meta> {
-        self.apply(Op::Create, path, || {
-            self.inner.create_exclusive(path, data, durable)
-        })
+        let create = || self.inner.create_exclusive(path, data, durable);
+        match self.fault_for(Op::Create, path) {
+            Some(Fault::Plant(bytes)) => {
+                let _ = self.inner.create_exclusive(path, &bytes, Some(false));
+                create()
+            }
+            other => Self::meet(other, create),
+        }
     }
 
     fn is_remote(&self, dev: u64, dir: &Path) -> bool {

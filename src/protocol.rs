@@ -2855,6 +2855,140 @@ mod tests {
         assert!(f.names().is_empty());
     }
 
+    /// A name we draw that someone else took first is never used, and
+    /// what is there is left alone: we draw another.
+    #[test]
+    fn a_planted_name_is_left_alone_and_another_drawn() {
+        let f = Fixture::new();
+        f.fs.on(
+            Op::Create,
+            Some("probe"),
+            1,
+            Fault::Plant(b"someone's".to_vec()),
+        );
+        f.fs.on(
+            Op::Create,
+            Some("claim"),
+            1,
+            Fault::Plant(b"theirs".to_vec()),
+        );
+        assert!(f.ctx().fs_now().unwrap().is_some());
+        let held = acquire(&f.ctx(), &f.opts()).unwrap();
+        held.release(&f.ctx()).unwrap();
+        let mut left: Vec<Vec<u8>> = f
+            .names()
+            .iter()
+            .map(|n| std::fs::read(f.dir.path().join(n)).unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, [b"someone's".to_vec(), b"theirs".to_vec()]);
+    }
+
+    /// Errors a client maps oddly (a FUSE client gives EFAULT for a read
+    /// of a file another host just removed) are retried like EIO, not a
+    /// reason to give up.
+    #[test]
+    fn an_unexpected_errno_is_retried_like_eio() {
+        let f = Fixture::new();
+        f.plant_other_lock(b"0\n");
+        f.fs.on(Op::Read, Some("/l"), 1, Fault::Fail(nix::libc::EFAULT));
+        f.fs.on(Op::Link, Some("claim"), 1, Fault::Fail(nix::libc::EBADMSG));
+        let e = acquire(&f.ctx(), &f.opts()).unwrap_err();
+        assert_eq!(e.exit_code(), crate::exit::BUSY, "{e}");
+        assert!(f.env.saw("Retrying"), "not retried");
+        assert_eq!(f.litter(), Vec::<String>::new());
+    }
+
+    /// ENOSPC, EDQUOT, EACCES from link(2) after the claim was made: no
+    /// retry fixes them. 73, the claim removed, and a handful of calls.
+    #[test]
+    fn a_persistent_link_error_ends_the_acquire() {
+        for errno in [nix::libc::ENOSPC, nix::libc::EDQUOT, nix::libc::EACCES] {
+            let f = Fixture::new();
+            f.fs.on(Op::Link, Some("claim"), 0, Fault::Fail(errno));
+            let mut o = f.opts();
+            o.wait = Some(Duration::from_secs(30));
+            let e = acquire(&f.ctx(), &o).unwrap_err();
+            assert_eq!(e.exit_code(), crate::exit::CANT_CREATE, "{errno}: {e}");
+            assert_eq!(f.fs.calls(Op::Link), 1, "{errno}: retried");
+            assert!(f.names().is_empty(), "{:?}", f.names());
+        }
+    }
+
+    /// A link that keeps failing with EIO while no lock is there (a server
+    /// in trouble) is retried with pauses until --io-timeout, never in a
+    /// tight loop.
+    #[test]
+    fn a_link_failing_with_eio_is_paced_and_ends() {
+        let f = Fixture::new();
+        f.fs.on(Op::Link, Some("claim"), 0, Fault::Fail(EIO));
+        let e = acquire(&f.ctx(), &f.opts()).unwrap_err();
+        assert_eq!(e.exit_code(), crate::exit::IO, "{e}");
+        let links = f.fs.calls(Op::Link);
+        let slept = f.env.sleeps.lock().unwrap().len();
+        assert!(links <= slept + 1, "{links} links, {slept} pauses");
+        assert!(f.names().is_empty(), "{:?}", f.names());
+    }
+
+    /// Where protected_hardlinks refuses the breaker's pin (another user's
+    /// file), the break still removes exactly the judged instance: by a
+    /// rename that it checks, and undoes for any other instance.
+    #[test]
+    fn a_refused_pin_still_breaks_precisely() {
+        let f = Fixture::new();
+        let mut o = f.opts();
+        o.owner = dead_owner();
+        acquire(&f.ctx(), &o).unwrap();
+        f.fs.on(Op::Link, Some("guard"), 0, Fault::Fail(EPERM));
+        let out = break_lock(&f.ctx(), BreakOptions::default()).unwrap();
+        assert!(matches!(out, BreakOutcome::Broken { .. }), "{out:?}");
+        assert!(f.names().is_empty(), "{:?}", f.names());
+        // A lock that was replaced after the judgement survives.
+        acquire(&f.ctx(), &o).unwrap();
+        let judged = f.ctx().inspect(None).unwrap().unwrap();
+        f.plant_other_lock(b"0\n");
+        assert_eq!(
+            f.ctx().break_instance(&judged, false).unwrap(),
+            Removal::Changed
+        );
+        assert_eq!(f.lock_bytes().unwrap(), b"0\n");
+    }
+
+    /// We may not move another user's lock (a sticky directory): the
+    /// break says so, changes nothing, and acquire waits at its pace.
+    #[test]
+    fn a_lock_we_may_not_move_is_refused_and_waited_for() {
+        let f = Fixture::new();
+        let mut o = f.opts();
+        o.owner = dead_owner();
+        acquire(&f.ctx(), &o).unwrap();
+        let lock = f.lock_bytes();
+        f.fs.on(Op::Rename, Some("/l ->"), 0, Fault::Fail(EPERM));
+        f.fs.on(Op::Link, Some("guard"), 0, Fault::Fail(EPERM));
+        let out = break_lock(&f.ctx(), BreakOptions::default()).unwrap();
+        assert!(matches!(out, BreakOutcome::NotPermitted { .. }), "{out:?}");
+        assert_eq!(f.lock_bytes(), lock);
+        // (Its sweep removed the dead owner's claim: no fault refused that.)
+        let before = f.names();
+        let mut w = f.opts();
+        w.wait = Some(Duration::from_millis(300));
+        let e = acquire(&f.ctx(), &w).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                Error::Busy {
+                    unbreakable: Some(_),
+                    timed_out: true,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        // Tried to break once, not at every poll.
+        assert_eq!(f.fs.calls(Op::Rename), 2, "one break, one for break_lock");
+        assert_eq!(f.names(), before);
+    }
+
     #[test]
     fn a_persistent_error_gives_up_cleanly() {
         let f = Fixture::new();

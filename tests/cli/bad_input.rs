@@ -1,6 +1,7 @@
 use crate::util::*;
 use std::os::unix::ffi::OsStrExt;
 use std::process::Command;
+use std::time::Duration;
 
 #[test]
 fn a_symlink_at_the_lock_path_is_never_followed() {
@@ -264,4 +265,195 @@ fn a_closed_stderr_never_becomes_one_of_our_files() {
     assert_eq!(status.code(), Some(0), "the command's stderr is /dev/null");
     s.assert_no_litter();
     assert!(!s.path("l").exists());
+}
+
+/// `job.lock/` names a directory, not a lock: a usage error at once,
+/// where link(2) used to fail with ENOENT thousands of times a second.
+#[test]
+fn a_trailing_slash_is_a_usage_error() {
+    let s = Scratch::new();
+    for args in [
+        vec!["run", "-n", "job.lock/", "--", "true"],
+        vec!["acquire", "-n", "job.lock/"],
+        vec!["status", "job.lock/"],
+        vec!["break", "job.lock/"],
+        vec!["release", "job.lock/"],
+    ] {
+        s.run(&args).code(64).stderr_has("trailing '/'");
+    }
+    s.assert_no_litter();
+}
+
+/// A filesystem out of inodes refuses the link after the claim was made
+/// (tmpfs counts links): 73 at once, the claim removed, no retry loop.
+#[test]
+fn a_link_refused_for_space_is_73_at_once() {
+    let s = Scratch::new();
+    let Some(m) = Mount::tmpfs(&s.path("few"), "size=1m,nr_inodes=4") else {
+        return;
+    };
+    std::fs::write(s.path("few/a"), "").unwrap();
+    std::fs::write(s.path("few/b"), "").unwrap();
+    let mut c = s.cmd(["acquire", "-w", "2s", "few/l"]);
+    c.current_dir(s.dir());
+    let (out, cpu) = run_measured(c);
+    out.code(73).stderr_has("No space");
+    assert!(cpu < idle_cpu_bound(Duration::ZERO), "{cpu:?}");
+    let mut left: Vec<_> = std::fs::read_dir(s.path("few"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["a", "b"]);
+    drop(m);
+}
+
+/// Records are anyone's to write: a record whose fields carry escape
+/// sequences and newlines never puts them on the reader's terminal.
+#[test]
+fn record_fields_are_escaped_on_the_terminal() {
+    let s = Scratch::new();
+    let _h = s.hold("l", &[]);
+    let text = std::fs::read_to_string(s.path("l")).unwrap();
+    let evil: String = text
+        .lines()
+        .map(|line| match line.split_once('=') {
+            Some(("host", _)) => "host=evil%1B%5B2J%0Aspoofed".to_string(),
+            Some(("acquired_at", _)) => "acquired_at=\x1b]0;pwned\x07".to_string(),
+            _ => line.to_string(),
+        })
+        .map(|line| line + "\n")
+        .collect();
+    std::fs::write(s.path("l"), evil).unwrap();
+    let status = s.run(["status", "l"]);
+    status.code(75).stdout_has("evil\\x1b[2J\\x0aspoofed");
+    let busy = s.run(["acquire", "-n", "l"]);
+    busy.code(75);
+    for text in [&status.stdout, &busy.stderr] {
+        assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text:?}");
+    }
+    assert_eq!(busy.stderr.lines().count(), 1, "{}", busy.stderr);
+    // JSON stays JSON: the value as written, escaped by JSON itself.
+    let v = s.run(["status", "--json", "l"]).json();
+    assert_eq!(v["holder"]["host"], "evil\x1b[2J\nspoofed");
+}
+
+/// The record is world-readable: `run` keeps the command's name in it,
+/// never its arguments (a cron line may carry a password).
+#[test]
+fn the_record_keeps_the_command_name_only() {
+    let s = Scratch::new();
+    let out = s.run([
+        "run",
+        "l",
+        "--",
+        "sh",
+        "-c",
+        "cat \"$NFSLOCK_PATH\"",
+        "--password=hunter2",
+    ]);
+    out.code(0).stdout_has("\ncmd=sh\n");
+    assert!(!out.stdout.contains("hunter2"), "{}", out.stdout);
+}
+
+/// A closed or full stdout ends the output, never the command: status
+/// keeps its exit code, and acquire --print-token, whose caller could not
+/// learn the token, gives the lock back and says so (74), never 70.
+#[test]
+fn a_closed_or_full_stdout_is_no_internal_error() {
+    use std::os::fd::OwnedFd;
+    let s = Scratch::new();
+    let closed_pipe = || {
+        let (read, write): (OwnedFd, OwnedFd) = nix::unistd::pipe().unwrap();
+        drop(read);
+        std::process::Stdio::from(write)
+    };
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    for stdout in [closed_pipe(), full().into()] {
+        let mut c = s.cmd(["acquire", "--print-token", "l"]);
+        let out = Out::from(c.stdout(stdout).output().unwrap());
+        out.code(74).stderr_has("standard output");
+        s.run(["status", "l"]).code(0);
+        s.assert_no_litter();
+    }
+    let _h = s.hold("l", &[]);
+    for json in [false, true] {
+        let args: &[&str] = if json {
+            &["status", "--json", "l"]
+        } else {
+            &["status", "l"]
+        };
+        for stdout in [closed_pipe(), full().into()] {
+            let mut c = s.cmd(args);
+            let out = Out::from(c.stdout(stdout).output().unwrap());
+            out.code(75);
+            assert!(!out.stderr.contains("internal"), "{}", out.stderr);
+        }
+    }
+}
+
+#[test]
+fn nonsense_pids_and_leases_are_usage_errors() {
+    let s = Scratch::new();
+    for args in [
+        vec!["acquire", "--pid", "0", "l"],
+        vec!["acquire", "--pid", "-1", "l"],
+        vec!["release", "--pid", "0", "l"],
+        vec!["acquire", "--lease", "1ms", "l"],
+        vec!["acquire", "--lease", "0", "l"],
+        vec!["run", "--lease", "50ms", "l", "true"],
+    ] {
+        s.run(&args).code(64);
+    }
+    s.assert_no_litter();
+    assert!(!s.path("l").exists());
+}
+
+/// The fencing counter never wraps: at its maximum a fenced run is
+/// refused (65), the command does not run, and the counter stays.
+#[test]
+fn the_fence_counter_refuses_to_wrap() {
+    let s = Scratch::new();
+    let fence = s.path(".l.nfslock-fence");
+    std::fs::write(&fence, format!("{}\n", u64::MAX)).unwrap();
+    s.run(["run", "--fence", "l", "touch", "ran"])
+        .code(65)
+        .stderr_has("maximum");
+    assert!(!s.path("ran").exists());
+    assert_eq!(
+        std::fs::read_to_string(&fence).unwrap(),
+        format!("{}\n", u64::MAX)
+    );
+    std::fs::write(&fence, "not a number\n").unwrap();
+    s.run(["run", "--fence", "l", "true"]).code(65);
+    assert!(!s.path("l").exists(), "the lock was left behind");
+}
+
+/// The owner that holds the lock asking again gets an answer at once,
+/// not a wait for itself.
+#[test]
+fn a_second_acquire_by_the_holder_fails_at_once() {
+    let s = Scratch::new();
+    let h = s.hold("l", &[]);
+    let (out, _) = run_measured(s.cmd(["acquire", "--pid", &h.pid, "l"]));
+    out.code(75).stderr_has("you already hold");
+    s.run(["release", "--pid", &h.pid, "l"]).code(0);
+    s.assert_no_litter();
+}
+
+#[test]
+fn quiet_silences_status_but_not_its_answer() {
+    let s = Scratch::new();
+    s.run(["status", "-q", "l"]).code(0).silent();
+    let _h = s.hold("l", &[]);
+    s.run(["-q", "status", "l"]).code(75).silent();
+    // --json is asked for explicitly: printed.
+    s.run(["status", "-q", "--json", "l"])
+        .code(75)
+        .stdout_has("\"state\":\"held\"");
 }

@@ -290,3 +290,29 @@ fn a_holder_hidden_by_hidepid_is_not_dead() {
     assert!(lock.exists());
     run_as(ALICE, &["release", "--pid", &alice.pid, l]).code(0);
 }
+
+/// A lock file we may not read can be neither judged nor removed: it is
+/// reported as such (never as "cannot create"), waited for, and a break
+/// is not permitted (77).
+#[test]
+fn a_lock_we_may_not_read_is_reported_as_such() {
+    let Some(d) = Shared::new() else { return };
+    let alice = sleeper_of(ALICE);
+    let lock = d.team.join("l");
+    let l = lock.to_str().unwrap();
+    run_as(ALICE, &["acquire", "--pid", &alice.pid, l]).code(0);
+    let chmod = as_user(ALICE, 0o022, "chmod")
+        .args(["600", l])
+        .status()
+        .unwrap();
+    assert!(chmod.success());
+    let status = run_as(BOB, &["status", l]);
+    status.code(75).stdout_has("may not read");
+    let v = run_as(BOB, &["status", "--json", l]).code(75).json();
+    assert_eq!(v["reason"], "unreadable", "{v}");
+    let busy = run_as(BOB, &["acquire", "-n", l]);
+    busy.code(75).stderr_has("may not read");
+    assert!(!busy.stderr.contains("cannot create"), "{}", busy.stderr);
+    run_as(BOB, &["break", "--force", l]).code(77);
+    run_as(ALICE, &["release", "--pid", &alice.pid, l]).code(0);
+}
