@@ -223,13 +223,15 @@ fn beats(job: &Job, shared: &Shared, wake: &OwnedFd, beat: Duration) {
             }
             state.busy = true;
         }
-        let lost = beat_once(&ctx, &job.target);
+        let outcome = beat_once(&ctx, &job.target);
         let mut state = guard(shared);
         state.busy = false;
-        let done = lost.is_some();
-        match lost {
-            None => state.last_ok = Instant::now(),
-            Some(l) => state.lost = Some(l),
+        let done = matches!(outcome, Beat::Lost(_));
+        match outcome {
+            Beat::Refreshed => state.last_ok = Instant::now(),
+            // Not a refresh: the lease runs on.
+            Beat::Failed => {}
+            Beat::Lost(l) => state.lost = Some(l),
         }
         shared.cv.notify_all();
         let one = 1u64.to_ne_bytes();
@@ -253,26 +255,34 @@ fn beats(job: &Job, shared: &Shared, wake: &OwnedFd, beat: Duration) {
     }
 }
 
-/// One refresh; `Some` when it shows the lock lost.
-fn beat_once(ctx: &Ctx, target: &Target) -> Option<Lost> {
+/// What one beat found.
+enum Beat {
+    Refreshed,
+    /// The refresh failed (the lease runs on towards its end).
+    Failed,
+    Lost(Lost),
+}
+
+/// One refresh.
+fn beat_once(ctx: &Ctx, target: &Target) -> Beat {
     let result = match target {
         Target::Held(held) => held.touch(ctx).map(drop),
         Target::Token(token) => protocol::touch(ctx, &Who::Token(token.clone())).map(drop),
     };
     match result {
-        Ok(()) => None,
+        Ok(()) => Beat::Refreshed,
         Err(e @ Error::NotOwner { .. }) => {
             let now = match ctx.inspect(None) {
                 Ok(Some(info)) => format!("now {}", info.describe()),
                 Ok(None) => "nobody holds it now".into(),
                 Err(e) => format!("cannot tell who holds it now: {e}"),
             };
-            Some(Lost::NotOurs(format!("{e}; {now}")))
+            Beat::Lost(Lost::NotOurs(format!("{e}; {now}")))
         }
-        Err(e @ Error::Unsupported { .. }) => Some(Lost::Unsupported(e.to_string())),
+        Err(e @ Error::Unsupported { .. }) => Beat::Lost(Lost::Unsupported(e.to_string())),
         Err(e) => {
             ui::say(&format!("heartbeat failed: {e}"));
-            None
+            Beat::Failed
         }
     }
 }
@@ -383,6 +393,31 @@ mod tests {
         assert!(matches!(lost, Lost::Unrefreshed(_)), "{lost:?}");
         assert!(began.elapsed() >= lease);
         assert!(!heart.stop(Duration::from_millis(10)), "the beat is stuck");
+        held.release(&ctx).unwrap();
+    }
+
+    /// Beats that fail (here every touch refused) are no refreshes: the lock
+    /// is lost once a lease has passed without one.
+    #[test]
+    fn failing_beats_do_not_keep_the_lease() {
+        let dir = tempfile::tempdir().unwrap();
+        let (lock, env, held) = held_lock(dir.path());
+        let refusing = FaultFs::new(RealFs);
+        refusing.on(Op::Touch, None, 0, Fault::Fail(nix::libc::EPERM));
+        let ctx = Ctx::new(&RealFs, &env, &lock, Duration::from_secs(5));
+        let lease = Duration::from_millis(300);
+        let target = Target::Held(Box::new(held.clone()));
+        let mut heart = Heartbeat::new(&ctx, Arc::new(refusing), lease, target).unwrap();
+        let began = Instant::now();
+        let lost = loop {
+            env.wait_signal(Duration::from_millis(20), Some(heart.wake_fd()));
+            if let Some(lost) = heart.check(Instant::now()).unwrap() {
+                break lost;
+            }
+            assert!(began.elapsed() < Duration::from_secs(5), "never lost");
+        };
+        assert!(matches!(lost, Lost::Unrefreshed(_)), "{lost:?}");
+        assert!(heart.stop(Duration::from_secs(1)));
         held.release(&ctx).unwrap();
     }
 
