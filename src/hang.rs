@@ -54,6 +54,9 @@ struct Dog {
 }
 
 static DOG: OnceLock<Dog> = OnceLock::new();
+
+/// What a call made after the `-w` deadline may take.
+const LATE_CALL: Duration = Duration::from_secs(1);
 static EXIT_CODE: AtomicU8 = AtomicU8::new(crate::exit::IO);
 
 /// Starts the watchdog (once per process) for the lock directory `dir`:
@@ -153,8 +156,10 @@ fn enter(op: &'static str) -> Guard {
     };
     let began = Instant::now();
     let mut until = began + dog.allowance;
+    // A call made once the deadline has passed (giving up a claim, the
+    // last look) still gets a moment: a live server answers in far less.
     if let Some(d) = *lock(&dog.deadline) {
-        until = until.min(d.max(began));
+        until = until.min(d.max(began + LATE_CALL));
     }
     let mut watch = lock(&dog.watch);
     if until < watch.wake_at {

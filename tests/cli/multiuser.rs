@@ -80,14 +80,7 @@ fn run_as(uid: u32, args: &[&str]) -> Out {
 
 /// A long-lived process of `uid`, killed when dropped.
 fn sleeper_of(uid: u32) -> Holder {
-    let child = as_user(uid, 0o022, "sleep")
-        .arg("600")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id().to_string();
-    Holder { child, pid }
+    sleeper_from(as_user(uid, 0o022, "sleep"))
 }
 
 /// A lock at `lock` held by `uid` for an owner that is gone: stale by a

@@ -448,23 +448,29 @@ fn read_pid(s: &Scratch, name: &str) -> i32 {
     pid.trim().parse().unwrap()
 }
 
+/// `run OPTS l` of a script with a step in the background it waits for;
+/// returns the run and the step's pid.
+fn start_tree(s: &Scratch, opts: &[&str]) -> (std::process::Child, i32) {
+    let mut args = vec!["run"];
+    args.extend_from_slice(opts);
+    args.extend_from_slice(&[
+        "l",
+        "--",
+        "sh",
+        "-c",
+        "sleep 300 & echo $! > step.pid; wait",
+    ]);
+    let run = piped(s.cmd(&args));
+    (run, read_pid(s, "step.pid"))
+}
+
 /// A lost lock stops the whole command, not only its first process: the
 /// steps of a script (here a background `sleep` the shell waits for) get
 /// the signal too, as the group of a command under timeout(1) does.
 #[test]
 fn a_lost_lock_stops_the_whole_command_tree() {
     let s = Scratch::new();
-    let run = piped(s.cmd([
-        "run",
-        "--lease",
-        "1s",
-        "l",
-        "--",
-        "sh",
-        "-c",
-        "sleep 300 & echo $! > step.pid; wait",
-    ]));
-    let step = read_pid(&s, "step.pid");
+    let (run, step) = start_tree(&s, &["--lease", "1s"]);
     s.run(["break", "--force", "-q", "l"]).code(0);
     wait_out(run, "run").code(76).stderr_has("lock lost");
     eventually("the script's step to be stopped", || !alive(step));
@@ -474,15 +480,7 @@ fn a_lost_lock_stops_the_whole_command_tree() {
 #[test]
 fn a_forwarded_signal_reaches_the_whole_command_tree() {
     let s = Scratch::new();
-    let run = piped(s.cmd([
-        "run",
-        "l",
-        "--",
-        "sh",
-        "-c",
-        "sleep 300 & echo $! > step.pid; wait",
-    ]));
-    let step = read_pid(&s, "step.pid");
+    let (run, step) = start_tree(&s, &[]);
     signal(&run, Signal::SIGTERM);
     wait_out(run, "run").code(143);
     eventually("the script's step to get the signal", || !alive(step));

@@ -82,7 +82,12 @@ impl Scratch {
 /// A long-lived process to own locks, killed when dropped (a leftover
 /// would keep the test runner's output pipe open).
 pub fn sleeper() -> Holder {
-    let child = Command::new("sleep")
+    sleeper_from(Command::new("sleep"))
+}
+
+/// [`sleeper`] from a prepared `sleep` command (run as another user, say).
+pub fn sleeper_from(mut sleep: Command) -> Holder {
+    let child = sleep
         .arg("600")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
