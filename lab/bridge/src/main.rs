@@ -177,6 +177,11 @@ struct Inner {
     root: nfs_fh3,
     root_fileid: u64,
     handles: HashMap<u64, nfs_fh3>,
+    /// FUSE generation per node id: a file id the server gave a new
+    /// handle (ext4 reuses inode numbers) is a new file. With generation 0
+    /// throughout, the kernel served a new directory through the inode of
+    /// a removed one that some process still had as its cwd: ENOENT.
+    generations: HashMap<u64, u64>,
     dirs: HashMap<u64, Vec<(u64, FileType, Vec<u8>)>>,
     next_dir: u64,
     rng: u64,
@@ -354,6 +359,10 @@ impl Inner {
         }
     }
 
+    fn generation(&self, ino: INodeNo) -> Generation {
+        Generation(self.generations.get(&ino.0).copied().unwrap_or(0))
+    }
+
     fn fh(&self, ino: INodeNo) -> Result<nfs_fh3, Errno> {
         if ino.0 == 1 {
             return Ok(self.root.clone());
@@ -384,7 +393,11 @@ impl Inner {
     fn remember(&mut self, fh: &nfs_fh3, a: &fattr3) -> FileAttr {
         let ino = self.ino(a.fileid);
         if ino != 1 {
-            self.handles.insert(ino, fh.clone());
+            if let Some(old) = self.handles.insert(ino, fh.clone()) {
+                if old != *fh {
+                    *self.generations.entry(ino).or_default() += 1;
+                }
+            }
         }
         self.attr(a)
     }
@@ -501,7 +514,7 @@ impl Filesystem for Bridge {
             Ok(i.remember(&fh, &a))
         });
         match r {
-            Ok(attr) => reply.entry(&self.ttl, &attr, Generation(0)),
+            Ok(attr) => reply.entry(&self.ttl, &attr, i.generation(attr.ino)),
             Err(e) => reply.error(e),
         }
     }
@@ -639,7 +652,7 @@ impl Filesystem for Bridge {
                 .and_then(|ok| i.new_object(&dir, name, ok.obj, ok.obj_attributes))
         });
         match r {
-            Ok(attr) => reply.entry(&self.ttl, &attr, Generation(0)),
+            Ok(attr) => reply.entry(&self.ttl, &attr, i.generation(attr.ino)),
             Err(e) => reply.error(e),
         }
     }
@@ -671,7 +684,7 @@ impl Filesystem for Bridge {
                 .and_then(|ok| i.new_object(&dir, name, ok.obj, ok.obj_attributes))
         });
         match r {
-            Ok(attr) => reply.entry(&self.ttl, &attr, Generation(0)),
+            Ok(attr) => reply.entry(&self.ttl, &attr, i.generation(attr.ino)),
             Err(e) => reply.error(e),
         }
     }
@@ -745,7 +758,7 @@ impl Filesystem for Bridge {
                 .and_then(|ok| i.new_object(&dir, link_name, ok.obj, ok.obj_attributes))
         });
         match r {
-            Ok(attr) => reply.entry(&self.ttl, &attr, Generation(0)),
+            Ok(attr) => reply.entry(&self.ttl, &attr, i.generation(attr.ino)),
             Err(e) => reply.error(e),
         }
     }
@@ -823,7 +836,7 @@ impl Filesystem for Bridge {
             Ok(i.remember(&file, &a))
         });
         match r {
-            Ok(attr) => reply.entry(&self.ttl, &attr, Generation(0)),
+            Ok(attr) => reply.entry(&self.ttl, &attr, i.generation(attr.ino)),
             Err(e) => reply.error(e),
         }
     }
@@ -1088,7 +1101,7 @@ impl Filesystem for Bridge {
             Ok(attr) => reply.created(
                 &self.ttl,
                 &attr,
-                Generation(0),
+                i.generation(attr.ino),
                 FileHandle(0),
                 FopenFlags::FOPEN_DIRECT_IO,
             ),
@@ -1124,6 +1137,7 @@ fn main() {
             root,
             root_fileid,
             handles: HashMap::new(),
+            generations: HashMap::new(),
             dirs: HashMap::new(),
             next_dir: 0,
             rng: args.seed.max(1),
