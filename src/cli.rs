@@ -163,7 +163,9 @@ pub struct AcquireArgs {
     /// Let others break the lock if it is not touched for DUR.
     #[arg(long, value_name = "DUR", value_parser = lease)]
     pub lease: Option<Duration>,
-    /// Also break locks whose mtime is older than DUR (file-system time).
+    /// Also break locks older than DUR (file-system time) that have no
+    /// lease and no provably alive owner (another host's, another tool's);
+    /// never a valid lease or a live owner.
     #[arg(long, value_name = "DUR", value_parser = duration)]
     pub stale_after: Option<Duration>,
     /// Exit status when busy or timed out (default 75).
@@ -206,7 +208,9 @@ pub struct RunArgs {
     /// Wait at most DUR for the lock (default: forever; 0 means -n).
     #[arg(short = 'w', long = "wait", visible_alias = "timeout", value_name = "DUR", value_parser = duration)]
     pub wait: Option<Duration>,
-    /// Also break locks whose mtime is older than DUR (file-system time).
+    /// Also break locks older than DUR (file-system time) that have no
+    /// lease and no provably alive owner (another host's, another tool's);
+    /// never a valid lease or a live owner.
     #[arg(long, value_name = "DUR", value_parser = duration)]
     pub stale_after: Option<Duration>,
     /// Others may break the lock if the heartbeat stops for DUR; the
@@ -281,7 +285,8 @@ pub struct OwnerArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     pub common: Common,
-    /// Also call the lock stale when its mtime is older than DUR.
+    /// Also call the lock stale when older than DUR, if it has no lease and
+    /// no provably alive owner.
     #[arg(long, value_name = "DUR", value_parser = duration)]
     pub stale_after: Option<Duration>,
     /// Print one JSON object on stdout.
@@ -295,7 +300,8 @@ pub struct StatusArgs {
 pub struct BreakArgs {
     #[command(flatten)]
     pub common: Common,
-    /// Also break a lock whose mtime is older than DUR (file-system time).
+    /// Also break a lock older than DUR (file-system time) that has no lease
+    /// and no provably alive owner; never a valid lease or a live owner.
     #[arg(long, value_name = "DUR", value_parser = duration)]
     pub older_than: Option<Duration>,
     /// Break even a live lock.

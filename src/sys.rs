@@ -335,27 +335,31 @@ fn decide_remote(dev: u64, dir: &Path, file: Option<std::os::fd::BorrowedFd<'_>>
                 None => is_remote_fs(dir),
             };
         }
-        // A device mountinfo does not list (btrfs gives each subvolume its
-        // own) is asked about with statfs.
-        if let Some(m) = mounts().iter().find(|m| m.dev == dev) {
-            return m.remote;
+        // The mount table keeps remote mounts only; any other device (a
+        // tmpfs, a btrfs subvolume mountinfo does not list) is asked with
+        // statfs, which for a local filesystem stays on this machine.
+        if remote_mounts().iter().any(|m| m.dev == dev) {
+            return true;
+        }
+        if let Some(fd) = file {
+            return nix::sys::statfs::fstatfs(fd).map_or(true, |s| remote_type(&s));
         }
     }
     let _ = (dev, file);
     is_remote_fs(dir)
 }
 
-/// A line of /proc/self/mountinfo, as far as nfslock cares.
+/// A remote mount of /proc/self/mountinfo, as far as nfslock cares.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Mount {
     dev: u64,
     point: std::path::PathBuf,
-    remote: bool,
 }
 
-/// This process's mount table, read once.
+/// This process's remote mounts, read once: a local line costs one search
+/// for its type, a few hundred instructions.
 #[cfg(target_os = "linux")]
-fn mounts() -> &'static [Mount] {
+fn remote_mounts() -> &'static [Mount] {
     static MOUNTS: std::sync::OnceLock<Vec<Mount>> = std::sync::OnceLock::new();
     MOUNTS.get_or_init(|| {
         read_small("/proc/self/mountinfo", 16 << 10)
@@ -369,44 +373,56 @@ fn mounts() -> &'static [Mount] {
 /// newline and backslash written in octal (`\040`).
 #[cfg(target_os = "linux")]
 fn mount_line(line: &str) -> Option<Mount> {
-    use std::os::unix::ffi::OsStringExt;
-    let mut fields = line.split(' ');
-    let (major, minor) = fields.nth(2)?.split_once(':')?;
-    let point = fields.nth(1)?;
-    let fstype = fields.skip_while(|f| *f != "-").nth(1)?;
-    let dev = nix::sys::stat::makedev(major.parse().ok()?, minor.parse().ok()?);
+    // The separator field is a lone "-"; the fields before it have their
+    // spaces escaped, so " - " cannot occur earlier.
+    let (head, tail) = line.split_once(" - ")?;
+    let fstype = tail.split(' ').next()?;
     let remote = fstype.starts_with("fuse") || REMOTE_TYPES.iter().any(|(n, _)| *n == fstype);
-    let mut bytes = Vec::with_capacity(point.len());
-    let raw = point.as_bytes();
+    if !remote {
+        return None;
+    }
+    let mut fields = head.split(' ');
+    let (major, minor) = fields.nth(2)?.split_once(':')?;
+    let point = unescape_octal(fields.nth(1)?);
+    let dev = nix::sys::stat::makedev(major.parse().ok()?, minor.parse().ok()?);
+    Some(Mount {
+        dev: dev as u64,
+        point,
+    })
+}
+
+/// A mountinfo field with its `\NNN` octal escapes undone.
+#[cfg(target_os = "linux")]
+fn unescape_octal(field: &str) -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let raw = field.as_bytes();
+    let mut bytes = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
-        let octal = raw.get(i + 1..i + 4).and_then(|o| {
-            std::str::from_utf8(o)
-                .ok()
-                .and_then(|o| u8::from_str_radix(o, 8).ok())
-        });
-        match (raw[i], octal) {
-            (b'\\', Some(b)) => {
+        let octal = (raw[i] == b'\\')
+            .then(|| raw.get(i + 1..i + 4))
+            .flatten()
+            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)))
+            .map(|d| d.iter().fold(0u8, |n, b| n.wrapping_mul(8) + (b - b'0')));
+        match octal {
+            Some(b) => {
                 bytes.push(b);
                 i += 4;
             }
-            (b, _) => {
-                bytes.push(b);
+            None => {
+                bytes.push(raw[i]);
                 i += 1;
             }
         }
     }
-    Some(Mount {
-        dev: dev as u64,
-        point: std::ffi::OsString::from_vec(bytes).into(),
-        remote,
-    })
+    std::ffi::OsString::from_vec(bytes).into()
 }
 
-/// Whether `dir` lies on a remote filesystem (NFS, FUSE, SMB ...) as far
-/// as the mount table tells without touching it: the mount whose point is
-/// the longest prefix of its absolute path (no symlink is followed, so a
-/// link into a remote mount is not seen; the claim's device tells later).
+/// Whether `dir` may lie on a remote filesystem (NFS, FUSE, SMB ...) as far
+/// as the mount table tells without touching it: a remote mount's point is
+/// a prefix of its absolute path. No symlink is followed, so a link into a
+/// remote mount is not seen (the claim's device tells later); a local mount
+/// inside a remote one counts as remote (that costs a thread, no more).
 /// Used to decide, before the first call to the lock's directory, whether
 /// a call may hang on a server that stops answering.
 pub fn under_remote_mount(dir: &Path) -> bool {
@@ -415,11 +431,7 @@ pub fn under_remote_mount(dir: &Path) -> bool {
         let Ok(abs) = std::path::absolute(dir) else {
             return true;
         };
-        mounts()
-            .iter()
-            .filter(|m| abs.starts_with(&m.point))
-            .max_by_key(|m| m.point.as_os_str().len())
-            .is_some_and(|m| m.remote)
+        remote_mounts().iter().any(|m| abs.starts_with(&m.point))
     }
     #[cfg(not(target_os = "linux"))]
     {
@@ -568,40 +580,29 @@ mod tests {
     #[test]
     fn mountinfo_lines_give_device_and_remoteness() {
         use nix::sys::stat::makedev;
-        for (line, dev, point, remote) in [
+        for (line, want) in [
             (
                 "41 29 0:45 / /mnt/nfs rw,relatime shared:90 - nfs4 srv:/x rw,vers=4.2",
-                makedev(0, 45),
-                "/mnt/nfs",
-                true,
+                Some((makedev(0, 45), "/mnt/nfs")),
             ),
             (
                 "50 29 0:52 / /mnt/my\\040lab rw,nosuid - fuse.nfslab-bridge lab rw,user_id=0",
-                makedev(0, 52),
-                "/mnt/my lab",
-                true,
+                Some((makedev(0, 52), "/mnt/my lab")),
             ),
             (
                 "29 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw",
-                makedev(254, 1),
-                "/",
-                false,
+                None,
             ),
-            (
-                "30 29 0:26 / /tmp rw - tmpfs tmpfs rw",
-                makedev(0, 26),
-                "/tmp",
-                false,
-            ),
+            ("30 29 0:26 / /tmp rw - tmpfs tmpfs rw", None),
+            ("garbage", None),
         ] {
-            let want = Mount {
+            let want = want.map(|(dev, point)| Mount {
                 dev,
                 point: point.into(),
-                remote,
-            };
-            assert_eq!(mount_line(line), Some(want), "{line}");
+            });
+            assert_eq!(mount_line(line), want, "{line}");
         }
-        assert_eq!(mount_line("garbage"), None);
+        assert_eq!(unescape_octal("a\\134b\\011\\9x"), Path::new("a\\b\t\\9x"));
     }
 
     #[test]

@@ -281,6 +281,9 @@ fn a_trailing_slash_is_a_usage_error() {
     ] {
         s.run(&args).code(64).stderr_has("trailing '/'");
     }
+    let (out, cpu) = run_measured(s.cmd(["run", "-w", "2s", "job.lock/", "--", "true"]));
+    out.code(64);
+    assert!(cpu < idle_cpu_bound(Duration::ZERO), "{cpu:?}");
     s.assert_no_litter();
 }
 
