@@ -73,7 +73,6 @@ pub fn run(cli: Cli) -> u8 {
     code
 }
 
-/// The protocol's context on the real filesystem.
 /// The real filesystem, its calls watched where the lock's directory may
 /// be remote, so that a server that stops answering cannot hold us past
 /// `io_timeout` (see [`crate::hang`]).

@@ -17,7 +17,9 @@
 //! - **I3 Precise break.** A breaker pins the judged inode with an extra link
 //!   and checks through the pin that inode, mtime and content are the ones it
 //!   judged; only then does it remove the lock name, the same way release
-//!   does. A lock re-taken in between survives.
+//!   does. A lock re-taken in between survives. Where the pin is refused
+//!   (protected hardlinks), the removal's own check carries the guarantee.
+//!   Only a lock is ever removed: data at the lock path, never.
 //! - **I4 No phantom locks.** After every error the real state is looked at
 //!   (lstat of claim and lock) before anything else is decided, so a link or
 //!   rename that took effect is known to have taken effect.
@@ -26,7 +28,15 @@
 //!   swept by contended acquires and by `break`.
 //! - **I6 Skew immunity.** Ages are file-system time minus file-system time;
 //!   see [`crate::stale`].
-//! - **I7 Honest liveness.** See [`crate::stale::liveness`].
+//! - **I7 Honest liveness.** See [`crate::stale::liveness`]; a record is
+//!   believed only from the uid that owns its file ([`record::trusted`]).
+//! - **I8 Age rules yield.** `--stale-after` and `--older-than` never break
+//!   a valid lease or a provably alive owner ([`stale::age_limit`]).
+//! - **I9 Paced retries.** Persistent errors end an operation with their
+//!   exit code; nothing is retried without a pause, nor past `--io-timeout`
+//!   or the caller's deadline (`IoBudget`, `Attempts::pace`).
+//! - **I10 Our names only.** Tokens and nonces are fresh OS randomness; a
+//!   name that is taken is never used as ours (`Ctx::create_aux`).
 //!
 //! # Residual windows
 //!
