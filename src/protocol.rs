@@ -597,19 +597,24 @@ impl<'a> Ctx<'a> {
         matches!(self.fs.lstat(&self.lock.dir), Ok(m) if m.kind == Kind::Dir)
     }
 
+    /// 66 unless the lock's directory is there.
+    fn need_dir(&self) -> Result<(), Error> {
+        match self.dir_exists() {
+            true => Ok(()),
+            false => Err(Error::NoDir {
+                dir: self.lock.dir.clone(),
+            }),
+        }
+    }
+
     /// Maps a persistent error about the lock's directory to its variant:
     /// a missing directory (66); what stops a create or link there (73);
     /// permission to read or move a file (77); a read-only or full
     /// filesystem or a name too long elsewhere (73); the rest (74).
     fn dir_error(&self, op: &'static str, path: &Path, e: io::Error) -> Error {
         if sys::is_not_found(&e) || sys::is_not_dir(&e) {
-            match self.fs.lstat(&self.lock.dir) {
-                Ok(m) if m.kind == Kind::Dir => {}
-                _ => {
-                    return Error::NoDir {
-                        dir: self.lock.dir.clone(),
-                    }
-                }
+            if let Err(no_dir) = self.need_dir() {
+                return no_dir;
             }
         }
         let path = path.to_path_buf();
@@ -705,12 +710,7 @@ impl<'a> Ctx<'a> {
         let now = self.fs_now()?;
         match self.snapshot(&self.lock.path, true)? {
             Ok(snap) => Ok(Some(self.judge(snap, now, Duration::ZERO, stale_after))),
-            Err(e) if sys::is_not_found(&e) => match self.fs.lstat(&self.lock.dir) {
-                Ok(m) if m.kind == Kind::Dir => Ok(None),
-                _ => Err(Error::NoDir {
-                    dir: self.lock.dir.clone(),
-                }),
-            },
+            Err(e) if sys::is_not_found(&e) => self.need_dir().map(|()| None),
             Err(e) => Err(self.dir_error("read", &self.lock.path, e)),
         }
     }
@@ -781,7 +781,7 @@ impl<'a> Ctx<'a> {
                         retry = false;
                         continue;
                     }
-                    return Ok(Removal::Denied(self.why_denied(&expected.meta)));
+                    return Ok(Removal::Denied(self.why_denied(&expected.meta, None)));
                 }
             }
             // Judge by what is there, not by the reply.
@@ -809,15 +809,16 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// Says why we may not remove a lock owned by `lock.uid`, and who may.
-    fn why_denied(&self, lock: &Meta) -> String {
+    /// Says why we may not remove a lock owned by `lock.uid`, and who may;
+    /// `dir` is the directory's attributes when already read.
+    fn why_denied(&self, lock: &Meta, dir_meta: Option<Meta>) -> String {
         let dir = self.lock.dir.display();
         let who = |uid: u32| match self.env.user_name(uid) {
             name if name == uid.to_string() => format!("uid {uid}"),
             name => format!("{name} (uid {uid})"),
         };
-        match self.fs.lstat(&self.lock.dir) {
-            Ok(d) if d.is_sticky() => {
+        match dir_meta.or_else(|| self.fs.lstat(&self.lock.dir).ok()) {
+            Some(d) if d.is_sticky() => {
                 let dir_owner = match d.uid {
                     0 => String::new(),
                     uid => format!(", the directory's owner {}", who(uid)),
@@ -932,7 +933,7 @@ impl<'a> Ctx<'a> {
         if expected.meta.uid != me && me != 0 {
             if let Ok(d) = self.fs.lstat(&self.lock.dir) {
                 if d.is_sticky() && d.uid != me {
-                    return Ok(Removal::Denied(self.why_denied(&expected.meta)));
+                    return Ok(Removal::Denied(self.why_denied(&expected.meta, Some(d))));
                 }
             }
         }
@@ -1605,14 +1606,7 @@ impl Attempts<'_> {
                 let error = linked
                     .err()
                     .unwrap_or_else(|| io::Error::from_raw_os_error(nix::libc::ENOENT));
-                match ctx.fs.lstat(&ctx.lock.dir) {
-                    Ok(m) if m.kind == Kind::Dir => {}
-                    _ => {
-                        return Err(Error::NoDir {
-                            dir: ctx.lock.dir.clone(),
-                        })
-                    }
-                }
+                ctx.need_dir()?;
                 if matches!(ctx.fs.lstat(&c.path), Ok(m) if m.same_file(&c.meta)) {
                     // The claim is there: the error is not about it.
                     self.budget
@@ -1938,11 +1932,7 @@ fn read_own(ctx: &Ctx, who: &Who) -> Result<(Snapshot, Record), Error> {
     let snap = match ctx.snapshot(&ctx.lock.path, true)? {
         Ok(s) => s,
         Err(e) if sys::is_not_found(&e) => {
-            if !matches!(ctx.fs.lstat(&ctx.lock.dir), Ok(m) if m.kind == Kind::Dir) {
-                return Err(Error::NoDir {
-                    dir: ctx.lock.dir.clone(),
-                });
-            }
+            ctx.need_dir()?;
             return not_owner("the lock is not held (it was released or broken)".into());
         }
         Err(e) => return Err(ctx.dir_error("read", &ctx.lock.path, e)),
