@@ -63,8 +63,9 @@ struct Shared {
 /// beat (a command shorter than lease/3 never needs the thread).
 pub struct Heartbeat {
     shared: Arc<Shared>,
-    /// Written by the thread after every beat, polled by the supervisor.
-    wake: Arc<OwnedFd>,
+    /// Written by the thread after every beat, polled by the supervisor;
+    /// made with the thread.
+    wake: Option<Arc<OwnedFd>>,
     beat: Duration,
     lease: Duration,
     taken: Instant,
@@ -84,21 +85,9 @@ struct Job {
 impl Heartbeat {
     /// A heartbeat for `target` at `ctx`'s lock under `lease`, which was
     /// taken or last refreshed just now; the thread works through `fs`.
-    pub fn new(
-        ctx: &Ctx,
-        fs: Arc<dyn LockFs>,
-        lease: Duration,
-        target: Target,
-    ) -> std::io::Result<Heartbeat> {
-        // SAFETY: eventfd(2) with valid flags; the new descriptor is ours.
-        let fd = unsafe { nix::libc::eventfd(0, nix::libc::EFD_CLOEXEC | nix::libc::EFD_NONBLOCK) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: a fresh descriptor nobody else owns.
-        let wake = Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
+    pub fn new(ctx: &Ctx, fs: Arc<dyn LockFs>, lease: Duration, target: Target) -> Heartbeat {
         let beat = lease / 3;
-        Ok(Heartbeat {
+        Heartbeat {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
                     last_ok: Instant::now(),
@@ -108,7 +97,7 @@ impl Heartbeat {
                 }),
                 cv: Condvar::new(),
             }),
-            wake,
+            wake: None,
             beat,
             lease,
             taken: Instant::now(),
@@ -121,13 +110,13 @@ impl Heartbeat {
                 target,
             }),
             thread: None,
-        })
+        }
     }
 
-    /// Readable after each beat: the supervisor waits on it beside its
-    /// signals.
-    pub fn wake_fd(&self) -> BorrowedFd<'_> {
-        self.wake.as_fd()
+    /// Readable after each beat (once the thread runs): the supervisor
+    /// waits on it beside its signals.
+    pub fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.wake.as_deref().map(AsFd::as_fd)
     }
 
     /// When the supervisor must look at the heartbeat next, at the latest:
@@ -147,9 +136,11 @@ impl Heartbeat {
     /// Starts the thread when the first beat is due, and says whether the
     /// lock is lost.
     pub fn check(&mut self, now: Instant) -> Result<Option<Lost>, Error> {
-        let mut buf = [0u8; 8];
-        // SAFETY: reading 8 bytes into a buffer of 8 from our eventfd.
-        let _ = unsafe { nix::libc::read(self.wake.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
+        if let Some(wake) = &self.wake {
+            let mut buf = [0u8; 8];
+            // SAFETY: reading 8 bytes into a buffer of 8 from our eventfd.
+            let _ = unsafe { nix::libc::read(wake.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
+        }
         if now >= self.taken + self.beat {
             self.start()?;
         }
@@ -170,7 +161,18 @@ impl Heartbeat {
         let Some(job) = self.job.take() else {
             return Ok(());
         };
-        let (shared, wake, beat) = (Arc::clone(&self.shared), Arc::clone(&self.wake), self.beat);
+        // SAFETY: eventfd(2) with valid flags; the new descriptor is ours.
+        let fd = unsafe { nix::libc::eventfd(0, nix::libc::EFD_CLOEXEC | nix::libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(Error::Internal(format!(
+                "cannot make the heartbeat's event: {e}"
+            )));
+        }
+        // SAFETY: a fresh descriptor nobody else owns.
+        let wake = Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
+        self.wake = Some(Arc::clone(&wake));
+        let (shared, beat) = (Arc::clone(&self.shared), self.beat);
         let thread = std::thread::Builder::new()
             .name("heartbeat".into())
             .spawn(move || beats(&job, &shared, &wake, beat))
@@ -380,8 +382,7 @@ mod tests {
             Arc::new(hung),
             lease,
             Target::Held(Box::new(held.clone())),
-        )
-        .unwrap();
+        );
         let began = Instant::now();
         let lost = loop {
             std::thread::sleep(Duration::from_millis(10));
@@ -407,10 +408,10 @@ mod tests {
         let ctx = Ctx::new(&RealFs, &env, &lock, Duration::from_secs(5));
         let lease = Duration::from_millis(300);
         let target = Target::Held(Box::new(held.clone()));
-        let mut heart = Heartbeat::new(&ctx, Arc::new(refusing), lease, target).unwrap();
+        let mut heart = Heartbeat::new(&ctx, Arc::new(refusing), lease, target);
         let began = Instant::now();
         let lost = loop {
-            env.wait_signal(Duration::from_millis(20), Some(heart.wake_fd()));
+            env.wait_signal(Duration::from_millis(20), heart.wake_fd());
             if let Some(lost) = heart.check(Instant::now()).unwrap() {
                 break lost;
             }
@@ -433,12 +434,11 @@ mod tests {
             Arc::new(RealFs),
             Duration::from_millis(300),
             Target::Held(Box::new(held.clone())),
-        )
-        .unwrap();
+        );
         std::fs::remove_file(&lock.path).unwrap();
         let began = Instant::now();
         let lost = loop {
-            env.wait_signal(Duration::from_millis(50), Some(heart.wake_fd()));
+            env.wait_signal(Duration::from_millis(50), heart.wake_fd());
             if let Some(lost) = heart.check(Instant::now()).unwrap() {
                 break lost;
             }

@@ -95,9 +95,7 @@ pub fn keep(env: &SysEnv, ctx: &Ctx, token: &str, spec: &KeepSpec) -> u8 {
     env.forward_stops();
     let who = Who::Token(token.to_string());
     let target = Target::Token(token.to_string());
-    let Ok(mut heart) = Heartbeat::new(ctx, Arc::new(RealFs), spec.lease, target) else {
-        return exit::INTERNAL;
-    };
+    let mut heart = Heartbeat::new(ctx, Arc::new(RealFs), spec.lease, target);
     let owner = spec.owner;
     let signal_owner = |s: Signal| {
         if owner_alive(env, owner) {
@@ -116,7 +114,7 @@ pub fn keep(env: &SysEnv, ctx: &Ctx, token: &str, spec: &KeepSpec) -> u8 {
         }
         env.wait_signal(
             wake.saturating_duration_since(Instant::now()),
-            Some(heart.wake_fd()),
+            heart.wake_fd(),
         );
         let _ = env.take_others();
         if !owner_alive(env, owner) {

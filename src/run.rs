@@ -199,8 +199,7 @@ pub fn supervise(env: &SysEnv, ctx: &Ctx, held: Held, spec: &RunSpec) -> Result<
         }
     };
     let target = Target::Held(Box::new(held.clone()));
-    let mut heart = Heartbeat::new(ctx, Arc::new(RealFs), spec.lease, target)
-        .map_err(|e| Error::Internal(format!("cannot make the heartbeat's event: {e}")))?;
+    let mut heart = Heartbeat::new(ctx, Arc::new(RealFs), spec.lease, target);
     let mut lost: Option<Lost> = None;
     let mut kill_at: Option<Instant> = None;
     let status = loop {
@@ -221,7 +220,7 @@ pub fn supervise(env: &SysEnv, ctx: &Ctx, held: Held, spec: &RunSpec) -> Result<
         }
         env.wait_signal(
             wake.saturating_duration_since(Instant::now()),
-            Some(heart.wake_fd()),
+            heart.wake_fd(),
         );
         forward_signals(env, &child);
         let now = Instant::now();
