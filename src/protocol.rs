@@ -2866,6 +2866,20 @@ mod tests {
         assert!(f.names().is_empty());
     }
 
+    /// The sweep removes only what our crashed processes can have left: a
+    /// large file under a guard's name is someone's, whatever its age.
+    #[test]
+    fn the_sweep_leaves_a_large_file_under_our_names() {
+        let f = Fixture::new();
+        let name = f.dir.path().join(".l.nfslock-guard.00000000deadbeef.1.h");
+        std::fs::write(&name, vec![b'x'; READ_LIMIT]).unwrap();
+        let small = f.dir.path().join(".l.nfslock-probe.00000000deadbeef.1.h");
+        std::fs::write(&small, b"").unwrap();
+        let later = FsTime(i128::MAX / 2);
+        assert_eq!(f.ctx().sweep(Some(later), None, true), 1);
+        assert!(name.exists() && !small.exists(), "{:?}", f.names());
+    }
+
     /// A name we draw that someone else took first is never used, and
     /// what is there is left alone: we draw another.
     #[test]

@@ -690,3 +690,19 @@ fn a_lost_lock_exits_76_whatever_the_release_meets() {
         .stderr_has("not refreshed");
     s.run(["break", "--force", "-q", "l"]).code(0);
 }
+
+/// The watchdog that keeps deadlines on a dead server is a thread only
+/// where the lock's directory may be remote: a `run` on local disk is one
+/// thread (the heartbeat's comes at lease/3), on an NFS mount two.
+#[test]
+fn the_watchdog_runs_only_on_remote_filesystems() {
+    let s = Scratch::new();
+    let run = start(&s, &[], "exec sleep 60");
+    let threads = std::fs::read_dir(format!("/proc/{}/task", run.id()))
+        .unwrap()
+        .count();
+    let remote = std::env::var_os("NFSLOCK_TEST_DIR").is_some();
+    assert_eq!(threads, if remote { 2 } else { 1 }, "remote: {remote}");
+    signal(&run, Signal::SIGTERM);
+    wait_out(run, "run").code(143);
+}
