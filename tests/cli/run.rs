@@ -317,12 +317,7 @@ fn keepalive_frees_the_lock_when_the_owner_is_killed() {
     let s = Scratch::new();
     let script =
         format!("{BIN} acquire --keepalive --lease 3s --pid $$ l && touch held && exec sleep 60");
-    let mut owner = Command::new("sh")
-        .arg("-c")
-        .arg(&script)
-        .current_dir(s.dir())
-        .spawn()
-        .unwrap();
+    let mut owner = s.sh(&script).spawn().unwrap();
     eventually("the owner to hold the lock", || s.path("held").exists());
     // Kept fresh past several leases while the owner lives.
     age_by(&s.path("l"), 100);
@@ -348,12 +343,7 @@ fn keepalive_exits_after_release() {
          echo $T > token; pgrep -f \"keeper --token $T\" >/dev/null || exit 3; \
          {BIN} release --pid $$ l"
     );
-    let st = Command::new("sh")
-        .arg("-c")
-        .arg(&script)
-        .current_dir(s.dir())
-        .status()
-        .unwrap();
+    let st = s.sh(&script).status().unwrap();
     assert_eq!(st.code(), Some(0), "3: no keeper was running");
     assert!(!s.path("l").exists());
     let token = std::fs::read_to_string(s.path("token"))
@@ -496,9 +486,7 @@ fn a_pipeline_around_run_is_not_signalled() {
         "{BIN} run --lease 1s -q l -- sh -c 'echo $$ > child.pid; exec sleep 60' \
          | sh -c 'trap \"touch termed\" TERM; cat > /dev/null; touch eof'"
     );
-    let mut c = Command::new("sh");
-    c.args(["-c", &script]).current_dir(s.dir());
-    let pipeline = piped(c);
+    let pipeline = piped(s.sh(&script));
     let _ = read_pid(&s, "child.pid");
     s.run(["break", "--force", "-q", "l"]).code(0);
     wait_out(pipeline, "pipeline");
@@ -622,12 +610,7 @@ fn the_keeper_acts_on_its_owner_when_the_lock_is_lost() {
          {BIN} acquire --keepalive --lease 1s --on-lost signal:USR1 --pid $$ l || exit 9; \
          touch held; while :; do sleep 0.05; done"
     );
-    let mut owner = Command::new("sh")
-        .arg("-c")
-        .arg(&script)
-        .current_dir(s.dir())
-        .spawn()
-        .unwrap();
+    let mut owner = s.sh(&script).spawn().unwrap();
     eventually("the owner to hold the lock", || s.path("held").exists());
     s.run(["break", "--force", "-q", "l"]).code(0);
     eventually("the owner to get its signal", || {
@@ -638,12 +621,7 @@ fn the_keeper_acts_on_its_owner_when_the_lock_is_lost() {
     let script = format!(
         "{BIN} acquire --keepalive --lease 1s --pid $$ l2 || exit 9; touch held2; exec sleep 60"
     );
-    let mut owner = Command::new("sh")
-        .arg("-c")
-        .arg(&script)
-        .current_dir(s.dir())
-        .spawn()
-        .unwrap();
+    let mut owner = s.sh(&script).spawn().unwrap();
     eventually("the owner to hold l2", || s.path("held2").exists());
     s.run(["break", "--force", "-q", "l2"]).code(0);
     let status = owner.wait().unwrap();

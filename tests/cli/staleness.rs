@@ -1,5 +1,4 @@
 use crate::util::*;
-use std::process::Command;
 
 /// Rewrites one `key=value` line of a held lock in place (the claim is the
 /// same inode, so it changes too).
@@ -19,12 +18,7 @@ fn edit_record(path: &std::path::Path, key: &str, value: &str) {
 fn a_dead_owner_is_broken_at_once() {
     let s = Scratch::new();
     // The owner is the short-lived shell, which is gone when this returns.
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!("{BIN} acquire l"))
-        .current_dir(s.dir())
-        .output()
-        .unwrap();
+    let out = s.sh(&format!("{BIN} acquire l")).output().unwrap();
     assert!(out.status.success());
     let v = s.run(["status", "--json", "l"]).code(1).json();
     assert_eq!(v["state"], "stale");

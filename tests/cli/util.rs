@@ -45,6 +45,14 @@ impl Scratch {
         c
     }
 
+    /// `sh -c script` in the scratch dir (the environment inherited, so
+    /// that scripts find what they call).
+    pub fn sh(&self, script: &str) -> Command {
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(script).current_dir(self.dir());
+        c
+    }
+
     pub fn run<I, S>(&self, args: I) -> Out
     where
         I: IntoIterator<Item = S>,
