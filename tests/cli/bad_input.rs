@@ -192,7 +192,7 @@ struct Mount(std::path::PathBuf);
 impl Mount {
     fn tmpfs(at: &std::path::Path, opts: &str) -> Option<Mount> {
         if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipping: mounting needs root");
+            skip("mounting needs root");
             return None;
         }
         std::fs::create_dir_all(at).unwrap();

@@ -28,7 +28,7 @@ struct Shared {
 impl Shared {
     fn new() -> Option<Shared> {
         if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipping: switching users needs root");
+            skip("switching users needs root");
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
@@ -272,7 +272,7 @@ fn a_holder_hidden_by_hidepid_is_not_dead() {
     };
     let probe = hidden(&format!("status --json {l}"));
     if probe.stderr.contains("mount") && probe.code != 75 {
-        eprintln!("skipping: cannot mount a private /proc: {}", probe.stderr);
+        skip(&format!("cannot mount a private /proc: {}", probe.stderr));
         return;
     }
     let v = probe.code(75).json();

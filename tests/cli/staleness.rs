@@ -173,8 +173,7 @@ fn skewed(s: &Scratch, offset: &str, args: &[&str]) -> Option<Out> {
     .into_iter()
     .find(|p| std::path::Path::new(p).exists());
     let Some(lib) = lib else {
-        assert!(std::env::var_os("CI").is_none(), "CI must install faketime");
-        eprintln!("skipping: libfaketime is not installed");
+        skip("libfaketime is not installed");
         return None;
     };
     let mut c = s.cmd(args);
