@@ -2,7 +2,7 @@
 //! and knows its exit code; `main` prints it as one line.
 
 use crate::exit;
-use crate::protocol::LockInfo;
+use crate::info::LockInfo;
 use std::io;
 use std::path::PathBuf;
 

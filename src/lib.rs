@@ -29,6 +29,7 @@ pub mod faultfs;
 pub mod fs;
 pub mod hang;
 pub mod heartbeat;
+pub mod info;
 pub mod keeper;
 pub mod names;
 pub mod protocol;

@@ -5,7 +5,7 @@
 
 use crate::duration::human;
 use crate::fs::Kind;
-use crate::protocol::LockInfo;
+use crate::info::LockInfo;
 use crate::record::Content;
 use crate::stale::Liveness;
 use crate::ui::printable;

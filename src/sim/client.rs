@@ -570,7 +570,7 @@ fn perform(ctx: &Ctx, env: &SimEnv, owner: Owner, action: Action) {
                     return;
                 }
             };
-            env.report(|w| w.acquired(env.me, held.claim_meta.ino));
+            env.report(|w| w.acquired(env.me, held.inode()));
             for (pause, touch) in holds {
                 if env.sleep(pause).is_some() {
                     return;

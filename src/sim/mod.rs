@@ -28,16 +28,4 @@ mod tests;
 
 pub use world::{run, Config, Report};
 
-/// Deliberately broken protocol variants, selected per simulated client.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mutant {
-    None,
-    /// Acquire believes link(2)'s return code instead of checking by stat.
-    TrustLinkReturn,
-    /// Release unlinks the lock name without checking whose it is.
-    BlindRelease,
-    /// Break unlinks the lock it judged without pinning and re-verifying.
-    BreakWithoutReverify,
-    /// Ages are measured with the client's own clock, not file-system time.
-    ClientClockAges,
-}
+pub use crate::protocol::mutants::Mutant;

@@ -1,0 +1,136 @@
+//! Our own files beside the lock (claims, pins, private names, probes):
+//! fresh names nobody can predict, exclusive creation that never adopts a
+//! name someone planted (I10), and removal that treats "already gone" as
+//! done.
+
+use super::ctx::Phase;
+use super::ctx::{Ctx, IoBudget};
+use super::Env;
+use crate::error::Error;
+use crate::fs::{Kind, Meta};
+use crate::names::AuxKind;
+use crate::sys;
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub(super) fn hex_token(env: &dyn Env) -> String {
+    format!("{:016x}", env.token())
+}
+
+/// How many taken names [`Ctx::create_aux`] tries before it gives up.
+pub(super) const NAME_TRIES: usize = 8;
+
+/// A file [`Ctx::create_aux`] made.
+pub(super) struct Created {
+    pub(super) path: PathBuf,
+    pub(super) nonce: String,
+    pub(super) data: Vec<u8>,
+    pub(super) meta: Meta,
+}
+
+impl Ctx<'_> {
+    /// A fresh name of `kind` for this process (one nobody can predict).
+    pub(super) fn my_aux(&self, kind: AuxKind) -> PathBuf {
+        let host = &self.env.identity().host;
+        let name = self
+            .lock
+            .aux_name(kind, &hex_token(self.env), self.env.pid(), host);
+        self.lock.in_dir(&name)
+    }
+
+    /// Creates a file of ours of `kind` beside the lock, under a fresh name
+    /// whose nonce `content` may embed. A name that is taken is never used:
+    /// it is our own create whose reply was lost (then it is removed) or a
+    /// file someone else put there (then it is left alone), and another
+    /// name is drawn.
+    pub(super) fn create_aux(
+        &self,
+        kind: AuxKind,
+        content: &dyn Fn(&str, &std::ffi::OsStr) -> Vec<u8>,
+        durable: Option<bool>,
+        phase: Phase,
+    ) -> Result<Created, Error> {
+        let host = self.env.identity().host.clone();
+        for _ in 0..NAME_TRIES {
+            let nonce = hex_token(self.env);
+            let name = self.lock.aux_name(kind, &nonce, self.env.pid(), &host);
+            let path = self.lock.in_dir(&name);
+            let data = content(&nonce, &name);
+            let mut budget = IoBudget::new(self);
+            loop {
+                match self.fs.create_exclusive(&path, &data, durable) {
+                    Ok(meta) => {
+                        return Ok(Created {
+                            path,
+                            nonce,
+                            data,
+                            meta,
+                        })
+                    }
+                    Err(e) if sys::is_exists(&e) => {
+                        self.remove_if_ours(&path, data.len(), phase)?;
+                        break;
+                    }
+                    Err(e) if sys::is_transient(&e) => {
+                        budget.pause(self, "create", &path, e, phase)?
+                    }
+                    // ENOENT for a new name in a directory that is there:
+                    // the client's view lags (seen on the NFS lab); retry.
+                    Err(e) if sys::is_not_found(&e) && self.dir_exists() => {
+                        budget.pause(self, "create", &path, e, phase)?
+                    }
+                    Err(e) => return Err(self.dir_error("create", &path, e)),
+                }
+            }
+        }
+        Err(Error::Io {
+            op: "create",
+            path: self.lock.path.clone(),
+            source: io::Error::other("every fresh name tried beside the lock was taken"),
+        })
+    }
+
+    /// After EEXIST on a create of a fresh random name: removes what is
+    /// there if it can only be our own create (a plain file of our uid, one
+    /// link, empty or the size we wrote: a create whose reply was lost
+    /// never got to write); anything else stays where it is.
+    pub(super) fn remove_if_ours(
+        &self,
+        path: &Path,
+        len: usize,
+        phase: Phase,
+    ) -> Result<(), Error> {
+        let uid = self.env.identity().uid;
+        if let Ok(m) = self.retrying("lstat", path, phase, || self.fs.lstat(path))? {
+            let size_ok = m.size == 0 || m.size == len as u64;
+            if m.kind == Kind::File && m.uid == uid && m.nlink == 1 && size_ok {
+                self.unlink_ours(path)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Ctx<'_> {
+    /// Unlinks a file of ours, treating "already gone" as done (a lost reply
+    /// to an unlink that worked looks exactly like that).
+    pub(super) fn unlink_ours(&self, path: &Path) -> Result<(), Error> {
+        let mut budget = IoBudget::new(self);
+        loop {
+            match self.fs.unlink(path) {
+                Ok(()) => return Ok(()),
+                Err(e) if sys::is_not_found(&e) => return Ok(()),
+                Err(e) if sys::is_transient(&e) => {
+                    budget.pause(self, "unlink", path, e, Phase::Cleanup)?
+                }
+                Err(e) => {
+                    return Err(Error::Io {
+                        op: "unlink",
+                        path: path.to_path_buf(),
+                        source: e,
+                    })
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Judging a link attempt by what is at the lock name, never by link(2)'s
+//! return code (I1, I4): our claim's inode with two links is ours.
+
+use super::claim::Claim;
+use super::ctx::Ctx;
+use super::ctx::Phase;
+use super::Snapshot;
+use crate::error::Error;
+use crate::fs::Meta;
+use crate::sys;
+use std::io;
+use std::time::Duration;
+
+/// How long an attribute cache may keep a claim's link count from before
+/// the link (NFS acregmin is 3 s by default).
+pub const STALE_ATTR_PATIENCE: Duration = Duration::from_secs(5);
+
+/// The state of a contender after it linked.
+pub(super) enum Look {
+    Ours,
+    Busy(Snapshot),
+    /// The lock vanished between our link and our look: try again at once.
+    Vanished,
+    /// Our claim disappeared (swept by mistake, or deleted by hand).
+    ClaimLost,
+    /// Link counts or inodes that do not add up.
+    Anomaly(String),
+    /// The lock is a copy of our claim: link(2) copies on this filesystem.
+    Copied(Snapshot),
+}
+
+/// Judges a link attempt by what is at the lock name. Our claim and the
+/// lock are one inode when we hold it, so a single lstat of the lock shows
+/// both tests: same inode as our claim, and two links. Only a busy lock
+/// costs a read, for its record.
+pub(super) fn look(
+    ctx: &Ctx,
+    c: &Claim,
+    linked: &io::Result<()>,
+    last: Option<&Snapshot>,
+) -> Result<Look, Error> {
+    #[cfg(test)]
+    if let Some(seen) = super::mutants::look_by_return_code(ctx, linked)? {
+        return Ok(seen);
+    }
+    if matches!(linked, Err(e) if sys::is_not_found(e)) {
+        // The source of the link is gone (or the directory is).
+        return Ok(Look::ClaimLost);
+    }
+    let stat_lock = || -> Result<Option<Meta>, Error> {
+        match ctx.retrying("lstat", &ctx.lock.path, Phase::Work, || {
+            ctx.fs.lstat(&ctx.lock.path)
+        })? {
+            Ok(m) => Ok(Some(m)),
+            Err(e) if sys::is_not_found(&e) => Ok(None),
+            Err(e) => Err(ctx.dir_error("lstat", &ctx.lock.path, e)),
+        }
+    };
+    let Some(mut lock) = stat_lock()? else {
+        return Ok(Look::Vanished);
+    };
+    if !lock.same_file(&c.meta) {
+        // Polling a lock we have read: the same attributes (inode, links,
+        // size, mtime, ctime) mean the same instance, so its record is
+        // known. A stale cache can only delay us here: our link's EEXIST
+        // would then be our own lock, found at a later poll or by the
+        // clean-up's fresh read.
+        if let Some(last) = last {
+            if linked.is_err() && lock == last.meta {
+                return Ok(Look::Busy(last.clone()));
+            }
+        }
+        // Busy, or a stale attribute cache: the read (open revalidates)
+        // decides, and a busy lock's record is needed anyway.
+        let snap = match ctx.snapshot(&ctx.lock.path, Phase::Work)? {
+            Ok(s) => s,
+            Err(e) if sys::is_not_found(&e) => return Ok(Look::Vanished),
+            Err(e) => return Err(ctx.dir_error("read", &ctx.lock.path, e)),
+        };
+        if !snap.meta.same_file(&c.meta) {
+            if snap.bytes.as_deref() == Some(c.bytes.as_slice()) {
+                return Ok(Look::Copied(snap));
+            }
+            if linked.is_ok() {
+                return Ok(Look::Anomaly(
+                    "link(2) reported success but the lock is another file".into(),
+                ));
+            }
+            return Ok(Look::Busy(snap));
+        }
+        lock = snap.meta;
+    }
+    // The lock is our inode but shows one link: an attribute cache (NFS
+    // actimeo) may still hold the count from before the link. Give it time
+    // to catch up before calling the filesystem a liar.
+    let patience = ctx.env.monotonic() + STALE_ATTR_PATIENCE;
+    while lock.nlink < 2 && ctx.env.monotonic() < patience {
+        if let Some(signal) = ctx.env.sleep(Duration::from_millis(100)) {
+            return Err(Error::Interrupted { signal });
+        }
+        match stat_lock()? {
+            Some(m) if m.same_file(&c.meta) => lock = m,
+            _ => return Ok(Look::Vanished),
+        }
+    }
+    Ok(if lock.nlink >= 2 {
+        Look::Ours
+    } else {
+        Look::Anomaly("the lock is our claim's inode but has one link".into())
+    })
+}

@@ -1,0 +1,63 @@
+use super::*;
+
+/// Keeping a waiting claim fresh costs one SETATTR per refresh, not a
+/// SETATTR and a GETATTR: file-system time is only read back when a
+/// verdict of age depends on it.
+#[test]
+fn refreshing_a_waiting_claim_costs_one_operation() {
+    let f = Fixture::new();
+    f.plant_other_lock(b"theirs");
+    let mut opts = f.opts();
+    opts.wait = Some(Duration::from_millis(200));
+    opts.watch = Some(false);
+    opts.poll_max = Duration::from_millis(5);
+    opts.refresh_claim_after = Duration::ZERO;
+    acquire(&f.ctx(), &opts).unwrap_err();
+    let (links, touches, lstats) = (
+        f.fs.calls(Op::Link),
+        f.fs.calls(Op::Touch),
+        f.fs.calls(Op::Lstat),
+    );
+    assert!(links > 3, "{links} polls");
+    // A refresh before every link but the first.
+    assert!(touches + 1 >= links, "{touches} touches for {links} links");
+    // One lstat per poll (of the lock), a few for the clean-up.
+    assert!(lstats <= links + 3, "{lstats} lstats for {links} polls");
+}
+
+/// Every lock-directory operation is a round trip on NFS: an
+/// uncontended cycle costs eight, whichever way it is released
+/// (README, "What a lock costs").
+#[test]
+fn an_uncontended_cycle_costs_eight_operations() {
+    let ops = [
+        Op::Create,
+        Op::Link,
+        Op::Lstat,
+        Op::Read,
+        Op::Rename,
+        Op::Unlink,
+        Op::Touch,
+        Op::List,
+    ];
+    let count = |f: &Fixture| -> Vec<usize> { ops.iter().map(|&o| f.fs.calls(o)).collect() };
+    // Held (run, the library): create, link, lstat | lstat, rename,
+    // read, unlink, unlink.
+    let f = Fixture::new();
+    let held = acquire(&f.ctx(), &f.opts()).unwrap();
+    assert_eq!(count(&f), [1, 1, 1, 0, 0, 0, 0, 0]);
+    held.release(&f.ctx()).unwrap();
+    assert_eq!(count(&f), [1, 1, 2, 1, 1, 2, 0, 0]);
+    // `nfslock release`: the record is read instead of the lstat.
+    let f = Fixture::new();
+    let held = acquire(&f.ctx(), &f.opts()).unwrap();
+    release(&f.ctx(), &Who::Token(held.token().into())).unwrap();
+    assert_eq!(count(&f), [1, 1, 1, 2, 1, 2, 0, 0]);
+    // A heartbeat: touch the claim, read the lock (open(2) revalidates
+    // the name on NFS; a cached lstat may show a removed lock).
+    let f = Fixture::new();
+    let held = acquire(&f.ctx(), &f.opts()).unwrap();
+    held.touch(&f.ctx()).unwrap();
+    assert_eq!(count(&f), [1, 1, 1, 1, 0, 0, 1, 0]);
+    assert!(f.names().len() == 2);
+}

@@ -1,0 +1,156 @@
+use super::*;
+
+/// On local disk a waiter sleeps until the release wakes it: over a
+/// 1.5 s wait it tries the link a handful of times at most, where
+/// backoff polling from 20 ms would try about seven.
+#[test]
+fn a_local_waiter_is_woken_by_the_release_not_by_polling() {
+    let f = Fixture::new();
+    let held = acquire(&f.ctx(), &f.opts()).unwrap();
+    let (got, waiter_fs) = f.wait_on_local_disk(Duration::from_secs(30), || {
+        std::thread::sleep(Duration::from_millis(1500));
+        held.release(&f.ctx()).unwrap();
+    });
+    got.expect("the waiter takes the lock after the release");
+    let links = waiter_fs.calls(Op::Link);
+    assert!((2..=4).contains(&links), "{links} link attempts");
+}
+
+/// On local disk waiters queue: each watches the claim of the one ahead
+/// of it, so a release wakes the oldest waiter, and the lock goes round
+/// in arrival order (a herd racing for it would pick any order: the
+/// right one by chance one time in 24).
+#[test]
+fn local_waiters_take_the_lock_in_arrival_order() {
+    let f = Fixture::new();
+    let held = acquire(&f.ctx(), &f.opts()).unwrap();
+    let claims = || {
+        f.names()
+            .iter()
+            .filter(|n| n.contains(".nfslock-claim."))
+            .count()
+    };
+    let order = std::sync::Mutex::new(Vec::new());
+    let owners: Vec<LiveOwner> = (0..4).map(|_| LiveOwner::new()).collect();
+    std::thread::scope(|s| {
+        for (i, waiter) in owners.iter().enumerate() {
+            let (lock, order) = (f.lock.clone(), &order);
+            let mut opts = f.opts();
+            opts.owner = waiter.owner;
+            opts.wait = Some(Duration::from_secs(60));
+            opts.watch = Some(true);
+            s.spawn(move || {
+                acquire_as_nfslock_does(&RealFs, &lock, &opts, |ctx, held| {
+                    order.lock().unwrap().push(i);
+                    // Hold long enough for the next to find it busy.
+                    std::thread::sleep(Duration::from_millis(20));
+                    held.release(ctx).unwrap();
+                })
+                .unwrap();
+            });
+            // The next waiter comes once this one waits (its claim is
+            // there beside the holder's and the earlier waiters').
+            let began = std::time::Instant::now();
+            while claims() < i + 2 {
+                assert!(
+                    began.elapsed() < Duration::from_secs(30),
+                    "waiter {i} never waited"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        held.release(&f.ctx()).unwrap();
+    });
+    assert_eq!(*order.lock().unwrap(), [0, 1, 2, 3]);
+    assert!(f.names().is_empty(), "{:?}", f.names());
+}
+
+/// A waiter ahead in the queue that never moves (stopped, or its claim
+/// left by a process whose pid lives on) holds the one behind it for
+/// 2 s at most, not for the 10 s fallback poll.
+#[test]
+fn a_stuck_waiter_ahead_holds_the_queue_briefly() {
+    let f = Fixture::new();
+    let held = acquire(&f.ctx(), &f.opts()).unwrap();
+    // A claim older than the waiter's, of a live pid (ours) that will
+    // never act on it.
+    let stuck = f.claim_of(std::process::id());
+    std::fs::write(&stuck, b"stuck").unwrap();
+    let began = std::time::Instant::now();
+    let (got, _) = f.wait_on_local_disk(WATCH_FALLBACK * 2, || {
+        std::thread::sleep(Duration::from_millis(100));
+        held.release(&f.ctx()).unwrap();
+    });
+    let took = began.elapsed();
+    got.expect("the waiter gets the lock")
+        .release(&f.ctx())
+        .unwrap();
+    std::fs::remove_file(&stuck).unwrap();
+    // Due after 2 s; the fallback poll would be 10 s. The bound leaves
+    // a loaded machine 3 s.
+    assert!(took < WATCH_FALLBACK / 2, "{took:?}");
+    assert!(f.names().is_empty(), "{:?}", f.names());
+}
+
+/// No event marks a lease running out: a waiter woken by events still
+/// wakes when the lock is due to go stale, long before its 10 s
+/// fallback poll.
+#[test]
+fn a_local_waiter_wakes_when_the_lease_runs_out() {
+    let f = Fixture::new();
+    let mut holder = f.opts();
+    holder.lease = Some(Duration::from_millis(500));
+    let _held = acquire(&f.ctx(), &holder).unwrap();
+    let began = std::time::Instant::now();
+    let (got, _) = f.wait_on_local_disk(WATCH_FALLBACK * 2, || {});
+    got.expect("the expired lease is broken");
+    // Due after 0.5 s; a waiter that slept until its fallback poll
+    // would take 10 s. The bound leaves a loaded machine 4.5 s.
+    assert!(
+        began.elapsed() < WATCH_FALLBACK / 2,
+        "{:?}",
+        began.elapsed()
+    );
+}
+
+/// A poll of a lock that has not changed costs a link and an lstat:
+/// its record is read once, not at every poll (one round trip less per
+/// poll on NFS, where a read is an open, a read and a close).
+#[test]
+fn polling_an_unchanged_lock_reads_it_once() {
+    let f = Fixture::new();
+    f.plant_other_lock(b"theirs");
+    let mut opts = f.opts();
+    opts.wait = Some(Duration::from_millis(300));
+    opts.poll_max = Duration::from_millis(5);
+    let e = acquire(&f.ctx(), &opts).unwrap_err();
+    assert_eq!(e.exit_code(), crate::exit::BUSY);
+    let (links, reads) = (f.fs.calls(Op::Link), f.fs.calls(Op::Read));
+    assert!(links > 3, "{links} polls");
+    // Once while polling, once more by the clean-up's fresh look.
+    assert!(reads <= 2, "{reads} reads in {links} polls");
+}
+
+/// Polling (remote filesystems) backs off while the same holder keeps
+/// the lock, and starts fast again when the holder changes: the next
+/// holder may be quick, and its release should not wait a second.
+#[test]
+fn polling_backs_off_and_restarts_when_the_holder_changes() {
+    let f = Fixture::new();
+    f.plant_other_lock(b"first");
+    // Before the 9th link attempt (after 8 polls), a new holder.
+    f.fs.on(Op::Link, Some("claim"), 9, f.replace_lock_with(b"second"));
+    let mut opts = f.opts();
+    opts.wait = Some(Duration::from_millis(400));
+    opts.watch = Some(false);
+    opts.poll_min = Duration::from_millis(20);
+    opts.poll_max = Duration::from_secs(1);
+    acquire(&f.ctx(), &opts).unwrap_err();
+    let sleeps = f.env.sleeps.lock().unwrap().clone();
+    assert!(sleeps.len() > 10, "{sleeps:?}");
+    // Doubling with jitter (half to all of each step, and never past
+    // the deadline): the 5th pause is 160-320 ms. After the change of
+    // holder it is back to 10-20 ms.
+    assert!(sleeps[4] >= Duration::from_millis(160), "{sleeps:?}");
+    assert!(sleeps[8] <= Duration::from_millis(20), "{sleeps:?}");
+}

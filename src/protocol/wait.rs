@@ -1,0 +1,77 @@
+//! Waiting for a holder: woken by an event on local filesystems (with a
+//! slow poll as a fallback and when the lock is due to go stale), polling
+//! with backoff on remote ones; at the deadline, busy (I9).
+
+use super::acquire::{Attempts, Step};
+use super::claim::Claim;
+use super::{Event, LockInfo};
+use crate::error::Error;
+use crate::stale::{self, Liveness};
+use std::time::Duration;
+
+impl Attempts<'_> {
+    /// Sleeps until the holder may have gone: woken by an event on local
+    /// filesystems (polling only as a fallback and when the lock is due to
+    /// go stale), polling with backoff on remote ones. At the deadline,
+    /// busy.
+    pub(super) fn wait_for_holder(
+        &mut self,
+        slot: &mut Option<Claim>,
+        info: LockInfo,
+        unbreakable: Option<String>,
+    ) -> Result<Step, Error> {
+        let (ctx, env, opts) = (self.ctx, self.ctx.env, self.opts);
+        let remaining = self.deadline.map(|d| d.saturating_sub(env.monotonic()));
+        if remaining == Some(Duration::ZERO) {
+            return Err(self.busy_error(Some(info), unbreakable));
+        }
+        if !self.announced {
+            env.event(Event::Waiting { info: &info });
+            self.announced = true;
+        }
+        let claim = slot.as_ref().expect("claim present");
+        // From the claim's device: no round trip.
+        let watching = opts
+            .watch
+            .unwrap_or_else(|| !ctx.fs.is_remote(claim.meta.dev, &ctx.lock.dir));
+        let mut pause = if watching {
+            // A stale lock we may not break goes stale no further.
+            let stale_in = match unbreakable {
+                Some(_) => Duration::MAX,
+                None => until_stale(&info, opts.stale_after),
+            };
+            WATCH_FALLBACK.min(stale_in)
+        } else {
+            self.backoff.next(env)
+        };
+        if let Some(r) = remaining {
+            pause = pause.min(r);
+        }
+        let woken = if watching {
+            env.sleep_until_change(ctx.lock, &claim.path, pause)
+        } else {
+            env.sleep(pause)
+        };
+        self.last = Some(info);
+        match woken {
+            Some(signal) => Err(Error::Interrupted { signal }),
+            None => Ok(Step::Waited),
+        }
+    }
+}
+
+/// How long a waiter that is woken by events still polls: a lock that
+/// goes stale raises no event, and events can be lost (queue overflow).
+pub const WATCH_FALLBACK: Duration = Duration::from_secs(10);
+
+/// Time until a busy lock may be judged stale (lease or `--stale-after`),
+/// plus a little; unbounded when it never will be by age.
+pub(super) fn until_stale(info: &LockInfo, stale_after: Option<Duration>) -> Duration {
+    let alive = info.liveness == Liveness::Alive;
+    let limit = stale::age_limit(info.record().and_then(|r| r.lease), stale_after, alive);
+    match (limit, info.verdict.age) {
+        (Some(limit), Some(age)) => limit.saturating_sub(age) + Duration::from_millis(10),
+        (Some(limit), None) => limit,
+        _ => Duration::MAX,
+    }
+}
