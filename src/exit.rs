@@ -31,6 +31,11 @@ pub const NOT_OWNER: u8 = 76;
 /// Not permitted: another user's lock in a sticky directory, or a file
 /// nfslock may not read or move.
 pub const NO_PERM: u8 = 77;
+/// `run`: the command was found but could not be executed (the shell's
+/// code for it).
+pub const CANNOT_EXECUTE: u8 = 126;
+/// `run`: the command was not found (the shell's code for it).
+pub const NOT_FOUND: u8 = 127;
 /// Killed by signal n while waiting: 128 + n, the shell convention.
 pub const SIGNAL_BASE: u8 = 128;
 

@@ -69,6 +69,9 @@ pub struct Meta {
     pub kind: Kind,
     pub mtime: FsTime,
     pub ctime: FsTime,
+    /// Birth time, where the filesystem keeps one (statx): the waiters'
+    /// queue orders claims by it.
+    pub born: Option<FsTime>,
 }
 
 /// The anonymous owner NFS servers give files whose owner they cannot or

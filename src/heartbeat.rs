@@ -10,7 +10,7 @@
 use crate::error::Error;
 use crate::fs::LockFs;
 use crate::names::LockPath;
-use crate::protocol::{self, xorshift, Ctx, Env, Event, Held, Who};
+use crate::protocol::{self, xorshift, Ctx, Env, Event, Toucher, Who};
 use crate::sys::{self, Identity, ProcState};
 use crate::ui;
 use std::cell::Cell;
@@ -41,7 +41,7 @@ impl Lost {
 /// What the beats are refreshing.
 pub enum Target {
     /// A lock this process holds.
-    Held(Box<Held>),
+    Held(Toucher),
     /// A lock taken by `acquire` in another process, by its token.
     Token(String),
 }
@@ -345,7 +345,7 @@ impl Env for ThreadEnv {
 mod tests {
     use super::*;
     use crate::faultfs::{Fault, FaultFs, Op};
-    use crate::protocol::{acquire, AcquireOptions, Owner};
+    use crate::protocol::{acquire, AcquireOptions, Held, Owner};
     use crate::realfs::RealFs;
     use crate::sysenv::SysEnv;
 
@@ -377,12 +377,7 @@ mod tests {
         );
         let ctx = Ctx::new(&RealFs, &env, &lock, Duration::from_secs(5));
         let lease = Duration::from_millis(300);
-        let mut heart = Heartbeat::new(
-            &ctx,
-            Arc::new(hung),
-            lease,
-            Target::Held(Box::new(held.clone())),
-        );
+        let mut heart = Heartbeat::new(&ctx, Arc::new(hung), lease, Target::Held(held.toucher()));
         let began = Instant::now();
         let lost = loop {
             std::thread::sleep(Duration::from_millis(10));
@@ -407,7 +402,7 @@ mod tests {
         refusing.on(Op::Touch, None, 0, Fault::Fail(nix::libc::EPERM));
         let ctx = Ctx::new(&RealFs, &env, &lock, Duration::from_secs(5));
         let lease = Duration::from_millis(300);
-        let target = Target::Held(Box::new(held.clone()));
+        let target = Target::Held(held.toucher());
         let mut heart = Heartbeat::new(&ctx, Arc::new(refusing), lease, target);
         let began = Instant::now();
         let lost = loop {
@@ -433,7 +428,7 @@ mod tests {
             &ctx,
             Arc::new(RealFs),
             Duration::from_millis(300),
-            Target::Held(Box::new(held.clone())),
+            Target::Held(held.toucher()),
         );
         std::fs::remove_file(&lock.path).unwrap();
         let began = Instant::now();

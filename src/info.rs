@@ -3,9 +3,9 @@
 //! Low in the layering, so errors and reports can carry and print it
 //! without knowing the protocol.
 
-use crate::fs::{FsTime, Kind, Meta};
-use crate::record::{Content, Record};
-use crate::stale::{Liveness, Verdict};
+pub use crate::fs::{FsTime, Kind, Meta};
+pub use crate::record::{Content, Record};
+pub use crate::stale::{Liveness, StaleReason, Verdict};
 
 /// A lock file as read: attributes plus bytes (none if not a regular file,
 /// or a regular file we may not read).

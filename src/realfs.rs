@@ -40,6 +40,11 @@ fn meta_of(m: &std::fs::Metadata) -> Meta {
         kind,
         mtime: FsTime::from_parts(m.mtime(), m.mtime_nsec()),
         ctime: FsTime::from_parts(m.ctime(), m.ctime_nsec()),
+        born: m
+            .created()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| FsTime(d.as_nanos() as i128)),
     }
 }
 

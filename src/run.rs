@@ -138,8 +138,8 @@ pub fn shell_status(status: ExitStatus) -> u8 {
 fn exec_error(argv0: &OsString, e: &io::Error) -> (u8, String) {
     let name = argv0.to_string_lossy();
     match e.kind() {
-        io::ErrorKind::NotFound => (127, format!("{name}: command not found")),
-        _ => (126, format!("{name}: cannot execute: {e}")),
+        io::ErrorKind::NotFound => (exit::NOT_FOUND, format!("{name}: command not found")),
+        _ => (exit::CANNOT_EXECUTE, format!("{name}: cannot execute: {e}")),
     }
 }
 
@@ -198,7 +198,7 @@ pub fn supervise(env: &SysEnv, ctx: &Ctx, held: Held, spec: &RunSpec) -> Result<
             return Ok(code);
         }
     };
-    let target = Target::Held(Box::new(held.clone()));
+    let target = Target::Held(held.toucher());
     let mut heart = Heartbeat::new(ctx, Arc::new(RealFs), spec.lease, target);
     let mut lost: Option<Lost> = None;
     let mut kill_at: Option<Instant> = None;

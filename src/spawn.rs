@@ -1,8 +1,9 @@
-//! Starting `run`'s child. A vfork-style clone shares the supervisor's
-//! memory until the child execs: no page tables are copied and the
-//! supervisor takes no copy-on-write faults afterwards (a quarter of a
-//! millisecond per `run` on a small VM). posix_spawn would do that too, but
-//! cannot set the parent-death signal, which must be set in the child.
+//! Starting `run`'s child. A vfork-style clone ([`vfork_exec`], with the
+//! rest of the process-level tricks) shares the supervisor's memory until
+//! the child execs: no page tables are copied and the supervisor takes no
+//! copy-on-write faults afterwards (a quarter of a millisecond per `run`
+//! on a small VM). posix_spawn would do that too, but cannot set the
+//! parent-death signal, which must be set in the child.
 //!
 //! The child leads a process group of its own, so that a signal for the
 //! command reaches all of it (`sh -c 'a; b'` and the steps of any script),
@@ -12,18 +13,14 @@
 //! terminal still works, and Ctrl-C reaches the command. [`Terminal`] gives
 //! it back when the command ends.
 
+use crate::process::{vfork_exec, Exec};
 use nix::libc;
-use nix::sched::{clone, CloneFlags};
 use std::ffi::{c_char, CString, OsString};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::ptr;
-
-extern "C" {
-    static environ: *const *const c_char;
-}
 
 /// A started child, leader of its own process group, reaped by
 /// [`Child::try_wait`].
@@ -189,23 +186,8 @@ pub fn spawn(
         kv.extend_from_slice(v.as_bytes());
         extra_vars.push(c_string(&kv)?);
     }
-    // Our own variables are passed on as they are, pointer by pointer:
-    // copying each into a new string cost more than the rest of `spawn`.
-    let mut env_ptrs: Vec<*const c_char> = Vec::new();
-    // SAFETY: `environ` is the process's NULL-terminated array of "K=V"
-    // C strings; nothing in this single-threaded process changes it while
-    // we read it and while the child uses the copied pointers.
-    unsafe {
-        let mut p = environ;
-        while !p.is_null() && !(*p).is_null() {
-            let var = std::ffi::CStr::from_ptr(*p).to_bytes();
-            let key = var.split(|b| *b == b'=').next().unwrap_or(var);
-            if !extra.iter().any(|(e, _)| e.as_bytes() == key) {
-                env_ptrs.push(*p);
-            }
-            p = p.add(1);
-        }
-    }
+    let mut env_ptrs =
+        crate::process::inherited_environ(|key| extra.iter().any(|(e, _)| e.as_bytes() == key));
     env_ptrs.extend(extra_vars.iter().map(|v| v.as_ptr()));
     env_ptrs.push(ptr::null());
     let paths = candidates(argv.first().map_or(b"".as_slice(), |a| a.as_bytes()))?;
@@ -214,89 +196,21 @@ pub fn spawn(
         .map(|a| a.as_ptr())
         .chain(std::iter::once(ptr::null()))
         .collect();
-    // execvp runs a file without a #! line through the shell: so do we,
-    // with argv [sh, file, args...] (slot 1 is filled in the child).
-    let sh = c"/bin/sh";
-    let mut sh_argv: Vec<*const c_char> = vec![sh.as_ptr(), ptr::null()];
-    sh_argv.extend(arg_ptrs.iter().skip(1));
-    // SAFETY: getpid has no preconditions.
-    let parent = unsafe { libc::getpid() };
-    let mut failure: libc::c_int = 0;
-    let failure_ptr: *mut libc::c_int = &mut failure;
-    let tty = terminal.map(Terminal::raw);
-    let mut stack = vec![0u8; 32 * 1024];
-    let child_main = Box::new(move || -> isize {
-        // In the child, sharing our memory while we are suspended: only
-        // system calls and writes to memory prepared above, no allocation.
-        // SAFETY: each call gets valid pointers to data that outlives the
-        // child's use of it (we do not run again until it execs or exits).
-        unsafe {
-            // A group of its own, and the terminal if we had it: with
-            // SIGTTOU blocked, as the mask still is ours until just below.
-            libc::setpgid(0, 0);
-            if let Some(tty) = tty {
-                let mut ttou: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut ttou);
-                libc::sigaddset(&mut ttou, libc::SIGTTOU);
-                libc::sigprocmask(libc::SIG_BLOCK, &ttou, ptr::null_mut());
-                libc::tcsetpgrp(tty, libc::getpid());
-            }
-            let mut none: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut none);
-            libc::sigprocmask(libc::SIG_SETMASK, &none, ptr::null_mut());
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            if libc::getppid() != parent {
-                // The supervisor died before the signal was armed.
-                libc::_exit(127);
-            }
-            let mut error = libc::ENOENT;
-            for path in &paths {
-                libc::execve(path.as_ptr(), arg_ptrs.as_ptr(), env_ptrs.as_ptr());
-                let e = *libc::__errno_location();
-                if e == libc::ENOEXEC {
-                    sh_argv[1] = path.as_ptr();
-                    libc::execve(sh.as_ptr(), sh_argv.as_ptr(), env_ptrs.as_ptr());
-                    error = *libc::__errno_location();
-                    break;
-                }
-                match e {
-                    libc::ENOENT | libc::ENOTDIR => {}
-                    libc::EACCES => error = e,
-                    _ => {
-                        error = e;
-                        break;
-                    }
-                }
-            }
-            ptr::write_volatile(failure_ptr, error);
-            libc::_exit(127)
-        }
-    });
-    // SAFETY: CLONE_VM | CLONE_VFORK suspends us until the child has
-    // exec'd or exited, so everything it borrows stays alive and unchanged.
-    let pid = unsafe {
-        clone(
-            child_main,
-            &mut stack,
-            CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK,
-            Some(libc::SIGCHLD),
-        )
-    }
-    .map_err(io::Error::from)?;
-    // SAFETY: the child wrote it (or not) before it exec'd or exited.
-    let failed = unsafe { ptr::read_volatile(failure_ptr) };
+    let exec = Exec {
+        paths: &paths,
+        argv: &arg_ptrs,
+        envp: &env_ptrs,
+        tty: terminal.map(Terminal::raw),
+    };
+    let (pid, failed) = vfork_exec(&exec)?;
     if failed != 0 {
         if let Some(t) = terminal {
             t.take_back();
         }
         // It has exited already: reap it.
         // SAFETY: waitpid on our own child; a null status is allowed.
-        unsafe { libc::waitpid(pid.as_raw(), ptr::null_mut(), 0) };
+        unsafe { libc::waitpid(pid, ptr::null_mut(), 0) };
         return Err(io::Error::from_raw_os_error(failed));
     }
-    Ok(Child {
-        pid: pid.as_raw(),
-        reaped: false,
-    })
+    Ok(Child { pid, reaped: false })
 }

@@ -8,8 +8,7 @@
 //! incomplete and every holder counts as alive until its lease expires.
 
 use crate::names::escape_bytes;
-use nix::sys::signal::{signal, SigHandler, Signal};
-use nix::sys::stat::Mode;
+
 use std::io;
 use std::path::Path;
 
@@ -52,33 +51,6 @@ pub enum ProcState {
     /// Cannot tell (no /proc, /proc of another pid namespace, or a live
     /// process whose /proc entry we may not read).
     Unknown,
-}
-
-/// What std's start-up code would have done and nfslock relies on (the
-/// binary brings its own `main`): file descriptors 0-2 are open, so no file
-/// we open can become stderr and receive a message meant for a person; and
-/// SIGPIPE is ignored, so a closed pipe is an error we report rather than a
-/// silent death in the middle of a release (children get the default back,
-/// see [`crate::spawn`]).
-pub fn prepare_process() {
-    use nix::libc;
-    let mut fds = [0, 1, 2].map(|fd| libc::pollfd {
-        fd,
-        events: 0,
-        revents: 0,
-    });
-    // SAFETY: `fds` is a valid array of three pollfd for the call's length.
-    let polled = unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) };
-    if polled > 0 {
-        // open(2) takes the lowest free numbers: exactly the closed ones.
-        let closed = fds.iter().filter(|p| p.revents & libc::POLLNVAL != 0);
-        for _ in closed {
-            let null = nix::fcntl::open("/dev/null", nix::fcntl::OFlag::O_RDWR, Mode::empty());
-            let _ = null.map(std::os::fd::IntoRawFd::into_raw_fd);
-        }
-    }
-    // SAFETY: setting a signal to SIG_IGN installs no handler code.
-    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) };
 }
 
 /// Reads this host's identity.
@@ -506,12 +478,6 @@ pub fn is_transient(e: &io::Error) -> bool {
 pub fn is_denied(e: &io::Error) -> bool {
     use nix::libc::*;
     matches!(e.raw_os_error(), Some(EACCES | EPERM))
-}
-
-/// A full filesystem or quota: ENOSPC, EDQUOT.
-pub fn is_full(e: &io::Error) -> bool {
-    use nix::libc::*;
-    matches!(e.raw_os_error(), Some(ENOSPC | EDQUOT))
 }
 
 /// Errors that mean "you may not, or cannot, create a file here".

@@ -1,31 +1,36 @@
 //! The protocol's [`Env`] for the real world: /proc identity, the monotonic
 //! clock, and waits that SIGINT, SIGTERM and SIGHUP cut short; on local
-//! filesystems, waits woken by inotify, with waiters queued by claim age.
+//! filesystems, waits woken by inotify (the queue that decides what to
+//! watch is the protocol's, see `protocol::queue`).
 //!
 //! Those three signals are blocked and read from a signalfd, so they can
 //! only arrive between protocol steps, never in the middle of one: a claim
 //! is always either made and known, or not made. The caller then cleans up
 //! and exits 128+n.
 
-use crate::names::{AuxKind, LockPath};
-use crate::protocol::{xorshift, Env, Event};
+use crate::protocol::{xorshift, Env, Event, Woken};
 use crate::sys::{self, Identity, ProcState};
 use crate::ui;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use std::cell::{Cell, RefCell};
 use std::os::fd::AsFd;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
+/// The real world's [`Env`]. [`SysEnv::new`] changes nothing in the
+/// process; [`SysEnv::taking_signals`] takes the stop signals over on the
+/// calling thread (and gives them back when dropped).
 pub struct SysEnv {
     identity: Identity,
     rng: Cell<u64>,
     origin: Instant,
     signals: Option<SignalFd>,
+    /// The calling thread's signal mask before `taking_signals`, put back
+    /// on drop.
+    previous_mask: Option<SigSet>,
     caught: Cell<Option<i32>>,
     /// Other signals read from the signalfd, for `run` to forward.
     others: RefCell<Vec<i32>>,
@@ -33,74 +38,6 @@ pub struct SysEnv {
     /// inotify, set up on the first wait, and the watch on the inode the
     /// lock name last led to.
     watch: RefCell<Option<(Inotify, Option<WatchDescriptor>)>>,
-}
-
-/// Closing the last reference to an inotify instance makes the kernel
-/// wait for its watch reaper, an SRCU grace period: 10-20 ms whenever
-/// other waiters add and drop watches too. A waiter that got the lock paid
-/// it after its release, before exiting, and the workers of a busy lock
-/// spent a third of their time there (8 workers: 491 of 667 processes,
-/// 10 ms at the median), so the lock often sat free while every contender
-/// was still leaving. A child keeps a reference until we are gone, and the
-/// wait is the child's.
-fn close_later(inotify: Inotify) {
-    use nix::libc::{self, c_long};
-    use std::os::fd::AsRawFd;
-    // The child must make no call that can fail (see `linger`), and
-    // close_range(2) is new in Linux 5.9: ask first, here.
-    // SAFETY: an empty range closes nothing.
-    if unsafe { libc::close_range(libc::c_uint::MAX, libc::c_uint::MAX, 0) } != 0 {
-        return;
-    }
-    /// What the child needs: the descriptor to keep and whose death to wait
-    /// for. Leaked, like its stack: the child may outlive everything else.
-    struct Linger {
-        fd: c_long,
-        parent: c_long,
-    }
-    // The child shares our memory (no page tables copied, none to tear
-    // down) but not our descriptor table. It runs only on its own stack and
-    // reads only its leaked `Linger`; its raw system calls cannot fail, so
-    // it writes nothing of ours, not even errno (it has our thread's).
-    extern "C" fn linger(arg: *mut libc::c_void) -> libc::c_int {
-        // SAFETY: `arg` is the leaked `Linger`, never freed.
-        let Linger { fd, parent } = unsafe { &*arg.cast::<Linger>() };
-        // SAFETY: raw system calls with plain integer arguments.
-        unsafe {
-            // Nothing but the inotify descriptor: no pipe of our caller's
-            // may stay open because of this child.
-            if *fd > 0 {
-                libc::syscall(libc::SYS_close_range, 0, fd - 1, 0);
-            }
-            libc::syscall(libc::SYS_close_range, fd + 1, libc::c_uint::MAX, 0);
-            libc::syscall(libc::SYS_prctl, libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            if libc::syscall(libc::SYS_getppid) == *parent {
-                loop {
-                    libc::syscall(libc::SYS_pause);
-                }
-            }
-            libc::syscall(libc::SYS_exit, 0);
-        }
-        0
-    }
-    let arg: &'static mut Linger = Box::leak(Box::new(Linger {
-        fd: c_long::from(inotify.as_fd().as_raw_fd()),
-        parent: c_long::from(nix::unistd::getpid().as_raw()),
-    }));
-    let stack: &'static mut [u8] = Box::leak(vec![0u8; 4096].into_boxed_slice());
-    // SAFETY: the stack's top is 16-byte aligned and both it and `arg` are
-    // leaked; the child touches nothing else of ours. If clone fails, the
-    // close below is the last one and simply waits.
-    unsafe {
-        let top = stack.as_mut_ptr().add(stack.len() & !15);
-        libc::clone(
-            linger,
-            top.cast(),
-            libc::CLONE_VM | libc::SIGCHLD,
-            std::ptr::from_mut(arg).cast(),
-        );
-    }
-    drop(inotify);
 }
 
 /// poll(2)'s timeout for `d`, rounded up to whole milliseconds (at most a
@@ -120,28 +57,41 @@ pub fn stop_signals() -> SigSet {
 }
 
 impl SysEnv {
-    /// Reads this host's identity and takes over the stop signals.
+    /// Reads this host's identity. No process-wide effect: signals keep
+    /// their dispositions, and a wait is never cut short by one (a signal
+    /// that kills the process may leave a claim behind, for the sweep).
     pub fn new() -> SysEnv {
-        SysEnv::with_signals(&[])
+        SysEnv::with(None, None)
     }
 
-    /// Like [`SysEnv::new`], and also takes over `extra` signals, which
-    /// [`SysEnv::take_others`] hands out instead of treating them as stops.
-    pub fn with_signals(extra: &[Signal]) -> SysEnv {
+    /// For a program that must clean up when asked to stop (the CLI):
+    /// blocks SIGINT, SIGTERM and SIGHUP, and `extra`, on the calling
+    /// thread and reads them from a signalfd, so they arrive only between
+    /// protocol steps. A stop signal ends a wait with
+    /// [`crate::error::Error::Interrupted`]; `extra` signals are handed out
+    /// by [`SysEnv::take_others`]. Dropping the value puts the thread's
+    /// previous signal mask back ([`SysEnv::leave`] does not).
+    pub fn taking_signals(extra: &[Signal]) -> SysEnv {
         let mut set = stop_signals();
         for s in extra {
             set.add(*s);
         }
         // If blocking fails we still work; signals then kill us the default
         // way, which may leave a claim for the sweep.
-        let signals = set.thread_block().ok().and_then(|()| {
-            SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).ok()
-        });
+        let Ok(previous) = set.thread_swap_mask(SigmaskHow::SIG_BLOCK) else {
+            return SysEnv::new();
+        };
+        let signals = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC);
+        SysEnv::with(signals.ok(), Some(previous))
+    }
+
+    fn with(signals: Option<SignalFd>, previous_mask: Option<SigSet>) -> SysEnv {
         SysEnv {
             identity: sys::identity(),
             rng: Cell::new(sys::random_seed()),
             origin: Instant::now(),
             signals,
+            previous_mask,
             caught: Cell::new(None),
             others: RefCell::new(Vec::new()),
             forwarding: Cell::new(false),
@@ -169,12 +119,14 @@ impl SysEnv {
 
     /// For a process about to exit: lets it go without waiting for the
     /// kernel's clean-up of the inotify instance a wait used (see
-    /// `close_later`). Not for a program that goes on running: the child
+    /// `crate::process::close_later`). Not for a program that goes on running: the child
     /// this makes lives as long as the calling thread. Such a program just
-    /// drops its `SysEnv`.
-    pub fn leave(self) {
+    /// drops its `SysEnv`. The stop signals stay blocked: one arriving
+    /// now must not kill the process halfway through its exit status.
+    pub fn leave(mut self) {
+        self.previous_mask = None;
         if let Some((inotify, _)) = self.watch.take() {
-            close_later(inotify);
+            crate::process::close_later(inotify);
         }
     }
 
@@ -258,6 +210,16 @@ impl SysEnv {
     }
 }
 
+impl Drop for SysEnv {
+    fn drop(&mut self) {
+        // A signal that arrived since our last look is still pending, and
+        // is delivered now as if we had never blocked it.
+        if let Some(mask) = self.previous_mask.take() {
+            let _ = mask.thread_set_mask();
+        }
+    }
+}
+
 impl Default for SysEnv {
     fn default() -> Self {
         SysEnv::new()
@@ -293,80 +255,41 @@ impl Env for SysEnv {
         self.wait(d, None)
     }
 
-    fn sleep_until_change(&self, lock: &LockPath, claim: &Path, d: Duration) -> Option<i32> {
-        // Watch one inode, never the directory: a directory watch wakes
-        // every waiter at each claim created or removed beside the lock.
-        // The first waiter in line watches the lock: it is woken when the
-        // name is moved or unlinked (IN_MOVE_SELF; IN_ATTRIB for the link
-        // count), touched, or pinned by a breaker, each a reason to look.
-        // Every other waiter watches the claim of the waiter just ahead of
-        // it, which changes when that one takes the lock (its link count)
-        // or leaves: a release wakes one process, not all of them, and the
-        // lock goes to the waiters in the order they came.
-        let deadline = Instant::now() + d;
+    fn sleep_watching(&self, path: &Path, d: Duration) -> Woken {
         let mut slot = self.watch.borrow_mut();
         if slot.is_none() {
             match Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC) {
                 Ok(i) => *slot = Some((i, None)),
-                Err(_) => {
-                    drop(slot);
-                    return self.sleep(d);
-                }
+                Err(_) => return Woken::Unwatchable,
             }
         }
         let (inotify, current) = slot.as_mut().expect("set above");
+        // IN_ATTRIB: links and times; the other two: the name moved or gone.
         let flags = AddWatchFlags::IN_ATTRIB
             | AddWatchFlags::IN_MOVE_SELF
             | AddWatchFlags::IN_DELETE_SELF
             | AddWatchFlags::IN_DONT_FOLLOW;
-        // Bounded: each turn follows a change in the queue.
-        // Set when the waiter we watched has just taken the lock: then we
-        // are first in line without listing the directory again.
-        let mut first = false;
-        for _ in 0..16 {
-            let ahead = if first {
-                None
-            } else {
-                waiter_ahead(lock, claim)
-            };
-            let target = ahead.as_ref().map_or(&lock.path, |(p, _)| p);
-            // The same inode gives the same descriptor, so a watch kept
-            // since the protocol's last look has queued whatever happened
-            // meanwhile. A new watch is set after that look: if the lock
-            // changed in between, it is gone (look again at once) or is
-            // another busy lock, the one worth watching.
-            let wd = match inotify.add_watch(target, flags) {
-                Ok(wd) => wd,
-                Err(nix::errno::Errno::ENOENT) if ahead.is_some() => continue,
-                Err(nix::errno::Errno::ENOENT) => return self.drain(),
-                Err(_) => break,
-            };
-            if *current != Some(wd) {
-                if let Some(old) = current.replace(wd) {
-                    let _ = inotify.rm_watch(old);
-                }
+        // The same inode gives the same descriptor, so a watch kept since
+        // the protocol's last look has queued whatever happened meanwhile.
+        // A new watch is set after that look: if the file changed in
+        // between, it is gone (Missing) or is another file, the one worth
+        // watching.
+        let wd = match inotify.add_watch(path, flags) {
+            Ok(wd) => wd,
+            Err(nix::errno::Errno::ENOENT) => return Woken::Missing,
+            Err(_) => return Woken::Unwatchable,
+        };
+        if *current != Some(wd) {
+            if let Some(old) = current.replace(wd) {
+                let _ = inotify.rm_watch(old);
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            // A waiter ahead that is stopped or gone without a trace (its
-            // claim left behind) must not hold the queue for long.
-            let span = if ahead.is_some() {
-                left.min(QUEUE_FALLBACK)
-            } else {
-                left
-            };
-            let began = Instant::now();
-            if let Some(signal) = self.wait(span, Some((inotify, wd))) {
-                return Some(signal);
-            }
-            // Woken about the lock itself (or timed out): look at it.
-            let (_, ino) = ahead?;
-            if began.elapsed() >= span {
-                return None;
-            }
-            first = std::fs::symlink_metadata(&lock.path).is_ok_and(|m| m.ino() == ino);
         }
-        drop(slot);
-        self.sleep(deadline.saturating_duration_since(Instant::now()))
+        let began = Instant::now();
+        match self.wait(d, Some((inotify, wd))) {
+            Some(signal) => Woken::Signal(signal),
+            None if began.elapsed() >= d => Woken::TimedOut,
+            None => Woken::Changed,
+        }
     }
 
     fn interrupted(&self) -> Option<i32> {
@@ -410,57 +333,30 @@ pub fn report(event: Event<'_>) {
     }
 }
 
-/// How long a waiter trusts the one ahead of it to move the queue on
-/// before it looks at the lock itself.
-const QUEUE_FALLBACK: Duration = Duration::from_secs(2);
-
-/// The claim of the waiter just ahead of ours, and its inode: the newest
-/// claim of this lock born before ours, leaving out the holder's (the
-/// lock's inode) and those of processes of this host that no longer exist.
-/// Birth times come from statx; where a filesystem has none, the ctime
-/// stands in.
-fn waiter_ahead(lock: &LockPath, claim: &Path) -> Option<(PathBuf, u64)> {
-    let key = |m: &std::fs::Metadata| {
-        let born = m
-            .created()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_nanos() as i128)
-            .unwrap_or(m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128);
-        (born, m.ino())
-    };
-    let mine = std::fs::symlink_metadata(claim).ok()?;
-    let my_key = key(&mine);
-    let my_name = claim.file_name()?;
-    let me = lock.parse_aux(my_name)?;
-    let holder = std::fs::symlink_metadata(&lock.path).ok().map(|m| m.ino());
-    let mut earlier = Vec::new();
-    for entry in std::fs::read_dir(&lock.dir).ok()?.flatten() {
-        let name = entry.file_name();
-        let Some(aux) = lock.parse_aux(&name) else {
-            continue;
-        };
-        if aux.kind != AuxKind::Claim || name == my_name {
-            continue;
-        }
-        let Ok(m) = entry.metadata() else { continue };
-        let k = key(&m);
-        if k < my_key && Some(m.ino()) != holder {
-            earlier.push((k, entry.path(), aux));
-        }
-    }
-    // Newest first; a dead process's claim queues for nothing. Only as
-    // many pids are probed as it takes to find a live one.
-    earlier.sort_by_key(|e| std::cmp::Reverse(e.0));
-    earlier
-        .into_iter()
-        .find(|(_, _, aux)| aux.host != me.host || !sys::pid_gone(aux.pid))
-        .map(|(k, path, _)| (path, k.1))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The library's environment changes nothing in the process; the
+    /// CLI's blocks the stop signals and gives them back when dropped.
+    #[test]
+    fn only_taking_signals_blocks_them_and_only_until_dropped() {
+        std::thread::spawn(|| {
+            let blocked = || SigSet::thread_get_mask().unwrap().contains(Signal::SIGTERM);
+            assert!(!blocked());
+            let plain = SysEnv::new();
+            assert!(!blocked(), "SysEnv::new blocked SIGTERM");
+            drop(plain);
+            let taking = SysEnv::taking_signals(&[Signal::SIGUSR1]);
+            assert!(blocked());
+            assert!(SigSet::thread_get_mask().unwrap().contains(Signal::SIGUSR1));
+            drop(taking);
+            assert!(!blocked(), "the mask was not put back");
+            assert!(!SigSet::thread_get_mask().unwrap().contains(Signal::SIGUSR1));
+        })
+        .join()
+        .unwrap();
+    }
 
     /// The child that takes over the last reference holds the inotify
     /// instance and nothing else (no pipe of the caller's stays open), and
@@ -475,7 +371,7 @@ mod tests {
             inotify
                 .add_watch(&watched, AddWatchFlags::IN_ATTRIB)
                 .unwrap();
-            close_later(inotify);
+            crate::process::close_later(inotify);
             let tid = nix::unistd::gettid();
             let children =
                 std::fs::read_to_string(format!("/proc/self/task/{tid}/children")).unwrap();

@@ -176,18 +176,12 @@ impl Attempts<'_> {
         {
             self.refused = None;
         }
-        if let Some(reason) = info
-            .verdict
-            .stale
-            .clone()
-            .filter(|_| self.refused.is_none())
-        {
+        if info.verdict.stale.is_some() && self.refused.is_none() {
             match ctx.break_instance(&info, BreakBy::Verdict)? {
                 Removal::Removed => {
                     env.event(Event::Broke {
                         path: &ctx.lock.path,
                         info: &info,
-                        reason: &reason,
                     });
                     self.backoff.reset();
                     self.watch = None;

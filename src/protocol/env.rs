@@ -5,8 +5,6 @@
 
 use super::LockInfo;
 use crate::error::Error;
-use crate::names::LockPath;
-use crate::stale::StaleReason;
 use crate::sys::{self, Identity, ProcState};
 use std::cell::Cell;
 use std::io;
@@ -32,13 +30,16 @@ pub trait Env {
     fn wall_clock(&self) -> SystemTime;
     /// Sleeps up to `d`; returns the signal if one arrived meanwhile.
     fn sleep(&self, d: Duration) -> Option<i32>;
-    /// Like [`Env::sleep`], but may wake early when the lock may have
-    /// changed hands (where the filesystem reports such events, i.e. local
-    /// ones). `claim`, the caller's own, places it among other waiters.
+    /// Like [`Env::sleep`], but may wake early when something happens to
+    /// the file at `path` (its links or times change, its name is moved or
+    /// removed), where the filesystem reports such events (local ones).
     /// Waking early is always allowed; so is sleeping the whole time.
-    fn sleep_until_change(&self, lock: &LockPath, claim: &Path, d: Duration) -> Option<i32> {
-        let _ = (lock, claim);
-        self.sleep(d)
+    fn sleep_watching(&self, path: &Path, d: Duration) -> Woken {
+        let _ = path;
+        match self.sleep(d) {
+            Some(signal) => Woken::Signal(signal),
+            None => Woken::TimedOut,
+        }
     }
     /// A signal that asked us to stop, if any arrived (sticky).
     fn interrupted(&self) -> Option<i32>;
@@ -61,6 +62,21 @@ pub trait Env {
     }
 }
 
+/// How a [`Env::sleep_watching`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Woken {
+    /// A stop signal arrived.
+    Signal(i32),
+    /// Something happened to the watched file.
+    Changed,
+    /// The whole time passed.
+    TimedOut,
+    /// There is no file at the path to watch.
+    Missing,
+    /// Events cannot be had here; nothing was waited for.
+    Unwatchable,
+}
+
 /// What the protocol tells its caller as it goes (for `-v`).
 #[derive(Debug)]
 pub enum Event<'a> {
@@ -71,7 +87,6 @@ pub enum Event<'a> {
     Broke {
         path: &'a Path,
         info: &'a LockInfo,
-        reason: &'a StaleReason,
     },
     BreakRaceLost,
     Retrying {

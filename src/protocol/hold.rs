@@ -19,8 +19,11 @@ use crate::sys;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// A held lock: the claim that proves it is ours.
-#[derive(Clone, Debug, PartialEq)]
+/// A held lock: the claim that proves it is ours. Move-only: one value
+/// per holding, consumed by its release. Whoever else must refresh the
+/// lock (the heartbeat) gets a [`Toucher`], which cannot release it.
+#[derive(Debug)]
+#[must_use = "a held lock stays held until it is released"]
 pub struct Held {
     pub(super) claim: PathBuf,
     pub(super) claim_meta: Meta,
@@ -37,6 +40,32 @@ impl Held {
     #[cfg(test)]
     pub(crate) fn inode(&self) -> u64 {
         self.claim_meta.ino
+    }
+
+    /// A handle that refreshes this lock, for another thread.
+    pub fn toucher(&self) -> Toucher {
+        Toucher {
+            claim: self.claim.clone(),
+            claim_meta: self.claim_meta,
+            token: self.record.token.clone(),
+        }
+    }
+}
+
+/// The right to refresh a held lock, not to release it: what a heartbeat
+/// thread keeps while the holder keeps the [`Held`].
+#[derive(Clone, Debug)]
+pub struct Toucher {
+    claim: PathBuf,
+    claim_meta: Meta,
+    token: String,
+}
+
+impl Toucher {
+    /// Refreshes the lock's mtime and checks it is still ours.
+    pub fn touch(&self, ctx: &Ctx) -> Result<FsTime, Error> {
+        let who = Who::Token(self.token.clone());
+        touch_claim(ctx, &self.claim, &who, Some(&self.claim_meta))
     }
 }
 
@@ -170,8 +199,7 @@ pub(super) fn touch_claim(
 impl Held {
     /// Refreshes the lock's mtime and checks it is still ours.
     pub fn touch(&self, ctx: &Ctx) -> Result<FsTime, Error> {
-        let who = Who::Token(self.record.token.clone());
-        touch_claim(ctx, &self.claim, &who, Some(&self.claim_meta))
+        self.toucher().touch(ctx)
     }
 
     /// Releases the lock; 76-style error if it was lost meanwhile.

@@ -62,7 +62,9 @@
 //! | `queue` | the waiters' queue on local filesystems |
 //! | `hold` | [`Held`]: release and touch |
 //! | `breaking`, `sweep` | break a stale lock; remove leftovers |
-//! | `fence`, `guard` | the fencing counter; the RAII [`Guard`] |
+//! | `fence` | the fencing counter |
+//!
+//! The RAII guard, and the library's front door, are [`crate::lock`].
 
 mod acquire;
 mod breaking;
@@ -73,13 +75,13 @@ mod env;
 mod fence;
 mod files;
 mod fstime;
-mod guard;
 mod hold;
 mod judge;
 mod look;
 #[cfg(test)]
 pub(crate) mod mutants;
 mod owner;
+mod queue;
 mod removal;
 mod sweep;
 #[cfg(test)]
@@ -90,11 +92,9 @@ pub use crate::info::{LockInfo, Snapshot};
 pub use acquire::{acquire, AcquireOptions};
 pub use breaking::{break_lock, BreakBy, BreakOptions, BreakOutcome};
 pub use ctx::Ctx;
-pub use env::{xorshift, Env, Event};
+pub use env::{xorshift, Env, Event, Woken};
 pub use fence::next_fence;
-pub use guard::Guard;
-pub use hold::{release, touch, Held};
+pub use hold::{release, touch, Held, Toucher};
 pub use owner::{owns, Owner, Who};
-pub use removal::Removal;
-pub use sweep::{Sweep, ORPHAN_AGE};
-pub use wait::WATCH_FALLBACK;
+#[cfg(test)]
+pub use sweep::ORPHAN_AGE;

@@ -48,7 +48,7 @@ impl Attempts<'_> {
             pause = pause.min(r);
         }
         let woken = if watching {
-            env.sleep_until_change(ctx.lock, &claim.path, pause)
+            super::queue::wait_in_line(&ctx, &claim.path, pause)
         } else {
             env.sleep(pause)
         };
@@ -62,7 +62,7 @@ impl Attempts<'_> {
 
 /// How long a waiter that is woken by events still polls: a lock that
 /// goes stale raises no event, and events can be lost (queue overflow).
-pub const WATCH_FALLBACK: Duration = Duration::from_secs(10);
+pub(super) const WATCH_FALLBACK: Duration = Duration::from_secs(10);
 
 /// Time until a busy lock may be judged stale (lease or `--stale-after`),
 /// plus a little; unbounded when it never will be by age.

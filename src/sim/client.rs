@@ -11,7 +11,9 @@ use super::Mutant;
 use crate::error::Error;
 use crate::fs::{LockFs, Meta};
 use crate::names::LockPath;
-use crate::protocol::{self, xorshift, AcquireOptions, BreakOptions, Ctx, Env, Event, Owner, Who};
+use crate::protocol::{
+    self, xorshift, AcquireOptions, BreakOptions, Ctx, Env, Event, Owner, Who, Woken,
+};
 use crate::sys::{Identity, ProcState};
 use nix::errno::Errno;
 use std::cell::Cell;
@@ -418,6 +420,47 @@ impl Env for SimEnv {
         }
     }
 
+    /// inotify on the server's inode: not a round trip, so no scheduling
+    /// point of its own and no fault; the wait ends early when the inode
+    /// changes.
+    fn sleep_watching(&self, path: &Path, d: Duration) -> Woken {
+        let watched = {
+            let mut w = self.world();
+            if !w.live(self.me) {
+                return Woken::Signal(9);
+            }
+            let found = match target(path) {
+                Target::Name(n) => w.fs.lookup(n).ok().map(|ino| (n, ino)),
+                _ => None,
+            };
+            let Some((name, ino)) = found else {
+                return Woken::Missing;
+            };
+            if name != LOCK {
+                let creator = w.fs.inodes[&ino].creator;
+                let (dead, stalled) = {
+                    let c = &w.clients[creator];
+                    (c.crashed, matches!(c.wait, Wait::OpAt(_)))
+                };
+                w.report.queued += 1;
+                w.report.queued_behind_dead += u64::from(dead);
+                w.report.queued_behind_stalled += u64::from(stalled);
+            }
+            (ino, w.fs.inodes[&ino].ctime, w.now + d.as_nanos() as u64)
+        };
+        let (ino, ctime, until) = watched;
+        let wait = Wait::Watch {
+            until: d.as_nanos() as u64,
+            ino,
+            ctime,
+        };
+        match block(&self.shared, self.me, wait) {
+            None => Woken::Signal(9),
+            Some((w, _)) if w.now >= until => Woken::TimedOut,
+            Some(_) => Woken::Changed,
+        }
+    }
+
     fn interrupted(&self) -> Option<i32> {
         self.dead().then_some(9)
     }
@@ -438,7 +481,13 @@ impl Env for SimEnv {
 
     fn event(&self, e: Event<'_>) {
         let line = match e {
-            Event::Broke { reason, .. } => format!("event: broke ({})", reason.describe()),
+            Event::Broke { info, .. } => format!(
+                "event: broke ({})",
+                info.verdict
+                    .stale
+                    .as_ref()
+                    .map_or(String::new(), |r| r.describe())
+            ),
             Event::Displaced { .. } => "event: displaced another's lock".into(),
             Event::BreakRaceLost => "event: break race lost".into(),
             Event::Swept { path } => format!(
@@ -563,6 +612,7 @@ fn perform(ctx: &Ctx, env: &SimEnv, owner: Owner, action: Action) {
             opts.wait = Some(wait);
             opts.lease = lease;
             opts.stale_after = stale_after;
+            opts.watch = Some(env.world().cfg.watchers);
             let held = match protocol::acquire(ctx, &opts) {
                 Ok(h) => h,
                 Err(e) => {

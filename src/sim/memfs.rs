@@ -54,6 +54,8 @@ impl MemFs {
             kind: Kind::File,
             mtime: i.mtime,
             ctime: i.ctime,
+            // NFSv3 keeps no birth time: the queue orders by ctime.
+            born: None,
         }
     }
 
@@ -68,6 +70,7 @@ impl MemFs {
             kind: Kind::Dir,
             mtime: now,
             ctime: now,
+            born: None,
         }
     }
 

@@ -16,6 +16,10 @@
 //! each inode, who believes it holds which one, and which removals were
 //! allowed by a lease, a dead owner or `--force`.
 //!
+//! With `Config::watchers`, waiters wait as on a local filesystem: in the
+//! protocol's queue, each woken when the inode it watches changes, so the
+//! queue meets crashed and stalled waiters ahead of it too.
+//!
 //! [`Mutant`] switches on deliberately broken protocol variants, so the
 //! tests can show the simulator catches them.
 

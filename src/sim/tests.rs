@@ -35,7 +35,9 @@ fn run_all(seeds: impl Iterator<Item = u64>, acquisitions: u64) -> (Totals, Vec<
     let mut t = Totals::default();
     let mut bad = Vec::new();
     for seed in seeds {
-        let r = run(&Config::new(seed, acquisitions));
+        let mut cfg = Config::new(seed, acquisitions);
+        cfg.watchers = std::env::var("SIM_WATCH").as_deref() == Ok("1");
+        let r = run(&cfg);
         if let Some(v) = &r.violation {
             bad.push(v.lines().take(2).collect::<Vec<_>>().join("\n"));
         }
@@ -75,6 +77,38 @@ fn seeds_101_to_150() {
 #[test]
 fn seeds_151_to_200() {
     assert!(clean_runs(151..=200, 100).acquisitions >= 5_000);
+}
+
+/// Waiters that wait as on a local filesystem, in the queue: the
+/// protocol stays safe and every run reaches its target while waiters
+/// ahead in line crash (their claims left behind) or stall.
+#[test]
+fn waiters_in_the_queue() {
+    let mut queued = (0, 0, 0);
+    let mut t = Totals::default();
+    for seed in 1..=40 {
+        let mut cfg = Config::new(seed, 100);
+        cfg.watchers = true;
+        let r = run(&cfg);
+        if let Some(v) = &r.violation {
+            panic!("{v}");
+        }
+        queued.0 += r.queued;
+        queued.1 += r.queued_behind_dead;
+        queued.2 += r.queued_behind_stalled;
+        t.add(&r);
+    }
+    eprintln!("queue: {t:?}, waits behind a waiter / a dead one / a stalled one: {queued:?}");
+    assert!(t.acquisitions >= 40 * 100, "{t:?}");
+    assert!(queued.0 > 100, "{queued:?}");
+    assert!(
+        queued.1 > 0,
+        "no waiter waited behind a crashed one: {queued:?}"
+    );
+    assert!(
+        queued.2 > 0,
+        "no waiter waited behind a stalled one: {queued:?}"
+    );
 }
 
 /// The first seed in `1..=limit` on which `mutant` breaks an invariant
@@ -129,6 +163,7 @@ fn replay() {
         let mut cfg = Config::new(seed, acquisitions);
         cfg.trace_len = 100_000;
         cfg.stalls = std::env::var("SIM_STALLS").as_deref() != Ok("0");
+        cfg.watchers = std::env::var("SIM_WATCH").as_deref() == Ok("1");
         if let Ok(m) = std::env::var("SIM_MUTANT") {
             cfg.mutant = match m.as_str() {
                 "trust-link" => Mutant::TrustLinkReturn,
@@ -154,7 +189,8 @@ fn replay() {
 }
 
 /// `cargo test --release soak -- --ignored --nocapture`: 10^6 acquisitions
-/// (SIM_SOAK=<n> to change), seeds from SIM_SOAK_FROM, on every core.
+/// (SIM_SOAK=<n> to change), seeds from SIM_SOAK_FROM, on every core;
+/// SIM_WATCH=1 makes the waiters queue as on a local filesystem.
 #[test]
 #[ignore]
 fn soak() {

@@ -39,6 +39,10 @@ pub struct Config {
     /// descheduled or paused between two steps). Off only to replay seeds
     /// recorded before stalls existed.
     pub stalls: bool,
+    /// Waiters wait as on a local filesystem: in the queue, woken when the
+    /// inode they watch changes. Off by default, so that seeds recorded
+    /// before the queue was simulated replay as they did.
+    pub watchers: bool,
 }
 
 impl Config {
@@ -49,6 +53,7 @@ impl Config {
             mutant: Mutant::None,
             trace_len: 300,
             stalls: true,
+            watchers: false,
         }
     }
 }
@@ -66,6 +71,11 @@ pub struct Report {
     /// Locks displaced through the documented one-round-trip window.
     pub windows: u64,
     pub virtual_secs: f64,
+    /// Waits in the queue behind another waiter's claim, and how many of
+    /// those waited behind a crashed or a stalled one.
+    pub queued: u64,
+    pub queued_behind_dead: u64,
+    pub queued_behind_stalled: u64,
     /// The first invariant violation, with the trace that led to it.
     pub violation: Option<String>,
 }
@@ -92,6 +102,13 @@ pub(super) enum Wait {
     OpAt(u64),
     /// Sleeps until this virtual time (relative when passed to `block`).
     Sleep(u64),
+    /// Sleeps like `Sleep`, or until inode `ino` changes (its ctime moves
+    /// on, or it goes): what inotify would tell a local waiter.
+    Watch {
+        until: u64,
+        ino: u64,
+        ctime: FsTime,
+    },
     Done,
 }
 
@@ -432,6 +449,10 @@ impl World {
                         && match c.wait {
                             Wait::Ready | Wait::Op => true,
                             Wait::Sleep(until) | Wait::OpAt(until) => until <= now,
+                            Wait::Watch { until, ino, ctime } => {
+                                until <= now
+                                    || self.fs.inodes.get(&ino).map(|i| i.ctime) != Some(ctime)
+                            }
                             Wait::Running | Wait::Done => false,
                         }
                 })
@@ -443,6 +464,7 @@ impl World {
                     .filter(|c| !c.crashed)
                     .filter_map(|c| match c.wait {
                         Wait::Sleep(until) | Wait::OpAt(until) => Some(until),
+                        Wait::Watch { until, .. } => Some(until),
                         _ => None,
                     })
                     .min();
@@ -992,6 +1014,11 @@ pub(super) fn block(
     }
     w.clients[me].wait = match wait {
         Wait::Sleep(d) => Wait::Sleep(w.now + d),
+        Wait::Watch { until, ino, ctime } => Wait::Watch {
+            until: w.now + until,
+            ino,
+            ctime,
+        },
         other => other,
     };
     let mut w = hand_off(shared, w, Some(me))?;

@@ -163,10 +163,7 @@ fn a_dead_owner_is_broken_and_its_claim_removed() {
     let held = acquire(&f.ctx(), &f.opts()).unwrap();
     assert!(f.env.saw("Broke"));
     assert!(!f.dir.path().join(&dead.record.claim).exists());
-    drop(Guard {
-        ctx: f.ctx(),
-        held: Some(held),
-    });
+    drop(crate::lock::Guard::new(f.ctx(), held));
     assert!(
         f.names().is_empty(),
         "the guard released on drop: {:?}",

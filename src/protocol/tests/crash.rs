@@ -31,7 +31,7 @@ fn a_crash_at_any_step_of_a_break_leaves_nothing_unrecoverable() {
         let f = Fixture::new();
         let mut o = f.opts();
         o.owner = dead_owner();
-        acquire(&f.ctx(), &o).unwrap();
+        let _crashed = acquire(&f.ctx(), &o).unwrap();
         f
     };
     let breaks = |f: &Fixture| {

@@ -8,13 +8,13 @@ fn a_refused_pin_still_breaks_precisely() {
     let f = Fixture::new();
     let mut o = f.opts();
     o.owner = dead_owner();
-    acquire(&f.ctx(), &o).unwrap();
+    let _dead = acquire(&f.ctx(), &o).unwrap();
     f.fs.on(Op::Link, Some("guard"), 0, Fault::Fail(EPERM));
     let out = break_lock(&f.ctx(), BreakOptions::default()).unwrap();
     assert!(matches!(out, BreakOutcome::Broken { .. }), "{out:?}");
     assert!(f.names().is_empty(), "{:?}", f.names());
     // A lock that was replaced after the judgement survives.
-    acquire(&f.ctx(), &o).unwrap();
+    let _dead = acquire(&f.ctx(), &o).unwrap();
     let judged = f.ctx().inspect(None).unwrap().unwrap();
     f.plant_other_lock(b"0\n");
     assert_eq!(
@@ -31,7 +31,7 @@ fn a_lock_we_may_not_move_is_refused_and_waited_for() {
     let f = Fixture::new();
     let mut o = f.opts();
     o.owner = dead_owner();
-    acquire(&f.ctx(), &o).unwrap();
+    let _dead = acquire(&f.ctx(), &o).unwrap();
     let lock = f.lock_bytes();
     f.fs.on(Op::Rename, Some("/l ->"), 0, Fault::Fail(EPERM));
     f.fs.on(Op::Link, Some("guard"), 0, Fault::Fail(EPERM));

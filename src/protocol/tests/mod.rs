@@ -14,7 +14,7 @@ mod sweep;
 mod waiting;
 
 use super::*;
-use super::{acquire::*, breaking::*, claim::*, ctx::*, hold::*, removal::*, sweep::*};
+use super::{acquire::*, breaking::*, claim::*, ctx::*, hold::*, removal::*, sweep::*, wait::*};
 use crate::error::Error;
 use crate::faultfs::{Fault, FaultFs, Op};
 use crate::fs::{FsTime, LockFs};

@@ -11,7 +11,7 @@ fn a_local_waiter_is_woken_by_the_release_not_by_polling() {
         std::thread::sleep(Duration::from_millis(1500));
         held.release(&f.ctx()).unwrap();
     });
-    got.expect("the waiter takes the lock after the release");
+    let _taken = got.expect("the waiter takes the lock after the release");
     let links = waiter_fs.calls(Op::Link);
     assert!((2..=4).contains(&links), "{links} link attempts");
 }
@@ -103,7 +103,7 @@ fn a_local_waiter_wakes_when_the_lease_runs_out() {
     let _held = acquire(&f.ctx(), &holder).unwrap();
     let began = std::time::Instant::now();
     let (got, _) = f.wait_on_local_disk(WATCH_FALLBACK * 2, || {});
-    got.expect("the expired lease is broken");
+    let _taken = got.expect("the expired lease is broken");
     // Due after 0.5 s; a waiter that slept until its fallback poll
     // would take 10 s. The bound leaves a loaded machine 4.5 s.
     assert!(

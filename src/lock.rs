@@ -1,0 +1,151 @@
+//! The library's front door: [`Lock`], a lock at a path on the real
+//! filesystem, taken for the calling process and held by a [`Guard`] that
+//! releases it when dropped. Everything else of the crate is the `nfslock`
+//! command's.
+
+use crate::error::Error;
+use crate::info::LockInfo;
+use crate::names::{lock_path, LockPath};
+use crate::protocol::{self, AcquireOptions, BreakOptions, BreakOutcome, Ctx, Event, Held, Owner};
+use crate::realfs::RealFs;
+use crate::sysenv::SysEnv;
+use std::path::Path;
+use std::time::Duration;
+
+/// A lock file at a path: on NFS, on any other shared filesystem, or on
+/// local disk. Cheap to make; it touches nothing until asked.
+pub struct Lock {
+    path: LockPath,
+    env: SysEnv,
+    io_timeout: Duration,
+}
+
+/// How [`Lock::acquire`] takes the lock.
+#[derive(Clone, Debug, Default)]
+pub struct LockOptions {
+    /// How long to wait for a holder: `None` waits for ever,
+    /// `Some(Duration::ZERO)` not at all.
+    pub wait: Option<Duration>,
+    /// Others may break the lock once it has not been refreshed
+    /// ([`Guard::touch`]) for this long. `None`: only a dead owner on this
+    /// host, or an age rule of the breaker's, makes it stale.
+    pub lease: Option<Duration>,
+    /// Also break a lock without a lease, held from elsewhere, once it is
+    /// older than this (never a live lease or a live owner here).
+    pub stale_after: Option<Duration>,
+}
+
+impl Lock {
+    /// The lock at `path` (its directory must exist when it is used).
+    /// Fails only for a path that names no file, ends in '/', or has a name
+    /// too long to leave room for the lock's claim files.
+    pub fn new(path: impl AsRef<Path>) -> Result<Lock, Error> {
+        Ok(Lock {
+            path: lock_path(path.as_ref())?,
+            env: SysEnv::new(),
+            io_timeout: Duration::from_secs(30),
+        })
+    }
+
+    /// How long a transient I/O error may persist before an operation gives
+    /// up with [`Error::Io`] (30 s unless set).
+    pub fn with_io_timeout(mut self, timeout: Duration) -> Lock {
+        self.io_timeout = timeout;
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path.path
+    }
+
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx::new(&RealFs, &self.env, &self.path, self.io_timeout)
+    }
+
+    /// Takes the lock for this process, waiting as `opts` says. Busy at the
+    /// end of the wait is [`Error::Busy`]; holding it already,
+    /// [`Error::AlreadyHeld`].
+    pub fn acquire(&self, opts: &LockOptions) -> Result<Guard<'_>, Error> {
+        let ctx = self.ctx();
+        let me = Owner::of_pid(&self.env, std::process::id())
+            .ok_or_else(|| Error::Internal("this process is not in the process table".into()))?;
+        let mut o = AcquireOptions::new(me);
+        o.wait = opts.wait;
+        o.lease = opts.lease;
+        o.stale_after = opts.stale_after;
+        let held = protocol::acquire(&ctx, &o)?;
+        Ok(Guard::new(ctx, held))
+    }
+
+    /// Takes the lock if it is free (or stale) now, without waiting.
+    pub fn try_acquire(&self) -> Result<Guard<'_>, Error> {
+        let opts = LockOptions {
+            wait: Some(Duration::ZERO),
+            ..LockOptions::default()
+        };
+        self.acquire(&opts)
+    }
+
+    /// Who holds the lock, for how long, and whether it is stale; `None`
+    /// when it is free. Ages are in file-system time.
+    pub fn status(&self) -> Result<Option<LockInfo>, Error> {
+        self.ctx().inspect(None)
+    }
+
+    /// Breaks the lock if it is stale (or `force`), removing exactly the
+    /// instance judged, never a lock taken meanwhile, never a file that is
+    /// not a lock; removes leftovers of dead processes too.
+    pub fn break_stale(&self, opts: BreakOptions) -> Result<BreakOutcome, Error> {
+        protocol::break_lock(&self.ctx(), opts)
+    }
+}
+
+/// A held lock. Dropping it releases the lock (an error then is reported
+/// on stderr); [`Guard::release`] releases it and says whether it was
+/// still ours.
+pub struct Guard<'a> {
+    ctx: Ctx<'a>,
+    held: Option<Held>,
+}
+
+impl<'a> Guard<'a> {
+    /// Holds `held` for the length of a scope.
+    pub(crate) fn new(ctx: Ctx<'a>, held: Held) -> Guard<'a> {
+        Guard {
+            ctx,
+            held: Some(held),
+        }
+    }
+
+    /// The lock's token: `nfslock release --token` releases it from
+    /// another process.
+    pub fn token(&self) -> &str {
+        self.held().token()
+    }
+
+    fn held(&self) -> &Held {
+        self.held.as_ref().expect("held until released")
+    }
+
+    /// Refreshes the lock's lease. [`Error::NotOwner`] means it was broken
+    /// and is no longer ours: stop what the lock protects.
+    pub fn touch(&self) -> Result<(), Error> {
+        self.held().touch(&self.ctx).map(drop)
+    }
+
+    /// Releases the lock; [`Error::NotOwner`] if it had been broken.
+    pub fn release(mut self) -> Result<(), Error> {
+        let held = self.held.take().expect("held until released");
+        held.release(&self.ctx)
+    }
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        if let Some(held) = self.held.take() {
+            if let Err(error) = held.release(&self.ctx) {
+                self.ctx.env.event(Event::ReleaseFailed { error: &error });
+            }
+        }
+    }
+}
