@@ -2,6 +2,7 @@
 //! script can type is here, in one place.
 
 use clap::{Args, Parser, Subcommand};
+use nix::sys::signal::Signal;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -186,7 +187,7 @@ pub struct AcquireArgs {
     /// lost: term (TERM, then KILL after --kill-after), kill, warn, or
     /// signal:NAME.
     #[arg(long, value_name = "POLICY", value_parser = on_lost, default_value = "term", requires = "keepalive")]
-    pub on_lost: crate::run::OnLost,
+    pub on_lost: OnLost,
     /// Grace between TERM and KILL for --on-lost term.
     #[arg(long, value_name = "DUR", value_parser = duration, default_value = "10s", requires = "keepalive")]
     pub kill_after: Duration,
@@ -194,8 +195,8 @@ pub struct AcquireArgs {
     pub lock: PathBuf,
 }
 
-fn on_lost(s: &str) -> Result<crate::run::OnLost, String> {
-    crate::run::OnLost::parse(s)
+fn on_lost(s: &str) -> Result<OnLost, String> {
+    OnLost::parse(s)
 }
 
 #[derive(Debug, Args)]
@@ -220,7 +221,7 @@ pub struct RunArgs {
     /// When the lock is lost: term (TERM, then KILL after --kill-after),
     /// kill, warn, or signal:NAME. The exit status is 76 whatever the policy.
     #[arg(long, value_name = "POLICY", value_parser = on_lost, default_value = "term")]
-    pub on_lost: crate::run::OnLost,
+    pub on_lost: OnLost,
     /// Grace between TERM and KILL for --on-lost term.
     #[arg(long, value_name = "DUR", value_parser = duration, default_value = "10s")]
     pub kill_after: Duration,
@@ -261,7 +262,7 @@ pub struct KeeperArgs {
     #[arg(long, value_parser = duration)]
     pub lease: Duration,
     #[arg(long, value_parser = on_lost)]
-    pub on_lost: crate::run::OnLost,
+    pub on_lost: OnLost,
     #[arg(long, value_parser = duration)]
     pub kill_after: Duration,
     pub lock: PathBuf,
@@ -315,6 +316,57 @@ pub struct BreakArgs {
     pub json: bool,
     /// The lock file.
     pub lock: PathBuf,
+}
+
+/// What to do when the lock is lost while the command runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnLost {
+    /// SIGTERM, then SIGKILL after the grace period.
+    Term,
+    Kill,
+    /// Keep running; warn on stderr.
+    Warn,
+    Signal(Signal),
+}
+
+impl OnLost {
+    pub fn parse(s: &str) -> Result<OnLost, String> {
+        match s {
+            "term" => Ok(OnLost::Term),
+            "kill" => Ok(OnLost::Kill),
+            "warn" => Ok(OnLost::Warn),
+            _ => match s.strip_prefix("signal:") {
+                Some(name) => parse_signal(name).map(OnLost::Signal),
+                None => Err(format!(
+                    "invalid policy {s:?} (term, kill, warn or signal:NAME)"
+                )),
+            },
+        }
+    }
+
+    /// The policy's spelling on a command line.
+    pub fn spelling(self) -> String {
+        match self {
+            OnLost::Term => "term".into(),
+            OnLost::Kill => "kill".into(),
+            OnLost::Warn => "warn".into(),
+            OnLost::Signal(s) => format!("signal:{}", s as i32),
+        }
+    }
+}
+
+fn parse_signal(name: &str) -> Result<Signal, String> {
+    if let Ok(n) = name.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| format!("no signal number {n}"));
+    }
+    let upper = name.to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    full.parse::<Signal>()
+        .map_err(|_| format!("unknown signal {name:?}"))
 }
 
 #[cfg(test)]

@@ -8,11 +8,11 @@
 //! is still working and a second holder would get in. It ends when the
 //! owner dies, the lock is released, or the lock is lost.
 
+use crate::cli::OnLost;
 use crate::error::Error;
 use crate::heartbeat::{Heartbeat, Target};
 use crate::protocol::{self, Ctx, Env, Held, Owner, Who};
 use crate::realfs::RealFs;
-use crate::run::OnLost;
 use crate::sys::ProcState;
 use crate::sysenv::SysEnv;
 use crate::{exit, ui};

@@ -8,6 +8,7 @@
 //! checks the lock is still ours, a lost lock is acted on by policy, and it
 //! stays lost in the exit status (76) whatever the release meets after.
 
+use crate::cli::OnLost;
 use crate::error::Error;
 use crate::exit;
 use crate::heartbeat::{Heartbeat, Lost, Target};
@@ -24,42 +25,7 @@ use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// What to do when the lock is lost while the command runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OnLost {
-    /// SIGTERM, then SIGKILL after the grace period.
-    Term,
-    Kill,
-    /// Keep running; warn on stderr.
-    Warn,
-    Signal(Signal),
-}
-
 impl OnLost {
-    pub fn parse(s: &str) -> Result<OnLost, String> {
-        match s {
-            "term" => Ok(OnLost::Term),
-            "kill" => Ok(OnLost::Kill),
-            "warn" => Ok(OnLost::Warn),
-            _ => match s.strip_prefix("signal:") {
-                Some(name) => parse_signal(name).map(OnLost::Signal),
-                None => Err(format!(
-                    "invalid policy {s:?} (term, kill, warn or signal:NAME)"
-                )),
-            },
-        }
-    }
-
-    /// The policy's spelling on a command line.
-    pub fn spelling(self) -> String {
-        match self {
-            OnLost::Term => "term".into(),
-            OnLost::Kill => "kill".into(),
-            OnLost::Warn => "warn".into(),
-            OnLost::Signal(s) => format!("signal:{}", s as i32),
-        }
-    }
-
     /// Acts on a lost lock through `send`; returns when to follow up with
     /// SIGKILL, if ever.
     pub fn apply(self, send: impl Fn(Signal), kill_after: Duration) -> Option<Instant> {
@@ -79,20 +45,6 @@ impl OnLost {
             }
         }
     }
-}
-
-fn parse_signal(name: &str) -> Result<Signal, String> {
-    if let Ok(n) = name.parse::<i32>() {
-        return Signal::try_from(n).map_err(|_| format!("no signal number {n}"));
-    }
-    let upper = name.to_ascii_uppercase();
-    let full = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    full.parse::<Signal>()
-        .map_err(|_| format!("unknown signal {name:?}"))
 }
 
 /// The signals `run` passes on to its command.
@@ -170,24 +122,13 @@ fn follow_stop(child: &Child, terminal: Option<&Terminal>, sig: i32) {
 /// Runs `spec` while holding `held`; returns the exit status to report.
 pub fn supervise(env: &SysEnv, ctx: &Ctx, held: Held, spec: &RunSpec) -> Result<u8, Error> {
     env.forward_stops();
-    let mut child_env = vec![
-        (
-            "NFSLOCK_PATH",
-            std::path::absolute(&ctx.lock.path)
-                .unwrap_or_else(|_| ctx.lock.path.clone())
-                .into_os_string(),
-        ),
-        ("NFSLOCK_TOKEN", OsString::from(held.token())),
-    ];
-    if spec.fence {
-        match protocol::next_fence(ctx, spec.durable) {
-            Ok(n) => child_env.push(("NFSLOCK_FENCE", OsString::from(n.to_string()))),
-            Err(e) => {
-                let _ = held.release(ctx);
-                return Err(e);
-            }
+    let child_env = match child_env(ctx, &held, spec) {
+        Ok(vars) => vars,
+        Err(e) => {
+            let _ = held.release(ctx);
+            return Err(e);
         }
-    }
+    };
     let terminal = Terminal::if_foreground();
     let mut child = match spawn(&spec.argv, &child_env, terminal.as_ref()) {
         Ok(c) => c,
@@ -200,15 +141,60 @@ pub fn supervise(env: &SysEnv, ctx: &Ctx, held: Held, spec: &RunSpec) -> Result<
     };
     let target = Target::Held(held.toucher());
     let mut heart = Heartbeat::new(ctx, Arc::new(RealFs), spec.lease, target);
+    let watched = watch_child(env, ctx, &mut child, terminal.as_ref(), &mut heart, spec);
+    if let Some(t) = &terminal {
+        t.take_back();
+    }
+    // A beat stuck on a server that stopped answering is not waited for
+    // longer than a beat may take.
+    heart.stop(ctx.io_timeout.min(spec.lease / 3));
+    let (status, lost) = watched?;
+    finish(ctx, held, shell_status(status), lost)
+}
+
+/// What the command sees besides our environment: the lock's path, its
+/// token, and with `--fence` the next fencing number.
+fn child_env(
+    ctx: &Ctx,
+    held: &Held,
+    spec: &RunSpec,
+) -> Result<Vec<(&'static str, OsString)>, Error> {
+    let mut vars = vec![
+        (
+            "NFSLOCK_PATH",
+            std::path::absolute(&ctx.lock.path)
+                .unwrap_or_else(|_| ctx.lock.path.clone())
+                .into_os_string(),
+        ),
+        ("NFSLOCK_TOKEN", OsString::from(held.token())),
+    ];
+    if spec.fence {
+        let n = protocol::next_fence(ctx, spec.durable)?;
+        vars.push(("NFSLOCK_FENCE", OsString::from(n.to_string())));
+    }
+    Ok(vars)
+}
+
+/// Until the command ends: beats, forwards signals, mirrors job control,
+/// and acts on a lost lock as `--on-lost` says. Returns how the command
+/// ended and whether the lock was lost meanwhile.
+fn watch_child(
+    env: &SysEnv,
+    ctx: &Ctx,
+    child: &mut Child,
+    terminal: Option<&Terminal>,
+    heart: &mut Heartbeat,
+    spec: &RunSpec,
+) -> Result<(ExitStatus, Option<Lost>), Error> {
     let mut lost: Option<Lost> = None;
     let mut kill_at: Option<Instant> = None;
-    let status = loop {
+    loop {
         match child
             .try_wait()
             .map_err(|e| Error::Internal(e.to_string()))?
         {
-            State::Exited(status) => break status,
-            State::Stopped(sig) => follow_stop(&child, terminal.as_ref(), sig),
+            State::Exited(status) => return Ok((status, lost)),
+            State::Stopped(sig) => follow_stop(child, terminal, sig),
             State::Running => {}
         }
         let mut wake = match lost {
@@ -222,7 +208,7 @@ pub fn supervise(env: &SysEnv, ctx: &Ctx, held: Held, spec: &RunSpec) -> Result<
             wake.saturating_duration_since(Instant::now()),
             heart.wake_fd(),
         );
-        forward_signals(env, &child);
+        forward_signals(env, child);
         let now = Instant::now();
         if kill_at.is_some_and(|k| now >= k) {
             child.signal(Signal::SIGKILL);
@@ -244,14 +230,12 @@ pub fn supervise(env: &SysEnv, ctx: &Ctx, held: Held, spec: &RunSpec) -> Result<
                 lost = Some(why);
             }
         }
-    };
-    if let Some(t) = &terminal {
-        t.take_back();
     }
-    // A beat stuck on a server that stopped answering is not waited for
-    // longer than a beat may take.
-    heart.stop(ctx.io_timeout.min(spec.lease / 3));
-    let code = shell_status(status);
+}
+
+/// Releases after the command ended with `code`; the status `run` exits
+/// with.
+fn finish(ctx: &Ctx, held: Held, code: u8, lost: Option<Lost>) -> Result<u8, Error> {
     match lost {
         // Lost stays lost, whatever the clean-up meets (a server that went
         // away, a lock someone else holds now).

@@ -69,21 +69,29 @@ impl Toucher {
     }
 }
 
+/// The lock is not (or no longer) `who`'s: removes our own leftover claims
+/// first, so that a broken holder leaves nothing behind (I5), and says so
+/// (76).
+fn lost(ctx: &Ctx, who: &Who, why: &str) -> Error {
+    ctx.remove_own_leftovers(who);
+    Error::NotOwner {
+        path: ctx.lock.path.clone(),
+        why: why.to_string(),
+    }
+}
+
 /// Reads the lock and checks it is `who`'s. On "not yours", removes our own
 /// leftover claim first, so a broken holder leaves nothing behind.
 pub(super) fn read_own(ctx: &Ctx, who: &Who) -> Result<(Snapshot, Record), Error> {
-    let not_owner = |why: String| {
-        ctx.remove_own_leftovers(who);
-        Err(Error::NotOwner {
-            path: ctx.lock.path.clone(),
-            why,
-        })
-    };
     let snap = match ctx.snapshot(&ctx.lock.path, Phase::Work)? {
         Ok(s) => s,
         Err(e) if sys::is_not_found(&e) => {
             ctx.need_dir()?;
-            return not_owner("the lock is not held (it was released or broken)".into());
+            return Err(lost(
+                ctx,
+                who,
+                "the lock is not held (it was released or broken)",
+            ));
         }
         Err(e) => return Err(ctx.dir_error("read", &ctx.lock.path, e)),
     };
@@ -93,7 +101,7 @@ pub(super) fn read_own(ctx: &Ctx, who: &Who) -> Result<(Snapshot, Record), Error
             let rec = rec.clone();
             Ok((info.snapshot, rec))
         }
-        _ => not_owner(info.describe()),
+        _ => Err(lost(ctx, who, &info.describe())),
     }
 }
 
@@ -104,13 +112,6 @@ pub fn release(ctx: &Ctx, who: &Who) -> Result<(), Error> {
         return blind;
     }
     let (snap, rec) = read_own(ctx, who)?;
-    let lost = |why: &str| {
-        ctx.remove_own_leftovers(who);
-        Err(Error::NotOwner {
-            path: ctx.lock.path.clone(),
-            why: why.to_string(),
-        })
-    };
     match ctx.remove_instance(&snap, Same::Instance)? {
         Removal::Removed => {
             // The record is ours (checked above), so the claim it names,
@@ -120,10 +121,16 @@ pub fn release(ctx: &Ctx, who: &Who) -> Result<(), Error> {
             }
             Ok(())
         }
-        Removal::Gone => lost("the lock was broken before it could be released"),
-        Removal::Changed | Removal::Displaced => {
-            lost("the lock was broken and taken by someone else; it was left alone")
-        }
+        Removal::Gone => Err(lost(
+            ctx,
+            who,
+            "the lock was broken before it could be released",
+        )),
+        Removal::Changed | Removal::Displaced => Err(lost(
+            ctx,
+            who,
+            "the lock was broken and taken by someone else; it was left alone",
+        )),
         Removal::Denied(why) => Err(Error::NotPermitted {
             path: ctx.lock.path.clone(),
             why,
@@ -147,19 +154,16 @@ pub(super) fn touch_claim(
     who: &Who,
     ino: Option<&Meta>,
 ) -> Result<FsTime, Error> {
-    let not_owner = |why: &str| {
-        ctx.remove_own_leftovers(who);
-        Err(Error::NotOwner {
-            path: ctx.lock.path.clone(),
-            why: why.to_string(),
-        })
-    };
     // Touching through our own claim name can only change our own inode,
     // whatever happened to the lock; the check afterwards decides.
     match ctx.retrying("touch", claim, Phase::Work, || ctx.fs.touch_now(claim))? {
         Ok(()) => {}
         Err(e) if sys::is_not_found(&e) => {
-            return not_owner("our claim file is gone, so the lock cannot be refreshed safely")
+            return Err(lost(
+                ctx,
+                who,
+                "our claim file is gone, so the lock cannot be refreshed safely",
+            ))
         }
         Err(e) => return Err(ctx.dir_error("touch", claim, e)),
     }
@@ -192,7 +196,7 @@ pub(super) fn touch_claim(
                 why: why.into(),
             })
         }
-        _ => not_owner(why),
+        _ => Err(lost(ctx, who, why)),
     }
 }
 
