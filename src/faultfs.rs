@@ -7,7 +7,7 @@
 //! step. Used by the protocol tests; the simulator (`crate::sim`) draws the
 //! same faults at random.
 
-use crate::fs::{LockFs, Meta};
+use crate::fs::{Durability, LockFs, Meta};
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io;
@@ -197,16 +197,13 @@ impl<F: LockFs> FaultFs<F> {
 }
 
 impl<F: LockFs> LockFs for FaultFs<F> {
-    fn create_exclusive(
-        &self,
-        path: &Path,
-        data: &[u8],
-        durable: Option<bool>,
-    ) -> io::Result<Meta> {
+    fn create_exclusive(&self, path: &Path, data: &[u8], durable: Durability) -> io::Result<Meta> {
         let create = || self.inner.create_exclusive(path, data, durable);
         match self.fault_for(Op::Create, path) {
             Some(Fault::Plant(bytes)) => {
-                let _ = self.inner.create_exclusive(path, &bytes, Some(false));
+                let _ = self
+                    .inner
+                    .create_exclusive(path, &bytes, Durability::NoSync);
                 create()
             }
             other => Self::meet(other, create),
@@ -232,7 +229,7 @@ impl<F: LockFs> LockFs for FaultFs<F> {
             Some(Fault::Copy) => {
                 let (_, bytes) = self.inner.read(existing, 1 << 20)?;
                 self.inner
-                    .create_exclusive(new, &bytes.unwrap_or_default(), Some(false))
+                    .create_exclusive(new, &bytes.unwrap_or_default(), Durability::NoSync)
                     .map(drop)
             }
             _ => self.inner.hard_link(existing, new),

@@ -92,15 +92,24 @@ impl Meta {
     }
 }
 
+/// Whether a new file reaches stable storage before it is used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Not synced: a probe that lives for one round trip.
+    NoSync,
+    /// Synced where the file lives on another machine
+    /// ([`LockFs::is_remote`]): a claim another host may see linked must
+    /// survive a crash of the file server.
+    IfRemote,
+}
+
 /// Every filesystem effect of the lock protocol. Implementations must never
 /// follow a symbolic link at the final component of any path.
 pub trait LockFs: Send + Sync {
     /// Creates `path` with O_CREAT|O_EXCL|O_NOFOLLOW, writes `data`, syncs it
-    /// to stable storage when `durable` says so (`None`: when the new file
-    /// is on a remote filesystem, see [`LockFs::is_remote`]), and returns
-    /// its attributes (its mtime is file-system "now").
-    fn create_exclusive(&self, path: &Path, data: &[u8], durable: Option<bool>)
-        -> io::Result<Meta>;
+    /// to stable storage as `durable` says, and returns its attributes (its
+    /// mtime is file-system "now").
+    fn create_exclusive(&self, path: &Path, data: &[u8], durable: Durability) -> io::Result<Meta>;
     /// Whether files on device `dev` (found in `dir`) live on another
     /// machine: a claim must reach the server's disk before it is linked,
     /// and no local event tells of other hosts' changes. Answered without

@@ -21,6 +21,7 @@
 //!   mount, or the device of the first file we create there): local disks
 //!   pay nothing, not even the thread.
 
+use crate::fs::Durability;
 use crate::fs::{LockFs, Meta};
 use crate::ui;
 use std::ffi::OsString;
@@ -186,12 +187,7 @@ pub struct GuardedFs<F: LockFs> {
 }
 
 impl<F: LockFs> LockFs for GuardedFs<F> {
-    fn create_exclusive(
-        &self,
-        path: &Path,
-        data: &[u8],
-        durable: Option<bool>,
-    ) -> io::Result<Meta> {
+    fn create_exclusive(&self, path: &Path, data: &[u8], durable: Durability) -> io::Result<Meta> {
         let made = {
             let _g = enter("create");
             self.inner.create_exclusive(path, data, durable)?

@@ -18,16 +18,23 @@ pub struct Snapshot {
 /// Everything known about a held lock, for people and for JSON.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LockInfo {
+    /// What was read at the lock path.
     pub snapshot: Snapshot,
     /// `None` when something other than a regular file is at the lock path,
     /// or a file we may not read.
     pub content: Option<Content>,
+    /// Whether its owner lives, where that can be known.
     pub liveness: Liveness,
+    /// Its age in file-system time, and whether (and why) it is stale.
     pub verdict: Verdict,
+    /// File-system "now" when it was judged; `None` where no probe file
+    /// could be made.
     pub now: Option<FsTime>,
 }
 
 impl LockInfo {
+    /// The nfslock record, when the lock is one of ours (and its record is
+    /// believed: written by the user who owns the file).
     pub fn record(&self) -> Option<&Record> {
         match &self.content {
             Some(Content::Ours(r)) => Some(r),

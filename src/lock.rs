@@ -149,3 +149,67 @@ impl Drop for Guard<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lock_in(dir: &tempfile::TempDir) -> Lock {
+        Lock::new(dir.path().join("job.lock")).unwrap()
+    }
+
+    #[test]
+    fn a_guard_releases_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = lock_in(&dir);
+        {
+            let _guard = lock.try_acquire().unwrap();
+            assert!(lock.status().unwrap().is_some());
+        }
+        assert!(lock.status().unwrap().is_none());
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(names.is_empty(), "{names:?}");
+    }
+
+    #[test]
+    fn a_held_lock_is_not_taken_twice_nor_broken_while_alive() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = lock_in(&dir);
+        let guard = lock.try_acquire().unwrap();
+        let again = Lock::new(lock.path()).unwrap();
+        assert!(matches!(
+            again.try_acquire(),
+            Err(Error::AlreadyHeld { .. })
+        ));
+        let refused = again.break_stale(BreakOptions::default()).unwrap();
+        assert!(
+            matches!(refused, BreakOutcome::Refused { .. }),
+            "{refused:?}"
+        );
+        guard.touch().unwrap();
+        assert_eq!(guard.token().len(), 16);
+        guard.release().unwrap();
+    }
+
+    #[test]
+    fn a_broken_lock_is_not_ours_at_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = lock_in(&dir);
+        let guard = lock.try_acquire().unwrap();
+        let forced = BreakOptions {
+            force: true,
+            ..BreakOptions::default()
+        };
+        let broken = lock.break_stale(forced).unwrap();
+        assert!(matches!(broken, BreakOutcome::Broken { .. }), "{broken:?}");
+        assert!(matches!(guard.touch(), Err(Error::NotOwner { .. })));
+        assert!(matches!(guard.release(), Err(Error::NotOwner { .. })));
+    }
+
+    #[test]
+    fn a_path_that_cannot_be_a_lock_is_refused() {
+        assert!(matches!(Lock::new("/tmp/locks/"), Err(Error::Usage(_))));
+        let long = format!("/tmp/{}", "x".repeat(300));
+        assert!(matches!(Lock::new(long), Err(Error::NameTooLong { .. })));
+    }
+}

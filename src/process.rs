@@ -8,18 +8,18 @@
 //!   a stack-overflow handler) costs a tenth of a whole lock cycle.
 //!   Assumes: called once, by the C runtime, on the main thread, with
 //!   `argc` valid strings in `argv`; it does what of std's start-up we rely
-//!   on ([`prepare_process`]).
+//!   on (`prepare_process`).
 //! - **No unwinder** ([`no_unwinder!`](crate::no_unwinder)): release
 //!   builds abort on a panic, after the hook in [`start`] has exited 70,
 //!   so they never unwind; defining the unwinder's entry points keeps
 //!   libgcc_s out of the process. Assumes: `panic = "abort"`, x86_64 glibc
 //!   (the configuration CI builds with clippy), where these are the only
 //!   unwinder symbols std refers to, reached only while unwinding.
-//! - **vfork-style spawn** ([`vfork_exec`], for `run`): the child shares
+//! - **vfork-style spawn** (`vfork_exec`, for `run`): the child shares
 //!   our memory until it execs. Assumes: nothing else changes `environ`
 //!   or the prepared memory meanwhile (we are suspended, CLONE_VFORK); the
 //!   child makes only system calls on memory prepared before the clone.
-//! - **The hand-off child** ([`close_later`]): a CLONE_VM child keeps the
+//! - **The hand-off child** (`close_later`): a CLONE_VM child keeps the
 //!   last reference to an inotify instance so that we do not wait for the
 //!   kernel's clean-up of it. Assumes: called only at exit (the child
 //!   lives as long as the calling thread); the child runs on its own

@@ -1,6 +1,7 @@
 //! The production [`LockFs`]: plain POSIX calls through std and nix, with
 //! O_NOFOLLOW everywhere a lock path is opened.
 
+use crate::fs::Durability;
 use crate::fs::{FsTime, Kind, LockFs, Meta};
 use nix::sys::stat::{utimensat, UtimensatFlags};
 use nix::sys::time::TimeSpec;
@@ -50,12 +51,7 @@ fn meta_of(m: &std::fs::Metadata) -> Meta {
 
 impl LockFs for RealFs {
     /// Files are created 0644 whatever the umask: see below.
-    fn create_exclusive(
-        &self,
-        path: &Path,
-        data: &[u8],
-        durable: Option<bool>,
-    ) -> io::Result<Meta> {
+    fn create_exclusive(&self, path: &Path, data: &[u8], durable: Durability) -> io::Result<Meta> {
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -75,7 +71,11 @@ impl LockFs for RealFs {
             }
             let dir = path.parent().unwrap_or(Path::new("."));
             let remote = || crate::sys::is_remote_dev(meta.dev, dir, Some(f.as_fd()));
-            if durable.unwrap_or_else(remote) {
+            let sync = match durable {
+                Durability::NoSync => false,
+                Durability::IfRemote => remote(),
+            };
+            if sync {
                 f.sync_all()?;
             }
             Ok(meta)

@@ -11,6 +11,7 @@
 use crate::cli::OnLost;
 use crate::error::Error;
 use crate::exit;
+use crate::fs::Durability;
 use crate::heartbeat::{Heartbeat, Lost, Target};
 use crate::protocol::{self, Ctx, Held};
 use crate::realfs::RealFs;
@@ -64,7 +65,7 @@ pub struct RunSpec {
     pub on_lost: OnLost,
     pub kill_after: Duration,
     pub fence: bool,
-    pub durable: Option<bool>,
+    pub durable: Durability,
 }
 
 /// Passes on to the command's group every signal sent to us that it must

@@ -11,6 +11,7 @@ use super::look::{look, Look};
 use super::sweep::Sweep;
 use super::{Env, Held, LockInfo, Owner, Snapshot};
 use crate::error::Error;
+use crate::fs::Durability;
 use crate::sys;
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ pub struct AcquireOptions {
     pub owner: Owner,
     /// Sync the claim to stable storage before linking it; `None`: where
     /// the filesystem is remote.
-    pub durable: Option<bool>,
+    pub durable: Durability,
     pub cmd: Option<String>,
     /// Refresh the claim's mtime before a link attempt once it is older
     /// than this, so that a lock is never born old.
@@ -45,7 +46,7 @@ impl AcquireOptions {
             poll_min: Duration::from_millis(20),
             poll_max: Duration::from_secs(1),
             owner,
-            durable: None,
+            durable: Durability::IfRemote,
             cmd: None,
             refresh_claim_after: Duration::from_secs(1),
             watch: None,
@@ -200,6 +201,7 @@ impl Attempts<'_> {
             self.touch_verified = true;
         }
         let c = slot.as_ref().expect("claim present");
+        // I1: the reply is advice; `look` decides.
         let linked = ctx.fs.hard_link(&c.path, &ctx.lock.path);
         if let Err(e) = &linked {
             if sys::is_link_unsupported(e) {

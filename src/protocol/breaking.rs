@@ -19,27 +19,24 @@ use std::time::Duration;
 /// What `break` did.
 #[derive(Clone, Debug, PartialEq)]
 pub enum BreakOutcome {
+    /// Nobody held it.
     Free,
+    /// The judged lock was removed; `reason` is `None` when forced.
     Broken {
         info: LockInfo,
         reason: Option<StaleReason>,
     },
+    /// `dry_run`: it would have been broken.
     WouldBreak {
         info: LockInfo,
         reason: Option<StaleReason>,
     },
-    Refused {
-        info: LockInfo,
-    },
+    /// Not stale (or not a regular file): left alone.
+    Refused { info: LockInfo },
     /// Someone else changed the lock during the break; the current holder.
-    LostRace {
-        now: Option<LockInfo>,
-    },
+    LostRace { now: Option<LockInfo> },
     /// Stale (or forced), but we may not remove it; says who may.
-    NotPermitted {
-        info: LockInfo,
-        why: String,
-    },
+    NotPermitted { info: LockInfo, why: String },
 }
 
 /// On what grounds a lock is broken.
@@ -70,11 +67,15 @@ impl BreakBy {
     }
 }
 
-/// Options of [`break_lock`].
+/// Options of a break: [`crate::Lock::break_stale`] and `nfslock break`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct BreakOptions {
+    /// Also break a lock without a lease, held from elsewhere, that is
+    /// older than this (never a valid lease, never a live owner here).
     pub older_than: Option<Duration>,
+    /// Break it whatever its state (only a lock: never someone's data).
     pub force: bool,
+    /// Judge only: report what would be broken.
     pub dry_run: bool,
 }
 
@@ -133,6 +134,7 @@ impl Ctx<'_> {
     /// Only a lock is ever broken, never data at the lock path.
     pub fn break_instance(&self, judged: &LockInfo, judged_by: BreakBy) -> Result<Removal, Error> {
         let expected = &judged.snapshot;
+        // I3: only a lock is ever broken, never data at the lock path.
         match &judged.content {
             Some(c) if c.is_lock() => {}
             _ => {
@@ -195,6 +197,7 @@ impl Ctx<'_> {
                     .map(|b| record::trusted(b, pinned.meta.uid)),
                 Some(Content::Ours(_))
             );
+        // I3: through the pin, the very instance judged, unrefreshed.
         let unchanged = pinned.meta.same_file(&expected.meta)
             && pinned.bytes == expected.bytes
             && (judged_by == BreakBy::Force || pinned.meta.mtime == expected.meta.mtime);

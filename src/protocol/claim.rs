@@ -149,8 +149,8 @@ pub(super) fn abandon(ctx: &Ctx, c: &Claim) {
     if super::mutants::abandon_by_return_code(ctx, c) {
         return;
     }
-    // Retry transient errors here too: giving up on this look would leave
-    // a lock that nobody knows it holds.
+    // I4: retry transient errors here too: giving up on this look would
+    // leave a lock that nobody knows it holds.
     if let Ok(Ok(l)) = ctx.lock_meta(&c.meta, Phase::Cleanup) {
         if l.same_file(&c.meta) {
             let expected = Snapshot {

@@ -153,7 +153,7 @@ impl Attempts<'_> {
         }
         if let Some(reason) = &info.verdict.stale {
             if !matches!(reason, StaleReason::DeadOwner(_)) {
-                // An age verdict from an estimate: confirm it with
+                // I6: an age verdict from an estimate is confirmed with
                 // file-system time read just now.
                 let fresh = refresh_fs_time(&ctx, slot)?;
                 info = ctx.judge(info.snapshot, Some(fresh), watched, opts.stale_after);
@@ -176,6 +176,8 @@ impl Attempts<'_> {
         {
             self.refused = None;
         }
+        // I3, I8: only a stale verdict breaks (age rules never break a
+        // valid lease or a live owner: see stale::age_limit).
         if info.verdict.stale.is_some() && self.refused.is_none() {
             match ctx.break_instance(&info, BreakBy::Verdict)? {
                 Removal::Removed => {

@@ -85,6 +85,7 @@ impl IoBudget {
     ) -> Result<(), Error> {
         let now = ctx.env.monotonic();
         let give_up = |at: Duration| now >= at;
+        // I9: never past --io-timeout, nor past the caller's deadline.
         if give_up(self.since + ctx.io_timeout)
             || (phase == Phase::Work && ctx.deadline.is_some_and(give_up))
         {

@@ -6,6 +6,7 @@ use super::ctx::Phase;
 use super::ctx::{Ctx, IoBudget};
 use super::Snapshot;
 use crate::error::Error;
+use crate::fs::Durability;
 use crate::names::AuxKind;
 use crate::sys;
 use std::io;
@@ -14,7 +15,7 @@ use std::io;
 /// and returns the new value. Call only while holding the lock: mutual
 /// exclusion is what makes the values strictly increase. Costs a read, a
 /// create and a rename.
-pub fn next_fence(ctx: &Ctx, durable: Option<bool>) -> Result<u64, Error> {
+pub fn next_fence(ctx: &Ctx, durable: Durability) -> Result<u64, Error> {
     use std::os::unix::ffi::OsStrExt;
     let mut name = ctx.lock.aux_prefix();
     name.extend_from_slice(b"fence");

@@ -7,6 +7,7 @@ use super::ctx::Phase;
 use super::ctx::{Ctx, IoBudget};
 use super::Env;
 use crate::error::Error;
+use crate::fs::Durability;
 use crate::fs::{Kind, Meta};
 use crate::names::AuxKind;
 use crate::sys;
@@ -47,7 +48,7 @@ impl Ctx<'_> {
         &self,
         kind: AuxKind,
         content: &dyn Fn(&str, &std::ffi::OsStr) -> Vec<u8>,
-        durable: Option<bool>,
+        durable: Durability,
         phase: Phase,
     ) -> Result<Created, Error> {
         let host = self.env.identity().host.clone();
@@ -67,6 +68,7 @@ impl Ctx<'_> {
                             meta,
                         })
                     }
+                    // I10: a name that is taken is never used as ours.
                     Err(e) if sys::is_exists(&e) => {
                         self.remove_if_ours(&path, data.len(), phase)?;
                         break;

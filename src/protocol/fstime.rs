@@ -4,6 +4,7 @@
 use super::ctx::Ctx;
 use super::ctx::Phase;
 use crate::error::Error;
+use crate::fs::Durability;
 use crate::fs::{FsTime, Meta};
 use crate::names::AuxKind;
 use std::time::Duration;
@@ -12,7 +13,12 @@ impl Ctx<'_> {
     /// File-system "now": the mtime of a probe file we create and remove.
     /// `None` if we may not create files here.
     pub fn fs_now(&self) -> Result<Option<FsTime>, Error> {
-        match self.create_aux(AuxKind::Probe, &|_, _| Vec::new(), Some(false), Phase::Work) {
+        match self.create_aux(
+            AuxKind::Probe,
+            &|_, _| Vec::new(),
+            Durability::NoSync,
+            Phase::Work,
+        ) {
             Ok(probe) => {
                 self.unlink_ours(&probe.path)?;
                 Ok(Some(probe.meta.mtime))
@@ -44,8 +50,12 @@ impl Ctx<'_> {
         if server_stamped(seen) {
             return Ok(());
         }
-        let probe =
-            self.create_aux(AuxKind::Probe, &|_, _| Vec::new(), Some(false), Phase::Work)?;
+        let probe = self.create_aux(
+            AuxKind::Probe,
+            &|_, _| Vec::new(),
+            Durability::NoSync,
+            Phase::Work,
+        )?;
         let path = probe.path;
         let touched = self.retrying("touch", &path, Phase::Work, || self.fs.touch_now(&path))?;
         let after = self.retrying("lstat", &path, Phase::Work, || self.fs.lstat(&path))?;

@@ -154,7 +154,7 @@ pub(super) fn touch_claim(
     who: &Who,
     ino: Option<&Meta>,
 ) -> Result<FsTime, Error> {
-    // Touching through our own claim name can only change our own inode,
+    // I2: touching through our own claim name can only change our own inode,
     // whatever happened to the lock; the check afterwards decides.
     match ctx.retrying("touch", claim, Phase::Work, || ctx.fs.touch_now(claim))? {
         Ok(()) => {}
@@ -216,7 +216,7 @@ impl Held {
             meta: self.claim_meta,
             bytes: Some(self.bytes.clone()),
         };
-        // Look before moving anything: a holder whose lock was broken and
+        // I2: look before moving anything: a holder whose lock was broken and
         // taken over must not move the new holder's lock aside, not even
         // for the round trip it takes to put it back.
         let still_ours = match ctx.lock_meta(&self.claim_meta, Phase::Cleanup)? {

@@ -78,6 +78,7 @@ pub(super) fn look(
             Err(e) => return Err(ctx.dir_error("read", &ctx.lock.path, e)),
         };
         if !snap.meta.same_file(&c.meta) {
+            // I1: a copy of our claim is not our lock.
             if snap.bytes.as_deref() == Some(c.bytes.as_slice()) {
                 return Ok(Look::Copied(snap));
             }
@@ -103,6 +104,8 @@ pub(super) fn look(
             _ => return Ok(Look::Vanished),
         }
     }
+    // I1: ours only as our claim's inode with two links, whatever link(2)
+    // said.
     Ok(if lock.nlink >= 2 {
         Look::Ours
     } else {

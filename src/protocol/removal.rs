@@ -115,7 +115,7 @@ impl Ctx<'_> {
                     return Ok(Removal::Denied(self.why_denied(&expected.meta, None)));
                 }
             }
-            // Judge by what is there, not by the reply.
+            // I2, I3: judge by what is there, not by the reply.
             match self.snapshot(&private, Phase::Cleanup)? {
                 Ok(moved) if same(&moved) => {
                     self.unlink_ours(&private)?;

@@ -77,6 +77,7 @@ impl Ctx<'_> {
                     }
                 }
             };
+            // I5: only our names, small regular files, of the dead.
             if orphan {
                 orphans.push(path);
             }

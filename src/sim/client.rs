@@ -179,7 +179,7 @@ impl LockFs for SimFs {
         &self,
         path: &Path,
         data: &[u8],
-        _durable: Option<bool>,
+        _durable: crate::fs::Durability,
     ) -> io::Result<Meta> {
         let name = name_of(path)?;
         self.call(
