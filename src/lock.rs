@@ -5,7 +5,7 @@
 
 use crate::error::Error;
 use crate::info::LockInfo;
-use crate::names::{lock_path, LockPath};
+use crate::names::{BadLockPath, LockPath, MAX_LOCK_NAME};
 use crate::protocol::{self, AcquireOptions, BreakOptions, BreakOutcome, Ctx, Event, Held, Owner};
 use crate::realfs::RealFs;
 use crate::sysenv::SysEnv;
@@ -148,6 +148,25 @@ impl Drop for Guard<'_> {
             }
         }
     }
+}
+
+/// The lock at `p`, or the error a person is shown for a path that cannot
+/// be one (64, or 73 for a name too long).
+pub(crate) fn lock_path(p: &Path) -> Result<LockPath, Error> {
+    LockPath::new(p).map_err(|e| match e {
+        BadLockPath::NoFileName => {
+            Error::Usage(format!("{}: names no file to use as a lock", p.display()))
+        }
+        BadLockPath::TrailingSlash => Error::Usage(format!(
+            "{}: a lock is a file; name it without the trailing '/'",
+            p.display()
+        )),
+        BadLockPath::TooLong { len } => Error::NameTooLong {
+            path: p.to_path_buf(),
+            len,
+            max: MAX_LOCK_NAME,
+        },
+    })
 }
 
 #[cfg(test)]

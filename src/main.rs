@@ -10,7 +10,7 @@ use std::ffi::{c_char, c_int};
 #[no_mangle]
 extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int {
     // SAFETY: called once by the C runtime, with argc valid strings.
-    unsafe { nfslock::process::start(argc, argv) }
+    unsafe { nfslock::process::start(argc, argv, nfslock::commands::main) }
 }
 
 nfslock::no_unwinder!();

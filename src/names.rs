@@ -127,26 +127,6 @@ pub enum BadLockPath {
     },
 }
 
-/// The lock at `p`, or the error a person is shown for a path that cannot
-/// be one (64, or 73 for a name too long).
-pub fn lock_path(p: &Path) -> Result<LockPath, crate::error::Error> {
-    use crate::error::Error;
-    LockPath::new(p).map_err(|e| match e {
-        BadLockPath::NoFileName => {
-            Error::Usage(format!("{}: names no file to use as a lock", p.display()))
-        }
-        BadLockPath::TrailingSlash => Error::Usage(format!(
-            "{}: a lock is a file; name it without the trailing '/'",
-            p.display()
-        )),
-        BadLockPath::TooLong { len } => Error::NameTooLong {
-            path: p.to_path_buf(),
-            len,
-            max: MAX_LOCK_NAME,
-        },
-    })
-}
-
 impl LockPath {
     pub fn new(path: &Path) -> Result<LockPath, BadLockPath> {
         if path.as_os_str().as_bytes().ends_with(b"/") {

@@ -37,15 +37,19 @@ use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::ptr;
 
-/// The body of the binary's C `main`: prepares the process, runs the
-/// command line in `argv` and exits with its status (flushing stdout,
-/// which returning from a C `main` would not).
+/// The body of the binary's C `main`: prepares the process, has `run`
+/// run the command line in `argv` and exits with the status it returns
+/// (flushing stdout, which returning from a C `main` would not).
 ///
 /// # Safety
 ///
 /// Only from the C `main`: `argv` holds `argc` valid NUL-terminated
 /// strings.
-pub unsafe fn start(argc: c_int, argv: *const *const c_char) -> c_int {
+pub unsafe fn start(
+    argc: c_int,
+    argv: *const *const c_char,
+    run: fn(Vec<OsString>) -> u8,
+) -> c_int {
     prepare_process();
     // From our own arguments, not std::env::args: std fills that in before
     // `main` only on some C libraries (glibc), and in lang_start elsewhere.
@@ -60,7 +64,7 @@ pub unsafe fn start(argc: c_int, argv: *const *const c_char) -> c_int {
         eprintln!("nfslock: internal error: {info}");
         std::process::exit(crate::exit::INTERNAL.into());
     }));
-    let code = crate::commands::main(args);
+    let code = run(args);
     std::process::exit(code.into())
 }
 
