@@ -128,6 +128,12 @@ pub enum Command {
     /// Hold the lock while a command runs, refreshing it; exit with the
     /// command's status (76 if the lock was lost meanwhile).
     Run(RunArgs),
+    /// List the locks in directories (or at lock paths) with their holders.
+    /// Read-only. Exit 0 when the listing is complete.
+    List(ListArgs),
+    /// Break every stale lock in directories, by the rules of `break`, and
+    /// remove leftovers of dead processes.
+    Sweep(SweepArgs),
     /// The detached keeper behind `acquire --keepalive` (internal).
     #[command(hide = true)]
     Keeper(KeeperArgs),
@@ -142,6 +148,8 @@ impl Command {
             Command::Status(a) => &a.common,
             Command::Break(a) => &a.common,
             Command::Run(a) => &a.common,
+            Command::List(a) => &a.common,
+            Command::Sweep(a) => &a.common,
             Command::Keeper(a) => &a.common,
         }
     }
@@ -295,6 +303,49 @@ pub struct StatusArgs {
     pub json: bool,
     /// The lock file.
     pub lock: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Print one JSON object, {"locks": [...]}, each lock as `status --json`
+    /// prints it.
+    #[arg(long)]
+    pub json: bool,
+    /// Only stale locks.
+    #[arg(long)]
+    pub stale_only: bool,
+    /// Also each lock's auxiliary files (claims, pins, private names,
+    /// probes), with whether the process behind each is alive.
+    #[arg(long)]
+    pub all: bool,
+    /// Directories (every lock directly in each) or lock paths.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Also break locks older than DUR (file-system time) that have no
+    /// lease and no provably alive owner.
+    #[arg(long, value_name = "DUR", value_parser = duration)]
+    pub older_than: Option<Duration>,
+    /// Only locks left by an earlier boot of this machine (run it at boot).
+    #[arg(long)]
+    pub rebooted: bool,
+    /// Say what would be done, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print one JSON object, {"actions": [...]}, instead of a line per
+    /// action on stderr.
+    #[arg(long)]
+    pub json: bool,
+    /// Lock directories.
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]

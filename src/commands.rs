@@ -7,13 +7,10 @@ use crate::cli::{
 use crate::duration::human;
 use crate::error::Error;
 use crate::exit;
-use crate::hang::{self, GuardedFs};
+use crate::hang::{self, real_fs};
 use crate::lock::lock_path;
-use crate::names::LockPath;
 use crate::protocol::{self, AcquireOptions, BreakOptions, BreakOutcome, Ctx, Env, Owner, Who};
-use crate::realfs::RealFs;
 use crate::report::{self, lock_json, state_of, Stdout};
-use crate::sys;
 use crate::sysenv::SysEnv;
 use crate::ui::{self, Level};
 use crate::{keeper, record, run};
@@ -90,6 +87,8 @@ fn run(cli: Cli) -> u8 {
         Command::Touch(a) => (touch(&env, io_timeout, a), None),
         Command::Status(a) => (status(&env, io_timeout, a), None),
         Command::Break(a) => (break_cmd(&env, io_timeout, a), None),
+        Command::List(a) => (crate::admin::list(&env, io_timeout, a), None),
+        Command::Sweep(a) => (crate::admin::sweep(&env, io_timeout, a), None),
     };
     let code = match result {
         Ok(code) => code,
@@ -105,19 +104,6 @@ fn run(cli: Cli) -> u8 {
     code
 }
 
-/// The real filesystem, its calls watched where the lock's directory may
-/// be remote, so that a server that stops answering cannot hold us past
-/// `io_timeout` (see [`crate::hang`]).
-fn real_fs(lock: &LockPath, io_timeout: Duration) -> GuardedFs<RealFs> {
-    if sys::under_remote_mount(&lock.dir) {
-        hang::watch(&lock.dir, io_timeout);
-    }
-    GuardedFs {
-        inner: RealFs,
-        allowance: io_timeout,
-    }
-}
-
 /// The owner process: `--pid`, or the parent (the shell that ran us).
 fn owner(env: &dyn Env, pid: Option<u32>) -> Result<Owner, Error> {
     let pid = pid.unwrap_or_else(|| nix::unistd::getppid().as_raw() as u32);
@@ -126,7 +112,7 @@ fn owner(env: &dyn Env, pid: Option<u32>) -> Result<Owner, Error> {
 
 fn acquire(env: &SysEnv, io_timeout: Duration, a: AcquireArgs) -> Result<u8, Error> {
     let lock = lock_path(&a.lock)?;
-    let fs = real_fs(&lock, io_timeout);
+    let fs = real_fs(&lock.dir, io_timeout);
     let ctx = Ctx::new(&fs, env, &lock, io_timeout);
     let owner = owner(env, a.pid)?;
     let mut opts = AcquireOptions::new(owner);
@@ -211,7 +197,7 @@ fn run_cmd(env: &SysEnv, io_timeout: Duration, a: RunArgs) -> Result<u8, Error> 
             ))
         }
     };
-    let fs = real_fs(&lock, io_timeout);
+    let fs = real_fs(&lock.dir, io_timeout);
     let ctx = Ctx::new(&fs, env, &lock, io_timeout);
     let me = std::process::id();
     let mut opts = AcquireOptions::new(owner(env, Some(me))?);
@@ -252,7 +238,7 @@ fn run_cmd(env: &SysEnv, io_timeout: Duration, a: RunArgs) -> Result<u8, Error> 
 
 fn keeper(env: &SysEnv, io_timeout: Duration, a: KeeperArgs) -> Result<u8, Error> {
     let lock = lock_path(&a.lock)?;
-    let fs = real_fs(&lock, io_timeout);
+    let fs = real_fs(&lock.dir, io_timeout);
     let ctx = Ctx::new(&fs, env, &lock, io_timeout);
     let spec = keeper::KeepSpec {
         owner: Owner {
@@ -279,7 +265,7 @@ fn who(env: &dyn Env, a: &OwnerArgs) -> Result<Who, Error> {
 
 fn release(env: &SysEnv, io_timeout: Duration, a: OwnerArgs) -> Result<u8, Error> {
     let lock = lock_path(&a.lock)?;
-    let fs = real_fs(&lock, io_timeout);
+    let fs = real_fs(&lock.dir, io_timeout);
     let ctx = Ctx::new(&fs, env, &lock, io_timeout);
     protocol::release(&ctx, &who(env, &a)?)?;
     ui::explain(&format!("released {}", lock.path.display()));
@@ -288,7 +274,7 @@ fn release(env: &SysEnv, io_timeout: Duration, a: OwnerArgs) -> Result<u8, Error
 
 fn touch(env: &SysEnv, io_timeout: Duration, a: OwnerArgs) -> Result<u8, Error> {
     let lock = lock_path(&a.lock)?;
-    let fs = real_fs(&lock, io_timeout);
+    let fs = real_fs(&lock.dir, io_timeout);
     let ctx = Ctx::new(&fs, env, &lock, io_timeout);
     protocol::touch(&ctx, &who(env, &a)?)?;
     ui::explain(&format!("touched {}", lock.path.display()));
@@ -297,7 +283,7 @@ fn touch(env: &SysEnv, io_timeout: Duration, a: OwnerArgs) -> Result<u8, Error> 
 
 fn status(env: &SysEnv, io_timeout: Duration, a: StatusArgs) -> Result<u8, Error> {
     let lock = lock_path(&a.lock)?;
-    let fs = real_fs(&lock, io_timeout);
+    let fs = real_fs(&lock.dir, io_timeout);
     let ctx = Ctx::new(&fs, env, &lock, io_timeout);
     let info = ctx.inspect(a.stale_after)?;
     // A closed or full stdout ends the output, not the answer: the exit
@@ -319,7 +305,7 @@ fn status(env: &SysEnv, io_timeout: Duration, a: StatusArgs) -> Result<u8, Error
 
 fn break_cmd(env: &SysEnv, io_timeout: Duration, a: BreakArgs) -> Result<u8, Error> {
     let lock = lock_path(&a.lock)?;
-    let fs = real_fs(&lock, io_timeout);
+    let fs = real_fs(&lock.dir, io_timeout);
     let ctx = Ctx::new(&fs, env, &lock, io_timeout);
     let opts = BreakOptions {
         older_than: a.older_than,

@@ -49,6 +49,8 @@ pub enum Error {
     },
     #[error("{}: directory does not exist", dir.display())]
     NoDir { dir: PathBuf },
+    #[error("{}: no such file or directory", path.display())]
+    Missing { path: PathBuf },
     #[error("{}: this filesystem cannot give safe link locks: {why}", path.display())]
     Unsupported { path: PathBuf, why: String },
     #[error("cannot create {}: {source}", path.display())]
@@ -87,7 +89,7 @@ impl Error {
             Error::NotPermitted { .. } | Error::Denied { .. } => exit::NO_PERM,
             Error::Unwritable { .. } => exit::CANT_CREATE,
             Error::NotOwner { .. } => exit::NOT_OWNER,
-            Error::NoDir { .. } => exit::NO_DIR,
+            Error::NoDir { .. } | Error::Missing { .. } => exit::NO_DIR,
             Error::Unsupported { .. } => exit::UNSUPPORTED,
             Error::CannotCreate { .. } | Error::NameTooLong { .. } => exit::CANT_CREATE,
             Error::Io { .. } => exit::IO,
@@ -122,6 +124,7 @@ mod tests {
                 75,
             ),
             (Error::NoDir { dir: p() }, 66),
+            (Error::Missing { path: p() }, 66),
             (
                 Error::NotALock {
                     path: p(),

@@ -89,6 +89,19 @@ pub fn watch(dir: &Path, allowance: Duration) {
     }
 }
 
+/// The real filesystem, its calls watched where the lock's directory may
+/// be remote, so that a server that stops answering cannot hold us past
+/// `io_timeout` (see above).
+pub fn real_fs(dir: &Path, io_timeout: Duration) -> GuardedFs<crate::realfs::RealFs> {
+    if crate::sys::under_remote_mount(dir) {
+        watch(dir, io_timeout);
+    }
+    GuardedFs {
+        inner: crate::realfs::RealFs,
+        allowance: io_timeout,
+    }
+}
+
 /// Whether the watchdog runs.
 pub fn watching() -> bool {
     DOG.get().is_some()

@@ -58,6 +58,7 @@ pub mod commands;
 #[doc(hidden)]
 pub mod process;
 
+mod admin;
 mod duration;
 #[cfg(test)]
 mod faultfs;

@@ -86,6 +86,16 @@ impl AuxKind {
         }
     }
 
+    /// What it is, for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            AuxKind::Claim => "claim",
+            AuxKind::Guard => "pin",
+            AuxKind::Removing => "private name",
+            AuxKind::Probe => "probe",
+        }
+    }
+
     fn from_tag(tag: &str) -> Option<AuxKind> {
         Some(match tag {
             "claim" => AuxKind::Claim,
@@ -200,9 +210,46 @@ impl LockPath {
     }
 }
 
+/// Takes apart a name from a lock directory: the lock it is an auxiliary
+/// file of, and its parts; `None` if it is none of ours. A lock name may
+/// itself contain `.nfslock-`: every place the marker appears is tried,
+/// from the left, until one gives a well-formed name.
+pub fn parse_any_aux(dir: &Path, name: &OsStr) -> Option<(LockPath, AuxName)> {
+    const MARK: &[u8] = b".nfslock-";
+    let bytes = name.as_bytes();
+    let body = bytes.strip_prefix(b".")?;
+    (0..body.len())
+        .filter(|&i| i > 0 && body[i..].starts_with(MARK))
+        .find_map(|i| {
+            let lock = LockPath::new(&dir.join(OsStr::from_bytes(&body[..i]))).ok()?;
+            let aux = lock.parse_aux(name)?;
+            Some((lock, aux))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_aux_name_says_whose_it_is() {
+        let dir = Path::new("/srv/locks");
+        for lock in ["job.lock", "a.nfslock-b", "caf\u{e9}"] {
+            let l = LockPath::new(&dir.join(lock)).unwrap();
+            let n = l.aux_name(AuxKind::Guard, "00ff", 7, "web3");
+            let (found, aux) = parse_any_aux(dir, &n).unwrap();
+            assert_eq!(found, l);
+            assert_eq!(aux.kind, AuxKind::Guard);
+        }
+        for other in [
+            "job.lock",
+            ".job.lock",
+            "..nfslock-claim.00.1.h",
+            ".x.nfslock-what.00.1.h",
+        ] {
+            assert_eq!(parse_any_aux(dir, OsStr::new(other)), None, "{other}");
+        }
+    }
 
     #[test]
     fn escaping_round_trips_any_bytes() {

@@ -29,6 +29,9 @@ pub struct Record {
     /// Escaped hostname of the owner.
     pub host: String,
     pub boot_id: Option<String>,
+    /// The owner's machine ([`crate::sys::machine_hash`]); `None` in
+    /// records of machines without an id, and of nfslock before 0.2.
+    pub machine: Option<String>,
     pub pidns: Option<u64>,
     /// The owner pid (the calling shell for `acquire`).
     pub pid: u32,
@@ -49,6 +52,9 @@ pub struct Record {
 }
 
 /// What a lock file contains, as far as we can tell.
+// Ours is most of what is ever read, one value per read of a lock: boxing
+// it would add an allocation to every read to shrink the rare others.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Content {
     Ours(Record),
@@ -127,6 +133,9 @@ impl Record {
         };
         kv("host", &escape_value(self.host.as_bytes()));
         kv("boot_id", self.boot_id.as_deref().unwrap_or("unknown"));
+        if let Some(m) = &self.machine {
+            kv("machine", m);
+        }
         kv("pidns", &opt_num(self.pidns));
         kv("pid", &self.pid.to_string());
         kv("pid_start", &opt_num(self.pid_start));
@@ -226,6 +235,13 @@ fn parse_ours(bytes: &[u8]) -> Option<Record> {
             "unknown" => None,
             v => Some(v.to_string()),
         },
+        machine: match get.get("machine") {
+            None => None,
+            Some(m) if !m.is_empty() && m.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Some(m.to_string())
+            }
+            Some(_) => return None,
+        },
         pidns: opt_u64("pidns")?,
         pid: get.get("pid")?.parse().ok()?,
         pid_start: opt_u64("pid_start")?,
@@ -323,6 +339,7 @@ mod tests {
         Record {
             host: "web3.example.com".into(),
             boot_id: Some("0f1e2d3c-aaaa-bbbb-cccc-000000000001".into()),
+            machine: Some("00112233445566778899aabbccddeeff".into()),
             pidns: Some(4026531836),
             pid: 4242,
             pid_start: Some(123456),
@@ -347,8 +364,25 @@ mod tests {
             "liblockfile must not read a pid"
         );
         assert_eq!(parse(&bytes), Content::Ours(r.clone()));
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.contains("\nmachine=00112233445566778899aabbccddeeff\n"));
+        // A record of nfslock 0.1 has no machine line: still ours.
+        let old: String = text
+            .lines()
+            .filter(|l| !l.starts_with("machine="))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let without = Record {
+            machine: None,
+            ..r.clone()
+        };
+        assert_eq!(parse(old.as_bytes()), Content::Ours(without));
+        // A machine that is not hex is a damaged record.
+        let bad = text.replace("machine=0011", "machine=xx11");
+        assert!(matches!(parse(bad.as_bytes()), Content::Foreign { .. }));
         let minimal = Record {
             boot_id: None,
+            machine: None,
             pidns: None,
             pid_start: None,
             lease: None,

@@ -50,7 +50,7 @@ impl Stdout {
 }
 
 /// The `holder` object of the JSON output.
-fn holder_json(info: &LockInfo) -> Value {
+pub fn holder_json(info: &LockInfo) -> Value {
     match &info.content {
         Some(Content::Ours(r)) => json!({
             "host": r.host,

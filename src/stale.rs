@@ -42,11 +42,30 @@ impl Liveness {
     }
 }
 
+/// Whether `rec` was written during an earlier boot of this very machine
+/// (same host name, same machine, another boot): that boot is over, so
+/// every process of it is gone, in every pid namespace it had. Says so
+/// when it was. Where either side has no machine or no boot id, or the
+/// machines differ (two machines that share a host name), nothing is
+/// known.
+pub fn rebooted(rec: &Record, me: &Identity) -> Option<String> {
+    let same_machine = rec.host == me.host && rec.machine.is_some() && rec.machine == me.machine;
+    match (&rec.boot_id, &me.boot_id) {
+        (Some(theirs), Some(ours)) if same_machine && theirs != ours => {
+            Some(format!("host {} rebooted (boot {theirs})", rec.host))
+        }
+        _ => None,
+    }
+}
+
 /// Judges whether the owner of `rec` is alive, probing pids only when host,
 /// boot and pid namespace all match ours.
 pub fn liveness(rec: &Record, me: &Identity, probe: impl Fn(u32) -> ProcState) -> Liveness {
     if rec.host != me.host {
         return Liveness::Unknown(format!("held from another host ({})", rec.host));
+    }
+    if let Some(why) = rebooted(rec, me) {
+        return Liveness::Dead(why);
     }
     let (Some(my_boot), Some(my_ns)) = (&me.boot_id, me.pidns) else {
         return Liveness::Unknown("this system cannot tell process identity".into());
@@ -188,6 +207,7 @@ mod tests {
         Identity {
             host: "h1".into(),
             boot_id: Some("boot-a".into()),
+            machine: None,
             pidns: Some(7),
             uid: 1000,
             user: "u".to_string().into(),
@@ -198,6 +218,7 @@ mod tests {
         Record {
             host: "h1".into(),
             boot_id: Some("boot-a".into()),
+            machine: None,
             pidns: Some(7),
             pid: 100,
             pid_start: Some(555),
@@ -267,6 +288,46 @@ mod tests {
             liveness(&no_start, &me(), running(1)),
             Liveness::Unknown(_)
         ));
+    }
+
+    /// Another boot of this very machine is over; a machine that only
+    /// shares our host name is never judged, nor a record without one.
+    #[test]
+    fn a_rebooted_machines_owner_is_dead_and_a_twins_is_unknown() {
+        let never = |_| -> ProcState { panic!("probed a pid of another boot") };
+        let m = |s: &str| Some(s.to_string());
+        let me = Identity {
+            machine: m("aa"),
+            ..me()
+        };
+        let mut old = rec(None);
+        old.machine = m("aa");
+        old.boot_id = m("boot-0");
+        assert_eq!(
+            liveness(&old, &me, never),
+            Liveness::Dead("host h1 rebooted (boot boot-0)".into())
+        );
+        assert!(rebooted(&old, &me).is_some());
+        for change in [
+            |r: &mut Record| r.machine = Some("bb".into()),
+            |r: &mut Record| r.machine = None,
+            |r: &mut Record| r.host = "h2".into(),
+            |r: &mut Record| r.boot_id = None,
+        ] {
+            let mut r = old.clone();
+            change(&mut r);
+            assert!(rebooted(&r, &me).is_none(), "{r:?}");
+            assert!(matches!(liveness(&r, &me, never), Liveness::Unknown(_)));
+        }
+        // This boot: judged by its pid as ever.
+        let mut now = old.clone();
+        now.boot_id = m("boot-a");
+        assert!(rebooted(&now, &me).is_none());
+        let no_boot = Identity {
+            boot_id: None,
+            ..me.clone()
+        };
+        assert!(rebooted(&old, &no_boot).is_none());
     }
 
     #[test]

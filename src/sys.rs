@@ -19,6 +19,9 @@ pub struct Identity {
     pub host: String,
     /// /proc/sys/kernel/random/boot_id: changes on every boot.
     pub boot_id: Option<String>,
+    /// This machine, as [`machine_hash`] of /etc/machine-id: the same
+    /// across reboots, never the id itself. `None` where there is none.
+    pub machine: Option<String>,
     /// Inode of /proc/self/ns/pid: pids only mean something inside one
     /// namespace.
     pub pidns: Option<u64>,
@@ -70,9 +73,11 @@ pub fn identity() -> Identity {
         } else {
             None
         };
+        let machine = read_small("/etc/machine-id", 64).and_then(|id| machine_hash(&id));
         Identity {
             host,
             boot_id,
+            machine,
             pidns,
             uid,
             user,
@@ -83,11 +88,37 @@ pub fn identity() -> Identity {
         Identity {
             host,
             boot_id: None,
+            machine: None,
             pidns: None,
             uid,
             user,
         }
     }
+}
+
+/// What a record says of its machine, from the text of /etc/machine-id:
+/// the id hashed with a keyed cryptographic hash and nfslock's own key, as
+/// machine-id(5) asks (systemd's application-specific ids are made this
+/// way): it tells one machine from another and gives nothing of the id
+/// away. `None` for an id that is not 32 hex digits.
+pub fn machine_hash(id_text: &str) -> Option<String> {
+    use hmac::{Hmac, Mac};
+    /// nfslock's application id: a fixed random number.
+    const APP_ID: [u8; 16] = [
+        0x6e, 0x3a, 0x91, 0x0c, 0x54, 0xd7, 0x4b, 0x2f, 0x8e, 0x15, 0xa3, 0x6b, 0xc0, 0x7d, 0x29,
+        0xf4,
+    ];
+    let hex = id_text.trim();
+    if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let id: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+        .collect::<Option<_>>()?;
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&id).ok()?;
+    mac.update(&APP_ID);
+    let out = mac.finalize().into_bytes();
+    Some(out[..16].iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// True when /proc shows pids of our own pid namespace. After
@@ -669,6 +700,24 @@ mod tests {
         assert_eq!(decide_remote(dev, dir.path(), None), by_dir);
         assert_eq!(is_remote_dev(dev, dir.path(), Some(file.as_fd())), by_dir);
         assert_eq!(is_remote_dev(dev, Path::new("/nonexistent"), None), by_dir);
+    }
+
+    #[test]
+    fn the_machine_hash_tells_machines_apart_and_hides_the_id() {
+        let id = "4f1a9c0e5b2d47e68a3c1b9d0e7f2a65";
+        let h = machine_hash(id).unwrap();
+        assert_eq!(h.len(), 32);
+        assert!(h.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(
+            machine_hash(&format!("{id}\n")).as_deref(),
+            Some(h.as_str())
+        );
+        assert_ne!(machine_hash("4f1a9c0e5b2d47e68a3c1b9d0e7f2a66").unwrap(), h);
+        for part in [&id[..8], &id[8..16], &id[16..24], &id[24..]] {
+            assert!(!h.contains(part), "the hash shows part of the id");
+        }
+        assert_eq!(machine_hash(""), None);
+        assert_eq!(machine_hash("not-an-id"), None);
     }
 
     #[test]

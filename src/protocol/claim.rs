@@ -44,6 +44,7 @@ pub(super) fn new_claim(ctx: &Ctx, opts: &AcquireOptions) -> Result<Claim, Error
     let record_for = |token: &str, name: &std::ffi::OsStr| Record {
         host: me.host.clone(),
         boot_id: me.boot_id.clone(),
+        machine: me.machine.clone(),
         pidns: me.pidns,
         pid: opts.owner.pid,
         pid_start: opts.owner.start,

@@ -28,15 +28,18 @@
 //!   swept by contended acquires and by `break`.
 //! - **I6 Skew immunity.** Ages are file-system time minus file-system time;
 //!   see [`crate::stale`].
-//! - **I7 Honest liveness.** See [`crate::stale::liveness`]; a record is
-//!   believed only from the uid that owns its file ([`record::trusted`]).
+//! - **I7 Honest liveness.** See [`crate::stale::liveness`]: a pid is probed
+//!   only on the same host, boot and pid namespace; a record of an earlier
+//!   boot of this very machine (same host name and machine hash) is dead,
+//!   of any other machine never judged. A record is believed only from the
+//!   uid that owns its file ([`crate::record::trusted`]).
 //! - **I8 Age rules yield.** `--stale-after` and `--older-than` never break
-//!   a valid lease or a provably alive owner ([`stale::age_limit`]).
+//!   a valid lease or a provably alive owner ([`crate::stale::age_limit`]).
 //! - **I9 Paced retries.** Persistent errors end an operation with their
 //!   exit code; nothing is retried without a pause, nor past `--io-timeout`
-//!   or the caller's deadline (`IoBudget`, `Attempts::pace`).
+//!   or the caller's deadline (`ctx::IoBudget`, `acquire::Attempts::pace`).
 //! - **I10 Our names only.** Tokens and nonces are fresh OS randomness; a
-//!   name that is taken is never used as ours (`Ctx::create_aux`).
+//!   name that is taken is never used as ours (`files`: `Ctx::create_aux`).
 //!
 //! # Residual windows
 //!
@@ -47,7 +50,6 @@
 //! fails, the displaced holder is told at its next check, and the remover
 //! reports it. Without a lease, a lock held from another host (or another
 //! boot or pid namespace) is never broken automatically.
-
 //!
 //! # Parts
 //!
@@ -62,6 +64,7 @@
 //! | `queue` | the waiters' queue on local filesystems |
 //! | `hold` | [`Held`]: release and touch |
 //! | `breaking`, `sweep` | break a stale lock; remove leftovers |
+//! | `directory` | every lock of a directory from one listing: `list`, `sweep` |
 //! | `fence` | the fencing counter |
 //!
 //! The RAII guard, and the library's front door, are [`crate::lock`].
@@ -71,6 +74,7 @@ mod breaking;
 mod claim;
 mod contend;
 mod ctx;
+mod directory;
 mod env;
 mod fence;
 mod files;
@@ -92,9 +96,11 @@ pub use crate::info::{LockInfo, Snapshot};
 pub use acquire::{acquire, AcquireOptions};
 pub use breaking::{break_lock, BreakBy, BreakOptions, BreakOutcome};
 pub use ctx::Ctx;
+pub use directory::{aux_states, read_dir, sweep_dir, Action, AuxState, Place, SweepOptions};
 pub use env::{xorshift, Env, Event, Woken};
 pub use fence::next_fence;
 pub use hold::{release, touch, Held, Toucher};
 pub use owner::{owns, Owner, Who};
+pub use sweep::Leftover;
 #[cfg(test)]
 pub use sweep::ORPHAN_AGE;

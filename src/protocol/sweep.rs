@@ -5,55 +5,83 @@
 use super::ctx::Ctx;
 use super::Event;
 use crate::fs::{FsTime, Kind};
-use crate::names::AuxKind;
+use crate::names::{AuxKind, AuxName};
 use crate::record::{self, Content, READ_LIMIT};
 use crate::stale::{self, Liveness};
-use std::path::Path;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Leftover guard, removal and probe files older than this (in file-system
-/// time) belong to a process that died mid-operation.
 /// How far a sweep looks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sweep {
     /// After a contended acquire: only claims that may be litter here.
     Quick,
-    /// `break`: every leftover name.
+    /// `break` and `sweep`: every leftover name.
     Thorough,
 }
 
+/// Leftover guard, removal and probe files older than this (in file-system
+/// time) belong to a process that died mid-operation.
 pub const ORPHAN_AGE: Duration = Duration::from_secs(600);
 
+/// A file of ours that nobody will ever remove but a sweep, and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Leftover {
+    pub path: PathBuf,
+    pub why: String,
+}
+
 impl Ctx<'_> {
-    /// Removes leftovers of processes that died mid-operation (I5): claims
+    /// Removes leftovers of processes that died mid-operation (I5), as
+    /// [`Ctx::leftovers`] finds them; returns how many went.
+    pub fn sweep(&self, now: Option<FsTime>, keep: Option<&Path>, depth: Sweep) -> usize {
+        let Ok(names) = self.fs.list(&self.lock.dir) else {
+            return 0;
+        };
+        let ours: Vec<(OsString, AuxName)> = names
+            .into_iter()
+            .filter_map(|n| self.lock.parse_aux(&n).map(|a| (n, a)))
+            .collect();
+        let mut removed = 0;
+        for left in self.leftovers(&ours, now, keep, depth) {
+            if self.fs.unlink(&left.path).is_ok() {
+                self.env.event(Event::Swept { path: &left.path });
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Which of this lock's auxiliary files `names` are leftovers: claims
     /// of provably dead owners; claims that are no lock, made on this
     /// machine by a process that is gone (a waiter killed while it waited);
-    /// and guard, removal and probe files older than [`ORPHAN_AGE`]. Best
-    /// effort. A [`Sweep::Quick`] reads claims are read only when they are of this
-    /// host and no process has the pid their name carries (the process that
-    /// made them). Only small regular files with our names go, and a record
-    /// is believed only from the user it names.
+    /// and guard, removal and probe files older than [`ORPHAN_AGE`]. A
+    /// [`Sweep::Quick`] reads a claim only when it is of this host and no
+    /// process has the pid its name carries (the process that made it).
+    /// Only small regular files with our names qualify, and a record is
+    /// believed only from the user it names.
     ///
     /// Everything is judged before anything is removed: unlinking one name
     /// of an inode updates its ctime, which would make a second leftover
     /// name of the same inode (a dead breaker's guard and a dead remover's
     /// private name often share one) look brand new.
-    pub fn sweep(&self, now: Option<FsTime>, keep: Option<&Path>, depth: Sweep) -> usize {
-        let Ok(names) = self.fs.list(&self.lock.dir) else {
-            return 0;
-        };
+    pub fn leftovers(
+        &self,
+        names: &[(OsString, AuxName)],
+        now: Option<FsTime>,
+        keep: Option<&Path>,
+        depth: Sweep,
+    ) -> Vec<Leftover> {
         let host = &self.env.identity().host;
-        let mut orphans = Vec::new();
-        for name in names {
-            let Some(aux) = self.lock.parse_aux(&name) else {
-                continue;
-            };
-            let path = self.lock.in_dir(&name);
+        let mut found = Vec::new();
+        for (name, aux) in names {
+            let path = self.lock.in_dir(name);
             if Some(path.as_path()) == keep {
                 continue;
             }
             let ours_here = self.lock.spells_host(&aux.host, host);
-            let orphan = match aux.kind {
+            let why = match aux.kind {
                 // A quick sweep (after a contended acquire, before the
                 // holder's command runs) reads only claims that may be
                 // litter: of this host, with no process of that pid.
@@ -63,33 +91,36 @@ impl Ctx<'_> {
                 AuxKind::Claim
                     if depth == Sweep::Quick && (!ours_here || !self.env.pid_gone(aux.pid)) =>
                 {
-                    false
+                    None
                 }
-                AuxKind::Claim => self.claim_is_litter(&path, &aux, ours_here),
+                AuxKind::Claim => self.claim_is_litter(&path, aux, ours_here),
                 AuxKind::Guard | AuxKind::Removing | AuxKind::Probe => {
-                    match (now, self.fs.lstat(&path)) {
-                        (Some(now), Ok(meta)) => {
-                            meta.kind == Kind::File
-                                && meta.size < READ_LIMIT as u64
-                                && now.secs_since(meta.ctime) > ORPHAN_AGE.as_secs_f64()
-                        }
-                        _ => false,
-                    }
+                    self.old_orphan(&path, aux.kind, now)
                 }
             };
             // I5: only our names, small regular files, of the dead.
-            if orphan {
-                orphans.push(path);
+            if let Some(why) = why {
+                found.push(Leftover { path, why });
             }
         }
-        let mut removed = 0;
-        for path in orphans {
-            if self.fs.unlink(&path).is_ok() {
-                self.env.event(Event::Swept { path: &path });
-                removed += 1;
-            }
-        }
-        removed
+        found
+    }
+
+    /// Why a pin, private name or probe at `path` is a leftover: older
+    /// than [`ORPHAN_AGE`] in file-system time.
+    fn old_orphan(&self, path: &Path, kind: AuxKind, now: Option<FsTime>) -> Option<String> {
+        let (now, meta) = (now?, self.fs.lstat(path).ok()?);
+        let age = now.secs_since(meta.ctime);
+        let old = meta.kind == Kind::File
+            && meta.size < READ_LIMIT as u64
+            && age > ORPHAN_AGE.as_secs_f64();
+        old.then(|| {
+            format!(
+                "{} left {} ago by a process that did not finish",
+                kind.describe(),
+                crate::duration::human(Duration::try_from_secs_f64(age).unwrap_or(Duration::MAX))
+            )
+        })
     }
 
     /// Whether the claim at `path` is litter: its owner is provably dead,
@@ -98,31 +129,27 @@ impl Ctx<'_> {
     /// claim can go even while it is linked elsewhere: the lock (or a
     /// private name) keeps the inode, and nobody judges a lock by its
     /// claim's name.
-    pub(super) fn claim_is_litter(
-        &self,
-        path: &Path,
-        aux: &crate::names::AuxName,
-        here: bool,
-    ) -> bool {
+    /// Says why, or `None` when it is not.
+    pub(super) fn claim_is_litter(&self, path: &Path, aux: &AuxName, here: bool) -> Option<String> {
         let Ok((meta, Some(bytes))) = self.fs.read(path, READ_LIMIT) else {
-            return false;
+            return None;
         };
         let Content::Ours(rec) = record::trusted(&bytes, meta.uid) else {
-            return false;
+            return None;
         };
         if rec.token != aux.nonce {
-            return false;
+            return None;
         }
         let me = self.env.identity();
-        let dead = matches!(
-            stale::liveness(&rec, me, |p| self.env.process(p)),
-            Liveness::Dead(_)
-        );
+        if let Liveness::Dead(why) = stale::liveness(&rec, me, |p| self.env.process(p)) {
+            return Some(format!("claim of a dead owner: {why}"));
+        }
         let same_system = here
             && me.complete()
             && rec.host == me.host
             && rec.boot_id == me.boot_id
             && rec.pidns == me.pidns;
-        dead || (meta.nlink == 1 && same_system && self.env.pid_gone(aux.pid))
+        (meta.nlink == 1 && same_system && self.env.pid_gone(aux.pid))
+            .then(|| format!("claim of a waiter that is gone (pid {})", aux.pid))
     }
 }

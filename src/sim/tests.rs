@@ -37,6 +37,7 @@ fn run_all(seeds: impl Iterator<Item = u64>, acquisitions: u64) -> (Totals, Vec<
     for seed in seeds {
         let mut cfg = Config::new(seed, acquisitions);
         cfg.watchers = std::env::var("SIM_WATCH").as_deref() == Ok("1");
+        cfg.reboots = std::env::var("SIM_REBOOTS").as_deref() == Ok("1");
         let r = run(&cfg);
         if let Some(v) = &r.violation {
             bad.push(v.lines().take(2).collect::<Vec<_>>().join("\n"));
@@ -77,6 +78,30 @@ fn seeds_101_to_150() {
 #[test]
 fn seeds_151_to_200() {
     assert!(clean_runs(151..=200, 100).acquisitions >= 5_000);
+}
+
+/// Hosts reboot while their old locks stand: the same machine (and only
+/// it, never a twin with the same host name) breaks them as dead, and
+/// every run reaches its target.
+#[test]
+fn rebooted_hosts_locks_are_dead_to_the_same_machine_only() {
+    let mut t = Totals::default();
+    let (mut reboots, mut rebooted_breaks) = (0, 0);
+    for seed in 1..=40 {
+        let mut cfg = Config::new(seed, 100);
+        cfg.reboots = true;
+        let r = run(&cfg);
+        if let Some(v) = &r.violation {
+            panic!("{v}");
+        }
+        reboots += r.reboots;
+        rebooted_breaks += r.rebooted_breaks;
+        t.add(&r);
+    }
+    eprintln!("reboots: {t:?}, {reboots} reboots, {rebooted_breaks} locks of an old boot broken");
+    assert!(t.acquisitions >= 40 * 100, "{t:?}");
+    assert!(reboots > 10, "{reboots}");
+    assert!(rebooted_breaks > 0, "no lock of an earlier boot was broken");
 }
 
 /// Waiters that wait as on a local filesystem, in the queue: the
@@ -164,6 +189,7 @@ fn replay() {
         cfg.trace_len = 100_000;
         cfg.stalls = std::env::var("SIM_STALLS").as_deref() != Ok("0");
         cfg.watchers = std::env::var("SIM_WATCH").as_deref() == Ok("1");
+        cfg.reboots = std::env::var("SIM_REBOOTS").as_deref() == Ok("1");
         if let Ok(m) = std::env::var("SIM_MUTANT") {
             cfg.mutant = match m.as_str() {
                 "trust-link" => Mutant::TrustLinkReturn,

@@ -43,6 +43,11 @@ pub struct Config {
     /// inode they watch changes. Off by default, so that seeds recorded
     /// before the queue was simulated replay as they did.
     pub watchers: bool,
+    /// Hosts reboot (new boot id, same name and machine) while their old
+    /// locks stand, and some hosts are twins (another machine with the
+    /// same host name). Off by default, so that seeds recorded before
+    /// reboots were simulated replay as they did.
+    pub reboots: bool,
 }
 
 impl Config {
@@ -54,6 +59,7 @@ impl Config {
             trace_len: 300,
             stalls: true,
             watchers: false,
+            reboots: false,
         }
     }
 }
@@ -76,6 +82,10 @@ pub struct Report {
     pub queued: u64,
     pub queued_behind_dead: u64,
     pub queued_behind_stalled: u64,
+    /// Host reboots, and locks of an earlier boot broken by the same
+    /// machine as dead.
+    pub reboots: u64,
+    pub rebooted_breaks: u64,
     /// The first invariant violation, with the trace that led to it.
     pub violation: Option<String>,
 }
@@ -166,6 +176,8 @@ pub(super) struct Host {
 
 pub(super) struct Client {
     pub host: usize,
+    /// Its host's boot when it started.
+    pub boot: Option<String>,
     pub pid: u32,
     pub start: u64,
     pub cleaner: bool,
@@ -314,6 +326,7 @@ impl World {
                 ident: Identity {
                     host: format!("h{h}"),
                     boot_id: Some(format!("boot-{h}")),
+                    machine: Some(format!("{:032x}", h + 1)),
                     pidns: Some(4_026_531_836 + h as u64),
                     uid,
                     user: user.clone().into(),
@@ -331,6 +344,18 @@ impl World {
             w.hosts.push(Host {
                 ident,
                 skew_ns,
+                procs: BTreeMap::new(),
+            });
+        }
+        if w.cfg.reboots && w.below(2) == 0 {
+            // A twin of host 0: another machine, same host name.
+            let mut ident = w.hosts[0].ident.clone();
+            ident.boot_id = Some("boot-twin".into());
+            ident.machine = Some(format!("{:032x}", 0xbeef));
+            ident.pidns = Some(4_026_533_000);
+            w.hosts.push(Host {
+                ident,
+                skew_ns: 0,
                 procs: BTreeMap::new(),
             });
         }
@@ -383,8 +408,10 @@ impl World {
         self.next_start += 1 + self.below(50);
         self.hosts[host].procs.insert(pid, start);
         let id = self.clients.len();
+        let boot = self.hosts[host].ident.boot_id.clone();
         self.clients.push(Client {
             host,
+            boot,
             pid,
             start,
             cleaner,
@@ -479,6 +506,11 @@ impl World {
                     }
                 }
             }
+            if self.cfg.reboots && !self.cleaning && self.chance(self.sc.crash_rate / 4.0) {
+                let h = self.below(self.hosts.len() as u64) as usize;
+                self.reboot(h);
+                continue;
+            }
             let id = runnable[self.below(runnable.len() as u64) as usize];
             let grant = if matches!(self.clients[id].wait, Wait::Op | Wait::OpAt(_)) {
                 if !self.cleaning && self.chance(self.sc.crash_rate) {
@@ -532,9 +564,53 @@ impl World {
         Fault::None
     }
 
+    /// Host `h` reboots, with every host that shares its kernel (its
+    /// containers): a new boot id, every process gone, and new ones start.
+    fn reboot(&mut self, h: usize) {
+        let kernel = self.hosts[h].ident.boot_id.clone();
+        let machine = self.hosts[h].ident.machine.clone();
+        self.report.reboots += 1;
+        let n = self.report.reboots;
+        let hosts: Vec<usize> = (0..self.hosts.len())
+            .filter(|&i| {
+                self.hosts[i].ident.boot_id == kernel && self.hosts[i].ident.machine == machine
+            })
+            .collect();
+        let line = format!("host {h} REBOOTS (hosts {hosts:?})");
+        self.log(line);
+        let victims: Vec<usize> = (0..self.clients.len())
+            .filter(|&c| {
+                let cl = &self.clients[c];
+                hosts.contains(&cl.host) && !cl.crashed && cl.wait != Wait::Done
+            })
+            .collect();
+        // All of the old boot dies before anything of the new one starts:
+        // a new process may get an old one's pid.
+        for &id in &victims {
+            self.crash_with(id, false);
+        }
+        for &i in &hosts {
+            self.hosts[i].ident.boot_id = Some(format!("boot-{h}-{n}"));
+            self.hosts[i].procs.clear();
+        }
+        for &id in &victims {
+            if !self.stop {
+                let host = self.clients[id].host;
+                let n = self.add_client(host, false);
+                let line = format!("{} starts", self.who(n));
+                self.log(line);
+            }
+        }
+    }
+
     /// The client dies at this step: no further effects, its process is
     /// gone, and (unless the run is ending) a new one starts somewhere.
     fn crash(&mut self, id: usize) {
+        self.crash_with(id, true);
+    }
+
+    /// [`World::crash`], starting the new process or not.
+    fn crash_with(&mut self, id: usize, respawn: bool) {
         let line = format!(
             "{} CRASHES (holding {:?})",
             self.who(id),
@@ -549,7 +625,7 @@ impl World {
         let (host, pid) = (c.host, c.pid);
         c.cv.notify_all();
         self.hosts[host].procs.remove(&pid);
-        if !self.stop {
+        if respawn && !self.stop {
             let h = if self.below(2) == 0 {
                 host
             } else {
@@ -667,6 +743,14 @@ impl World {
         let force = a.phase == (Phase::Breaking { force: true });
         let same_ident = self.hosts[a.host].ident == self.hosts[o.host].ident;
         let dead_known = o.crashed && same_ident;
+        // An owner of an earlier boot of the actor's own machine: that boot
+        // is over. Never a twin's (another machine, same host name).
+        let (ai, oi) = (&self.hosts[a.host].ident, &self.hosts[o.host].ident);
+        let rebooted_known = o.crashed
+            && ai.host == oi.host
+            && ai.machine.is_some()
+            && ai.machine == oi.machine
+            && ai.boot_id != o.boot;
         let why = if actor == owner {
             Some("its owner")
         } else if force {
@@ -675,6 +759,9 @@ impl World {
             Some("expired")
         } else if dead_known {
             Some("dead owner, same host")
+        } else if rebooted_known {
+            self.report.rebooted_breaks += 1;
+            Some("owner's boot is over, same machine")
         } else if !believed && !o.crashed {
             Some("nobody believes it holds it")
         } else {

@@ -9,6 +9,7 @@ mod contention;
 // Dead owners, leases and clock skew: what may be broken, and when.
 mod staleness;
 // Everything a hostile or confused world puts at a lock path.
+mod admin;
 mod bad_input;
 // Other users in the same directory: sticky and team directories.
 mod multiuser;

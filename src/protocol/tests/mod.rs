@@ -5,6 +5,7 @@
 mod breaking;
 mod cost;
 mod crash;
+mod directory;
 mod errors;
 mod faults;
 mod filesystems;
