@@ -49,6 +49,40 @@ fn meta_of(m: &std::fs::Metadata) -> Meta {
     }
 }
 
+/// Reads at most `limit` bytes of a file whose size was `size` when opened,
+/// in one read(2) where it still has that size: asking for one byte more
+/// than it holds, a short read is the end of the file (no signal can cut
+/// it short: ours are blocked or not handled). `read_to_end` would ask
+/// again and read nothing, one more READ round trip on NFS for each lock
+/// read.
+fn read_small(mut f: &File, size: u64, limit: usize) -> io::Result<Vec<u8>> {
+    let want = usize::try_from(size.saturating_add(1)).map_or(limit, |s| s.min(limit));
+    let mut buf = vec![0u8; want];
+    let mut got = 0;
+    loop {
+        match f.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        if got < buf.len() {
+            // Short of what was asked, with all it held when opened: the
+            // end of the file. Short before that: read on.
+            if got as u64 >= size {
+                break;
+            }
+        } else if buf.len() < limit {
+            // Full: it grew since it was opened; read on up to the limit.
+            buf.resize(limit, 0);
+        } else {
+            break;
+        }
+    }
+    buf.truncate(got);
+    Ok(buf)
+}
+
 impl LockFs for RealFs {
     /// Files are created 0644 whatever the umask: see below.
     fn create_exclusive(&self, path: &Path, data: &[u8], durable: Durability) -> io::Result<Meta> {
@@ -124,9 +158,7 @@ impl LockFs for RealFs {
         if meta.kind != Kind::File {
             return Ok((meta, None));
         }
-        let mut buf = Vec::with_capacity(limit.min(4096));
-        f.take(limit as u64).read_to_end(&mut buf)?;
-        Ok((meta, Some(buf)))
+        Ok((meta, Some(read_small(&f, meta.size, limit)?)))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
@@ -166,4 +198,30 @@ impl LockFs for RealFs {
 /// The few libc constants std does not name.
 mod libc_flags {
     pub use nix::libc::{ELOOP, ENXIO, O_NOFOLLOW, O_NONBLOCK};
+}
+
+#[cfg(test)]
+mod read_tests {
+    use super::*;
+
+    /// Whole files up to the limit, a file that grew since it was opened
+    /// read on, and never more than the limit.
+    #[test]
+    fn reads_what_the_file_holds_up_to_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"0123456789").unwrap();
+        let (_, got) = RealFs.read(&p, 4096).unwrap();
+        assert_eq!(got.unwrap(), b"0123456789");
+        assert_eq!(RealFs.read(&p, 4).unwrap().1.unwrap(), b"0123");
+        std::fs::write(&p, b"").unwrap();
+        assert_eq!(RealFs.read(&p, 4096).unwrap().1.unwrap(), b"");
+        // Opened at 10 bytes, 100 by the time it is read.
+        std::fs::write(&p, b"0123456789").unwrap();
+        let f = File::open(&p).unwrap();
+        std::fs::write(&p, [b'x'; 100]).unwrap();
+        assert_eq!(read_small(&f, 10, 4096).unwrap(), [b'x'; 100]);
+        let f = File::open(&p).unwrap();
+        assert_eq!(read_small(&f, 10, 50).unwrap(), [b'x'; 50]);
+    }
 }
