@@ -321,3 +321,32 @@ fn sweep_rebooted_leaves_other_stale_locks() {
     );
     assert!(s.path("dead.lock").exists());
 }
+
+/// A sweep racing acquirers that break the same dead owner's lock and take
+/// it: the sweep never removes a lock taken meanwhile (each acquirer still
+/// holds its lock when the sweep is done), and nothing is left behind.
+#[test]
+fn a_sweep_racing_acquirers_never_breaks_a_lock_taken_meanwhile() {
+    let s = Scratch::new();
+    for round in 0..10 {
+        dead_lock(&s, "l");
+        let holder = sleeper();
+        let mut taker = s
+            .cmd(["acquire", "-w", "10", "-q", "--pid", &holder.pid, "l"])
+            .spawn()
+            .unwrap();
+        let sweeps: Vec<Out> = (0..3).map(|_| s.run(["sweep", "-q", "."])).collect();
+        assert!(taker.wait().unwrap().success(), "round {round}");
+        for sw in &sweeps {
+            sw.code(0);
+        }
+        let v = s.run(["status", "--json", "l"]).code(75).json();
+        assert_eq!(
+            v["holder"]["pid"].as_u64(),
+            Some(holder.pid.parse().unwrap()),
+            "round {round}: {v}"
+        );
+        s.run(["release", "--pid", &holder.pid, "l"]).code(0);
+        s.assert_no_litter();
+    }
+}

@@ -309,3 +309,38 @@ fn a_lock_we_may_not_read_is_reported_as_such() {
     run_as(BOB, &["break", "--force", l]).code(77);
     run_as(ALICE, &["release", "--pid", &alice.pid, l]).code(0);
 }
+
+/// `list` in a directory another user may read but not write: no probe
+/// can be made there, so ages are unknown (never the local clock), and the
+/// listing is still complete. Nothing is created or changed.
+#[test]
+fn list_in_a_directory_it_may_not_write_shows_ages_as_unknown() {
+    let Some(s) = Shared::new() else { return };
+    let team = &s.team;
+    let _held = sleeper_of(ALICE);
+    dead_lock_of(ALICE, 0o022, &team.join("job.lock"));
+    let readonly = team.parent().unwrap().join("readonly");
+    std::fs::create_dir(&readonly).unwrap();
+    std::fs::set_permissions(&readonly, PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::rename(team.join("job.lock"), readonly.join("job.lock")).unwrap();
+    for (name, _) in names_in(team) {
+        std::fs::rename(team.join(&name), readonly.join(&name)).unwrap();
+    }
+    let before = names_in(&readonly);
+    let out = run_as(BOB, &["list", "--json", readonly.to_str().unwrap()]);
+    out.code(0);
+    let v = out.json();
+    let lock = &v["locks"][0];
+    assert_eq!(v["locks"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(lock["age_s"], serde_json::Value::Null, "{v}");
+    assert_eq!(lock["fs_now"], serde_json::Value::Null, "{v}");
+    assert_eq!(
+        lock["state"], "stale",
+        "a dead owner is known without a clock"
+    );
+    let text = run_as(BOB, &["list", readonly.to_str().unwrap()]);
+    text.code(0);
+    let row = text.stdout.lines().nth(1).unwrap();
+    assert_eq!(row.split_whitespace().nth(5), Some("-"), "{row}");
+    assert_eq!(names_in(&readonly), before, "list changed the directory");
+}

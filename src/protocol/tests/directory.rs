@@ -94,3 +94,15 @@ fn a_dry_sweep_changes_nothing() {
     );
     assert_eq!(f.names(), before);
 }
+
+/// A listing that keeps failing ends with 74 after `--io-timeout`, paced.
+#[test]
+fn a_listing_that_keeps_failing_ends_with_an_io_error() {
+    let f = Fixture::new();
+    let _held = take(&f, "job", f.opts().owner);
+    f.fs.on(Op::List, None, 0, Fault::Fail(EIO));
+    let err = read_dir(place(&f), f.dir.path(), None).unwrap_err();
+    assert_eq!(err.exit_code(), crate::exit::IO, "{err}");
+    assert!(f.fs.calls(Op::List) > 1, "retried");
+    assert!(!f.env.sleeps.lock().unwrap().is_empty(), "with pauses");
+}
