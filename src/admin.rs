@@ -11,8 +11,9 @@ use crate::fs::{Kind, LockFs};
 use crate::hang::real_fs;
 use crate::info::LockInfo;
 use crate::lock::lock_path;
-use crate::protocol::{self, Action, AuxState, Ctx, Place, SweepOptions};
+use crate::protocol::{self, Action, AuxState, Ctx, LastStart, Place, SweepOptions};
 use crate::record::Content;
+use crate::report::last_start_json;
 use crate::report::{holder_json, lock_json, state_of, Stdout};
 use crate::stale::Liveness;
 use crate::sys;
@@ -28,6 +29,7 @@ struct Row {
     path: PathBuf,
     info: Option<LockInfo>,
     aux: Option<Vec<AuxState>>,
+    last_start: Option<LastStart>,
 }
 
 /// Whether `path` names a directory (following a symbolic link given as
@@ -68,17 +70,22 @@ pub fn list(env: &SysEnv, io_timeout: Duration, a: ListArgs) -> Result<u8, Error
                         path: entry.lock.path.clone(),
                         info: entry.info.clone(),
                         aux,
+                        last_start: entry.last_start.clone(),
                     });
                 }
             }
         } else {
             let lock = lock_path(path)?;
             let ctx = Ctx::new(&fs, env, &lock, io_timeout);
-            rows.push(Row {
-                path: lock.path.clone(),
-                info: ctx.inspect(None)?,
-                aux: None,
-            });
+            // Free by now (released since it was looked up): not listed.
+            if let Some(info) = ctx.inspect(None)? {
+                rows.push(Row {
+                    path: lock.path.clone(),
+                    info: Some(info),
+                    aux: None,
+                    last_start: protocol::last_start(&ctx).ok().flatten(),
+                });
+            }
         }
     }
     rows.retain(|r| !a.stale_only || r.info.as_ref().is_some_and(|i| i.verdict.stale.is_some()));
@@ -96,6 +103,9 @@ pub fn list(env: &SysEnv, io_timeout: Duration, a: ListArgs) -> Result<u8, Error
 
 fn row_json(r: &Row) -> Value {
     let mut v = lock_json(&r.path, r.info.as_ref());
+    if let Some(l) = &r.last_start {
+        v["last_start"] = last_start_json(l);
+    }
     if let Some(aux) = &r.aux {
         v["aux"] = aux.iter().map(aux_json).collect();
     }

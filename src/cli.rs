@@ -237,6 +237,10 @@ pub struct RunArgs {
     /// acquisition of this lock.
     #[arg(long)]
     pub fence: bool,
+    /// Run the command only if it last started at least DUR ago (in
+    /// file-system time, on any host); else release and exit 75 (or -E N).
+    #[arg(long, value_name = "DUR", value_parser = duration)]
+    pub min_interval: Option<Duration>,
     /// Exit status when busy or timed out (default 75).
     #[arg(short = 'E', long = "conflict-exit-code", value_name = "N")]
     pub conflict_exit_code: Option<u8>,

@@ -95,7 +95,7 @@ fn run(cli: Cli) -> u8 {
         Err(e) => {
             ui::say(&e.to_string());
             match (&e, conflict_code) {
-                (Error::Busy { .. }, Some(code)) => code,
+                (Error::Busy { .. } | Error::TooSoon { .. }, Some(code)) => code,
                 _ => e.exit_code(),
             }
         }
@@ -172,6 +172,28 @@ fn acquire(env: &SysEnv, io_timeout: Duration, a: AcquireArgs) -> Result<u8, Err
 
 /// [`protocol::acquire`], with `-w`'s deadline given to the watchdog too:
 /// no call to a server that stopped answering outlives it.
+/// `run --min-interval`: stamps the start, or says when the job last
+/// started and when it may again (75, or `-E N`).
+fn in_window(ctx: &Ctx, min: Duration, durable: crate::fs::Durability) -> Result<(), Error> {
+    match protocol::start_in_window(ctx, min, durable)? {
+        protocol::Window::Open { .. } => Ok(()),
+        protocol::Window::Closed {
+            last,
+            age,
+            opens_in,
+        } => Err(Error::TooSoon {
+            path: ctx.lock.path.clone(),
+            why: format!(
+                "the job last started {} ago on host {}; with --min-interval {} it may start again in {}",
+                human(age),
+                last.host,
+                human(min),
+                human(opens_in)
+            ),
+        }),
+    }
+}
+
 fn acquire_by_deadline(ctx: &Ctx, opts: &AcquireOptions) -> Result<protocol::Held, Error> {
     let waits = opts.wait.filter(|w| !w.is_zero());
     hang::set_deadline(waits.map(|w| std::time::Instant::now() + w));
@@ -219,6 +241,12 @@ fn run_cmd(env: &SysEnv, io_timeout: Duration, a: RunArgs) -> Result<u8, Error> 
     if let Some(signal) = env.interrupted() {
         held.release(&ctx)?;
         return Err(Error::Interrupted { signal });
+    }
+    if let Some(min) = a.min_interval {
+        if let Err(e) = in_window(&ctx, min, opts.durable) {
+            held.release(&ctx)?;
+            return Err(e);
+        }
     }
     ui::explain(&format!(
         "acquired {}; running {}",
@@ -286,13 +314,34 @@ fn status(env: &SysEnv, io_timeout: Duration, a: StatusArgs) -> Result<u8, Error
     let fs = real_fs(&lock.dir, io_timeout);
     let ctx = Ctx::new(&fs, env, &lock, io_timeout);
     let info = ctx.inspect(a.stale_after)?;
+    // Only what `run --min-interval` keeps; a damaged stamp is its
+    // business, not the lock's state.
+    let last = protocol::last_start(&ctx).ok().flatten();
     // A closed or full stdout ends the output, not the answer: the exit
     // code still says what the lock is.
     let mut out = Stdout::default();
     if a.json {
-        out.json(&lock_json(&lock.path, info.as_ref()));
+        let mut v = lock_json(&lock.path, info.as_ref());
+        if let Some(l) = &last {
+            v["last_start"] = report::last_start_json(l);
+        }
+        out.json(&v);
     } else if ui::level() > Level::Quiet {
         report::status_text(&mut out, &lock.path, info.as_ref());
+        if let Some(l) = &last {
+            let now = info.as_ref().and_then(|i| i.now);
+            let ago = now.map_or(String::new(), |n| {
+                let secs = n.secs_since(l.at).max(0.0);
+                format!(
+                    ", {} ago",
+                    human(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
+                )
+            });
+            out.line(&format!(
+                "  last start (--min-interval): host {}{ago}",
+                l.host
+            ));
+        }
     }
     let _ = out.finish();
     Ok(match state_of(info.as_ref()) {

@@ -21,6 +21,8 @@ pub enum Error {
         /// sticky directory), when that is why we are still busy.
         unbreakable: Option<String>,
     },
+    #[error("{}: not run: {why}", path.display())]
+    TooSoon { path: PathBuf, why: String },
     #[error("{}: you already hold this lock ({why}); release it first", path.display())]
     AlreadyHeld { path: PathBuf, why: String },
     #[error("{}: not yours: {why}", path.display())]
@@ -84,7 +86,10 @@ impl Error {
     /// The exit status a script sees for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Busy { .. } | Error::Refused { .. } | Error::AlreadyHeld { .. } => exit::BUSY,
+            Error::Busy { .. }
+            | Error::Refused { .. }
+            | Error::AlreadyHeld { .. }
+            | Error::TooSoon { .. } => exit::BUSY,
             Error::NotALock { .. } | Error::BadData { .. } => exit::DATA_ERR,
             Error::NotPermitted { .. } | Error::Denied { .. } => exit::NO_PERM,
             Error::Unwritable { .. } => exit::CANT_CREATE,
@@ -124,6 +129,13 @@ mod tests {
                 75,
             ),
             (Error::NoDir { dir: p() }, 66),
+            (
+                Error::TooSoon {
+                    path: p(),
+                    why: "x".into(),
+                },
+                75,
+            ),
             (Error::Missing { path: p() }, 66),
             (
                 Error::NotALock {

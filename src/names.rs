@@ -210,6 +210,21 @@ impl LockPath {
     }
 }
 
+/// The files that stay beside a lock for good once used, by the suffix
+/// after `.<lock>.nfslock-`: the fencing counter and the start stamp.
+pub const BESIDE: [&str; 2] = ["fence", "stamp"];
+
+/// Takes apart `.<lock>.nfslock-fence` and the like: the lock, and which
+/// of [`BESIDE`] it is.
+pub fn parse_beside(dir: &Path, name: &OsStr) -> Option<(LockPath, &'static str)> {
+    let body = name.as_bytes().strip_prefix(b".")?;
+    BESIDE.iter().find_map(|kind| {
+        let lock = body.strip_suffix(format!(".nfslock-{kind}").as_bytes())?;
+        let lock = LockPath::new(&dir.join(OsStr::from_bytes(lock))).ok()?;
+        (!lock.name.is_empty()).then_some((lock, *kind))
+    })
+}
+
 /// Takes apart a name from a lock directory: the lock it is an auxiliary
 /// file of, and its parts; `None` if it is none of ours. A lock name may
 /// itself contain `.nfslock-`: every place the marker appears is tried,

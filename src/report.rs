@@ -88,6 +88,12 @@ pub fn state_of(info: Option<&LockInfo>) -> (&'static str, Option<&'static str>)
     }
 }
 
+/// `last_start` of `status --json` and `list --json`, where `run
+/// --min-interval` keeps a stamp.
+pub fn last_start_json(l: &crate::protocol::LastStart) -> Value {
+    json!({ "at": l.at.as_secs_f64(), "host": l.host })
+}
+
 /// The JSON object `status --json` prints for one lock.
 pub fn lock_json(path: &Path, info: Option<&LockInfo>) -> Value {
     let (state, reason) = state_of(info);

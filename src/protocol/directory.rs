@@ -15,10 +15,11 @@ use super::breaking::BreakBy;
 use super::ctx::{Ctx, Phase};
 use super::removal::Removal;
 use super::sweep::{Leftover, Sweep};
+use super::window::{last_start, LastStart};
 use super::{Env, LockInfo};
 use crate::error::Error;
 use crate::fs::{FsTime, LockFs};
-use crate::names::{parse_any_aux, AuxName, LockPath};
+use crate::names::{parse_any_aux, parse_beside, AuxName, LockPath};
 use crate::record::{self, Content, READ_LIMIT};
 use crate::stale::{self, Liveness, StaleReason};
 use crate::sys;
@@ -36,6 +37,8 @@ pub struct Entry {
     pub info: Option<LockInfo>,
     /// Its auxiliary files, by name.
     pub aux: Vec<(OsString, AuxName)>,
+    /// When `run --min-interval` last started its job, if it keeps a stamp.
+    pub last_start: Option<LastStart>,
 }
 
 /// A directory's locks, sorted by path, judged at one file-system "now".
@@ -84,7 +87,16 @@ pub fn read_dir(
     };
     let mut aux_of: BTreeMap<OsString, (LockPath, Vec<(OsString, AuxName)>)> = BTreeMap::new();
     let mut others = Vec::new();
+    let mut stamped = std::collections::BTreeSet::new();
     for name in names {
+        // The fencing counter and the start stamp are no locks: not read
+        // as candidates (a stamp is read for its lock below).
+        if let Some((lock, kind)) = parse_beside(dir, &name) {
+            if kind == "stamp" {
+                stamped.insert(lock.name);
+            }
+            continue;
+        }
         match parse_any_aux(dir, &name) {
             Some((lock, aux)) => {
                 let slot = aux_of
@@ -122,7 +134,16 @@ pub fn read_dir(
         if aux.is_empty() && !looks_ours {
             continue;
         }
-        entries.push(Entry { lock, info, aux });
+        let last_start = match stamped.contains(&lock.name) {
+            true => last_start(&ctx).ok().flatten(),
+            false => None,
+        };
+        entries.push(Entry {
+            lock,
+            info,
+            aux,
+            last_start,
+        });
     }
     entries.sort_by(|a, b| a.lock.path.cmp(&b.lock.path));
     Ok(Directory { now, entries })

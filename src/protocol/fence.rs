@@ -2,14 +2,13 @@
 //! increases from one holder to the next, for resources that can reject a
 //! stale holder's writes.
 
+use super::ctx::Ctx;
 use super::ctx::Phase;
-use super::ctx::{Ctx, IoBudget};
 use super::Snapshot;
 use crate::error::Error;
 use crate::fs::Durability;
 use crate::names::AuxKind;
 use crate::sys;
-use std::io;
 
 /// Bumps the fencing counter kept beside the lock (`.<lock>.nfslock-fence`)
 /// and returns the new value. Call only while holding the lock: mutual
@@ -46,32 +45,6 @@ pub fn next_fence(ctx: &Ctx, durable: Durability) -> Result<u64, Error> {
             Phase::Cleanup,
         )?
         .path;
-    let mut budget = IoBudget::new(ctx);
-    loop {
-        let renamed = ctx.fs.rename(&tmp, &path);
-        // Judge by what is there: a lost reply to a rename that worked
-        // looks like ENOENT.
-        if let Ok(Ok(Snapshot { bytes: Some(b), .. })) = ctx.snapshot(&path, Phase::Cleanup) {
-            if b == text.as_bytes() {
-                let _ = ctx.unlink_ours(&tmp);
-                return Ok(next);
-            }
-        }
-        match renamed {
-            Err(e) if sys::is_transient(&e) || sys::is_not_found(&e) => {
-                budget.pause(ctx, "rename", &tmp, e, Phase::Cleanup)?
-            }
-            Err(e) => {
-                let _ = ctx.unlink_ours(&tmp);
-                return Err(ctx.dir_error("rename", &tmp, e));
-            }
-            Ok(()) => budget.pause(
-                ctx,
-                "rename",
-                &tmp,
-                io::Error::other("counter not updated"),
-                Phase::Cleanup,
-            )?,
-        }
-    }
+    ctx.put_in_place(&tmp, &path, text.as_bytes())?;
+    Ok(next)
 }

@@ -5,7 +5,7 @@
 
 use super::ctx::Phase;
 use super::ctx::{Ctx, IoBudget};
-use super::Env;
+use super::{Env, Snapshot};
 use crate::error::Error;
 use crate::fs::Durability;
 use crate::fs::{Kind, Meta};
@@ -132,6 +132,40 @@ impl Ctx<'_> {
                         source: e,
                     })
                 }
+            }
+        }
+    }
+
+    /// Renames our file `tmp`, holding `text`, over `path`, judging by what
+    /// is there (a lost reply to a rename that worked looks like ENOENT).
+    /// `text` must be unique to this call (carry `tmp`'s nonce): an old
+    /// file with the same text would pass for ours.
+    pub(super) fn put_in_place(&self, tmp: &Path, path: &Path, text: &[u8]) -> Result<(), Error> {
+        let mut budget = IoBudget::new(self);
+        loop {
+            let renamed = self.fs.rename(tmp, path);
+            // Our unique text there: it is our file, moved (no name is left
+            // to remove).
+            if let Ok(Ok(Snapshot { bytes: Some(b), .. })) = self.snapshot(path, Phase::Cleanup) {
+                if b == text {
+                    return Ok(());
+                }
+            }
+            match renamed {
+                Err(e) if sys::is_transient(&e) || sys::is_not_found(&e) => {
+                    budget.pause(self, "rename", tmp, e, Phase::Cleanup)?
+                }
+                Err(e) => {
+                    let _ = self.unlink_ours(tmp);
+                    return Err(self.dir_error("rename", tmp, e));
+                }
+                Ok(()) => budget.pause(
+                    self,
+                    "rename",
+                    tmp,
+                    io::Error::other("the file was not replaced"),
+                    Phase::Cleanup,
+                )?,
             }
         }
     }

@@ -65,7 +65,7 @@
 //! | `hold` | [`Held`]: release and touch |
 //! | `breaking`, `sweep` | break a stale lock; remove leftovers |
 //! | `directory` | every lock of a directory from one listing: `list`, `sweep` |
-//! | `fence` | the fencing counter |
+//! | `fence`, `window` | the fencing counter; the start stamp of `--min-interval` |
 //!
 //! The RAII guard, and the library's front door, are [`crate::lock`].
 
@@ -91,6 +91,7 @@ mod sweep;
 #[cfg(test)]
 mod tests;
 mod wait;
+pub(crate) mod window;
 
 pub use crate::info::{LockInfo, Snapshot};
 pub use acquire::{acquire, AcquireOptions};
@@ -104,3 +105,4 @@ pub use owner::{owns, Owner, Who};
 pub use sweep::Leftover;
 #[cfg(test)]
 pub use sweep::ORPHAN_AGE;
+pub use window::{last_start, start_in_window, LastStart, Window};

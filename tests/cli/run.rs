@@ -684,3 +684,86 @@ fn the_watchdog_runs_only_on_remote_filesystems() {
     signal(&run, Signal::SIGTERM);
     wait_out(run, "run").code(143);
 }
+
+/// `--min-interval`: the second run within the window does not run its
+/// command, releases and exits 75 (or -E N) saying when the job last
+/// started and where; once the window has passed it runs again. The stamp
+/// is file-system time: aging it on disk opens the window.
+#[test]
+fn min_interval_runs_a_job_once_per_window() {
+    let s = Scratch::new();
+    let out = s.run([
+        "run",
+        "--min-interval",
+        "1h",
+        "l",
+        "--",
+        "sh",
+        "-c",
+        "echo ran",
+    ]);
+    out.code(0).stdout_has("ran");
+    let again = s.run([
+        "run",
+        "--min-interval",
+        "1h",
+        "l",
+        "--",
+        "sh",
+        "-c",
+        "echo ran",
+    ]);
+    again.code(75);
+    assert!(!again.stdout.contains("ran"), "{}", again.stdout);
+    assert!(
+        again.stderr.contains("the job last started") && again.stderr.contains("on host "),
+        "{}",
+        again.stderr
+    );
+    assert!(
+        again.stderr.contains("may start again in 59m"),
+        "{}",
+        again.stderr
+    );
+    s.run(["run", "-E", "3", "--min-interval", "1h", "l", "--", "true"])
+        .code(3);
+    s.run(["status", "l"])
+        .code(0)
+        .stdout_has("last start (--min-interval): host");
+    let v = s.run(["status", "--json", "l"]).code(0).json();
+    assert!(v["last_start"]["at"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(v["last_start"]["host"].as_str().is_some());
+    // A shorter window is already over; the stamp moves on.
+    let stamp = s.path(".l.nfslock-stamp");
+    age_by(&stamp, 120);
+    s.run(["run", "--min-interval", "1m", "l", "--", "true"])
+        .code(0);
+    s.run(["run", "--min-interval", "1m", "l", "--", "true"])
+        .code(75);
+    // Without the option the stamp is not looked at.
+    s.run(["run", "l", "--", "true"]).code(0);
+    // list shows it as status does, for a lock it lists.
+    let _h = s.hold("l", &[]);
+    let listed = s.run(["list", "--json", "."]).code(0).json();
+    let status = s.run(["status", "--json", "l"]).code(75).json();
+    assert_eq!(listed["locks"][0]["last_start"], status["last_start"]);
+    assert!(status["last_start"]["at"].is_f64(), "{status}");
+    s.run(["release", "--pid", &_h.pid, "l"]).code(0);
+    let names = s.litter();
+    assert_eq!(names, [".l.nfslock-stamp"], "{names:?}");
+}
+
+/// A stamp that is not ours is someone's file: left alone, 65.
+#[test]
+fn min_interval_refuses_a_stamp_that_is_not_one() {
+    let s = Scratch::new();
+    std::fs::write(s.path(".l.nfslock-stamp"), "data\n").unwrap();
+    s.run(["run", "--min-interval", "1m", "l", "--", "true"])
+        .code(65)
+        .stderr_has("start stamp");
+    assert_eq!(
+        std::fs::read(s.path(".l.nfslock-stamp")).unwrap(),
+        b"data\n"
+    );
+    assert!(!s.path("l").exists(), "the lock was released");
+}

@@ -210,3 +210,22 @@ fn clock_skew_neither_breaks_fresh_locks_nor_keeps_stale_ones() {
         .code(0);
     s.assert_no_litter();
 }
+
+/// `--min-interval` judges the window in file-system time: a second
+/// caller whose clock is 2 h ahead does not find the window over.
+#[test]
+fn min_interval_windows_ignore_the_callers_clock() {
+    let s = Scratch::new();
+    s.run(["run", "--min-interval", "1h", "l", "--", "true"])
+        .code(0);
+    for offset in ["+2h", "+30d", "-2h"] {
+        let Some(out) = skewed(
+            &s,
+            offset,
+            &["run", "--min-interval", "1h", "l", "--", "true"],
+        ) else {
+            return;
+        };
+        out.code(75).stderr_has("may start again in");
+    }
+}

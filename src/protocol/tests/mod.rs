@@ -13,6 +13,7 @@ mod hold;
 mod names;
 mod sweep;
 mod waiting;
+mod window;
 
 use super::*;
 use super::{acquire::*, breaking::*, claim::*, ctx::*, hold::*, removal::*, sweep::*, wait::*};
