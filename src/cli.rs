@@ -6,6 +6,14 @@ use nix::sys::signal::Signal;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// A slot count or number: 1 to 1000 (`protocol::slots::MAX_SLOTS`).
+fn slots(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(n) if (1..=1000).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?}: a number from 1 to 1000")),
+    }
+}
+
 fn duration(s: &str) -> Result<Duration, String> {
     crate::duration::parse(s)
 }
@@ -199,6 +207,10 @@ pub struct AcquireArgs {
     /// Grace between TERM and KILL for --on-lost term.
     #[arg(long, value_name = "DUR", value_parser = duration, default_value = "10s", requires = "keepalive")]
     pub kill_after: Duration,
+    /// Take one of N slots of the lock (at most N holders at once, on all
+    /// hosts): slot K is the lock LOCK.slot-K.
+    #[arg(long, value_name = "N", value_parser = slots)]
+    pub slots: Option<u32>,
     /// The lock file.
     pub lock: PathBuf,
 }
@@ -237,6 +249,10 @@ pub struct RunArgs {
     /// acquisition of this lock.
     #[arg(long)]
     pub fence: bool,
+    /// Hold one of N slots of the lock (at most N commands at once, on all
+    /// hosts); the command sees NFSLOCK_SLOT (1..N) and NFSLOCK_SLOTS.
+    #[arg(long, value_name = "N", value_parser = slots)]
+    pub slots: Option<u32>,
     /// Run the command only if it last started at least DUR ago (in
     /// file-system time, on any host); else release and exit 75 (or -E N).
     #[arg(long, value_name = "DUR", value_parser = duration)]
@@ -363,6 +379,9 @@ pub struct BreakArgs {
     /// Break even a live lock.
     #[arg(long)]
     pub force: bool,
+    /// Break slot K of a slotted lock (the lock LOCK.slot-K).
+    #[arg(long, value_name = "K", value_parser = slots)]
+    pub slot: Option<u32>,
     /// Say what would be done, change nothing.
     #[arg(long)]
     pub dry_run: bool,

@@ -9,6 +9,7 @@ use crate::error::Error;
 use crate::exit;
 use crate::hang::{self, real_fs};
 use crate::lock::lock_path;
+use crate::names::LockPath;
 use crate::protocol::{self, AcquireOptions, BreakOptions, BreakOutcome, Ctx, Env, Owner, Who};
 use crate::report::{self, lock_json, state_of, Stdout};
 use crate::sysenv::SysEnv;
@@ -95,7 +96,10 @@ fn run(cli: Cli) -> u8 {
         Err(e) => {
             ui::say(&e.to_string());
             match (&e, conflict_code) {
-                (Error::Busy { .. } | Error::TooSoon { .. }, Some(code)) => code,
+                (
+                    Error::Busy { .. } | Error::TooSoon { .. } | Error::SlotsBusy { .. },
+                    Some(code),
+                ) => code,
                 _ => e.exit_code(),
             }
         }
@@ -111,9 +115,8 @@ fn owner(env: &dyn Env, pid: Option<u32>) -> Result<Owner, Error> {
 }
 
 fn acquire(env: &SysEnv, io_timeout: Duration, a: AcquireArgs) -> Result<u8, Error> {
-    let lock = lock_path(&a.lock)?;
-    let fs = real_fs(&lock.dir, io_timeout);
-    let ctx = Ctx::new(&fs, env, &lock, io_timeout);
+    let base = lock_path(&a.lock)?;
+    let fs = real_fs(&base.dir, io_timeout);
     let owner = owner(env, a.pid)?;
     let mut opts = AcquireOptions::new(owner);
     opts.wait = if a.nonblock {
@@ -128,7 +131,8 @@ fn acquire(env: &SysEnv, io_timeout: Duration, a: AcquireArgs) -> Result<u8, Err
     opts.stale_after = a.stale_after;
     opts.poll_max = a.poll_max;
     let started = env.monotonic();
-    let held = acquire_by_deadline(&ctx, &opts)?;
+    let (lock, _, held) = take(&Ctx::new(&fs, env, &base, io_timeout), a.slots, &opts)?;
+    let ctx = Ctx::new(&fs, env, &lock, io_timeout);
     // A stop signal that arrived while we were taking the lock still means
     // "stop": give the lock back rather than leave it to a caller that is
     // going away.
@@ -172,6 +176,43 @@ fn acquire(env: &SysEnv, io_timeout: Duration, a: AcquireArgs) -> Result<u8, Err
 
 /// [`protocol::acquire`], with `-w`'s deadline given to the watchdog too:
 /// no call to a server that stopped answering outlives it.
+/// Takes the lock, or with `--slots N` one of its slots: the lock taken
+/// (the slot's), which slot, and the proof.
+fn take(
+    ctx: &Ctx,
+    slots: Option<u32>,
+    opts: &AcquireOptions,
+) -> Result<(LockPath, Option<u32>, protocol::Held), Error> {
+    let Some(n) = slots else {
+        return Ok((ctx.lock.clone(), None, acquire_by_deadline(ctx, opts)?));
+    };
+    protocol::settle_slots(ctx, n, opts.durable)?;
+    let waits = opts.wait.filter(|w| !w.is_zero());
+    hang::set_deadline(waits.map(|w| std::time::Instant::now() + w));
+    let taken = protocol::acquire_slot(ctx, n, opts);
+    hang::set_deadline(None);
+    let t = taken?;
+    Ok((t.lock, Some(t.slot), t.held))
+}
+
+/// `run --slots N --min-interval`: the window is the lock's, shared by its
+/// slots, so the stamp is read and written under the plain lock itself,
+/// held for just that (waiting as long as an I/O may take).
+fn in_shared_window(
+    base: &Ctx,
+    min: Duration,
+    owner: Owner,
+    durable: crate::fs::Durability,
+) -> Result<(), Error> {
+    let mut o = AcquireOptions::new(owner);
+    o.wait = Some(base.io_timeout);
+    o.lease = Some(DEFAULT_LEASE);
+    let held = acquire_by_deadline(base, &o)?;
+    let r = in_window(base, min, durable);
+    held.release(base)?;
+    r
+}
+
 /// `run --min-interval`: stamps the start, or says when the job last
 /// started and when it may again (75, or `-E N`).
 fn in_window(ctx: &Ctx, min: Duration, durable: crate::fs::Durability) -> Result<(), Error> {
@@ -220,7 +261,7 @@ fn run_cmd(env: &SysEnv, io_timeout: Duration, a: RunArgs) -> Result<u8, Error> 
         }
     };
     let fs = real_fs(&lock.dir, io_timeout);
-    let ctx = Ctx::new(&fs, env, &lock, io_timeout);
+    let base = Ctx::new(&fs, env, &lock, io_timeout);
     let me = std::process::id();
     let mut opts = AcquireOptions::new(owner(env, Some(me))?);
     opts.wait = if a.nonblock {
@@ -237,13 +278,18 @@ fn run_cmd(env: &SysEnv, io_timeout: Duration, a: RunArgs) -> Result<u8, Error> 
         .collect();
     // The record is world-readable: the command's name, no arguments.
     opts.cmd = Some(record::command_name(&argv[0]));
-    let held = acquire_by_deadline(&ctx, &opts)?;
+    let (slot_lock, slot, held) = take(&base, a.slots, &opts)?;
+    let ctx = Ctx::new(&fs, env, &slot_lock, io_timeout);
     if let Some(signal) = env.interrupted() {
         held.release(&ctx)?;
         return Err(Error::Interrupted { signal });
     }
     if let Some(min) = a.min_interval {
-        if let Err(e) = in_window(&ctx, min, opts.durable) {
+        let r = match slot {
+            None => in_window(&ctx, min, opts.durable),
+            Some(_) => in_shared_window(&base, min, opts.owner, opts.durable),
+        };
+        if let Err(e) = r {
             held.release(&ctx)?;
             return Err(e);
         }
@@ -260,6 +306,7 @@ fn run_cmd(env: &SysEnv, io_timeout: Duration, a: RunArgs) -> Result<u8, Error> 
         kill_after: a.kill_after,
         fence: a.fence,
         durable: opts.durable,
+        slot: slot.zip(a.slots),
     };
     run::supervise(env, &ctx, held, &spec)
 }
@@ -291,12 +338,39 @@ fn who(env: &dyn Env, a: &OwnerArgs) -> Result<Who, Error> {
     }
 }
 
+/// `release`/`touch` of a slotted lock: where the plain lock is not the
+/// caller's, the caller's slot, if the lock has slots.
+fn or_a_slot(
+    ctx: &Ctx,
+    plain: Result<(), Error>,
+    on_slot: impl FnMut(&Ctx) -> Result<(), Error>,
+) -> Result<Option<u32>, Error> {
+    match plain {
+        Err(e @ Error::NotOwner { .. }) => match protocol::find_slot(ctx, on_slot)? {
+            Some((k, ())) => Ok(Some(k)),
+            None => Err(e),
+        },
+        other => other.map(|()| None),
+    }
+}
+
+fn slot_words(slot: Option<u32>) -> String {
+    slot.map_or(String::new(), |k| format!(" (slot {k})"))
+}
+
 fn release(env: &SysEnv, io_timeout: Duration, a: OwnerArgs) -> Result<u8, Error> {
     let lock = lock_path(&a.lock)?;
     let fs = real_fs(&lock.dir, io_timeout);
     let ctx = Ctx::new(&fs, env, &lock, io_timeout);
-    protocol::release(&ctx, &who(env, &a)?)?;
-    ui::explain(&format!("released {}", lock.path.display()));
+    let who = who(env, &a)?;
+    let slot = or_a_slot(&ctx, protocol::release(&ctx, &who), |s| {
+        protocol::release(s, &who)
+    })?;
+    ui::explain(&format!(
+        "released {}{}",
+        lock.path.display(),
+        slot_words(slot)
+    ));
     Ok(exit::OK)
 }
 
@@ -304,8 +378,14 @@ fn touch(env: &SysEnv, io_timeout: Duration, a: OwnerArgs) -> Result<u8, Error> 
     let lock = lock_path(&a.lock)?;
     let fs = real_fs(&lock.dir, io_timeout);
     let ctx = Ctx::new(&fs, env, &lock, io_timeout);
-    protocol::touch(&ctx, &who(env, &a)?)?;
-    ui::explain(&format!("touched {}", lock.path.display()));
+    let who = who(env, &a)?;
+    let plain = protocol::touch(&ctx, &who).map(drop);
+    let slot = or_a_slot(&ctx, plain, |s| protocol::touch(s, &who).map(drop))?;
+    ui::explain(&format!(
+        "touched {}{}",
+        lock.path.display(),
+        slot_words(slot)
+    ));
     Ok(exit::OK)
 }
 
@@ -314,6 +394,11 @@ fn status(env: &SysEnv, io_timeout: Duration, a: StatusArgs) -> Result<u8, Error
     let fs = real_fs(&lock.dir, io_timeout);
     let ctx = Ctx::new(&fs, env, &lock, io_timeout);
     let info = ctx.inspect(a.stale_after)?;
+    if info.is_none() {
+        if let Some(n) = protocol::recorded_slots(&ctx).ok().flatten() {
+            return slotted_status(&ctx, n, &a);
+        }
+    }
     // Only what `run --min-interval` keeps; a damaged stamp is its
     // business, not the lock's state.
     let last = protocol::last_start(&ctx).ok().flatten();
@@ -352,8 +437,64 @@ fn status(env: &SysEnv, io_timeout: Duration, a: StatusArgs) -> Result<u8, Error
     })
 }
 
+/// `status` of a lock with slots: every slot, free or its holder. Exit 0
+/// when a slot is free, 1 when none is but one is stale, 75 otherwise.
+fn slotted_status(ctx: &Ctx, n: u32, a: &StatusArgs) -> Result<u8, Error> {
+    let slots = protocol::inspect_slots(ctx, n, a.stale_after)?;
+    let free = slots.iter().filter(|(_, i)| i.is_none()).count();
+    let stale = slots
+        .iter()
+        .any(|(_, i)| i.as_ref().is_some_and(|i| i.verdict.stale.is_some()));
+    let state = match (free, stale) {
+        (f, _) if f > 0 => "free",
+        (_, true) => "stale",
+        _ => "held",
+    };
+    let mut out = Stdout::default();
+    if a.json {
+        let mut v = lock_json(&ctx.lock.path, None);
+        v["state"] = json!(state);
+        v["slots"] = json!(n);
+        v["holders"] = slots
+            .iter()
+            .filter_map(|(k, i)| i.as_ref().map(|i| (k, i)))
+            .map(|(k, i)| {
+                let mut h = report::holder_json(i);
+                h["slot"] = json!(k);
+                h["state"] = json!(state_of(Some(i)).0);
+                h["alive"] = json!(i.liveness.as_option());
+                h["age_s"] = json!(i.verdict.age.map(|d| d.as_secs_f64()));
+                h
+            })
+            .collect();
+        out.json(&v);
+    } else if ui::level() > Level::Quiet {
+        let held = n as usize - free;
+        out.line(&format!(
+            "{}: {state} ({held} of {n} slots held)",
+            ctx.lock.path.display()
+        ));
+        for (k, i) in &slots {
+            match i {
+                Some(i) => out.line(&format!("  slot {k}: {}", i.describe())),
+                None => out.line(&format!("  slot {k}: free")),
+            }
+        }
+    }
+    let _ = out.finish();
+    Ok(match state {
+        "free" => exit::OK,
+        "stale" => exit::STALE,
+        _ => exit::BUSY,
+    })
+}
+
 fn break_cmd(env: &SysEnv, io_timeout: Duration, a: BreakArgs) -> Result<u8, Error> {
-    let lock = lock_path(&a.lock)?;
+    let base = lock_path(&a.lock)?;
+    let lock = match a.slot {
+        Some(k) => protocol::slot_lock(&base, k),
+        None => base,
+    };
     let fs = real_fs(&lock.dir, io_timeout);
     let ctx = Ctx::new(&fs, env, &lock, io_timeout);
     let opts = BreakOptions {

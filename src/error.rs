@@ -21,6 +21,12 @@ pub enum Error {
         /// sticky directory), when that is why we are still busy.
         unbreakable: Option<String>,
     },
+    #[error("{}: busy: {why}{}", path.display(), if *timed_out { " (timed out)" } else { "" })]
+    SlotsBusy {
+        path: PathBuf,
+        why: String,
+        timed_out: bool,
+    },
     #[error("{}: not run: {why}", path.display())]
     TooSoon { path: PathBuf, why: String },
     #[error("{}: you already hold this lock ({why}); release it first", path.display())]
@@ -89,7 +95,8 @@ impl Error {
             Error::Busy { .. }
             | Error::Refused { .. }
             | Error::AlreadyHeld { .. }
-            | Error::TooSoon { .. } => exit::BUSY,
+            | Error::TooSoon { .. }
+            | Error::SlotsBusy { .. } => exit::BUSY,
             Error::NotALock { .. } | Error::BadData { .. } => exit::DATA_ERR,
             Error::NotPermitted { .. } | Error::Denied { .. } => exit::NO_PERM,
             Error::Unwritable { .. } => exit::CANT_CREATE,
@@ -129,6 +136,14 @@ mod tests {
                 75,
             ),
             (Error::NoDir { dir: p() }, 66),
+            (
+                Error::SlotsBusy {
+                    path: p(),
+                    why: "x".into(),
+                    timed_out: false,
+                },
+                75,
+            ),
             (
                 Error::TooSoon {
                     path: p(),

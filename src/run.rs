@@ -66,6 +66,8 @@ pub struct RunSpec {
     pub kill_after: Duration,
     pub fence: bool,
     pub durable: Durability,
+    /// `--slots N`: the slot held and N.
+    pub slot: Option<(u32, u32)>,
 }
 
 /// Passes on to the command's group every signal sent to us that it must
@@ -169,6 +171,10 @@ fn child_env(
         ),
         ("NFSLOCK_TOKEN", OsString::from(held.token())),
     ];
+    if let Some((k, n)) = spec.slot {
+        vars.push(("NFSLOCK_SLOT", OsString::from(k.to_string())));
+        vars.push(("NFSLOCK_SLOTS", OsString::from(n.to_string())));
+    }
     if spec.fence {
         let n = protocol::next_fence(ctx, spec.durable)?;
         vars.push(("NFSLOCK_FENCE", OsString::from(n.to_string())));

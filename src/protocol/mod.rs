@@ -65,6 +65,7 @@
 //! | `hold` | [`Held`]: release and touch |
 //! | `breaking`, `sweep` | break a stale lock; remove leftovers |
 //! | `directory` | every lock of a directory from one listing: `list`, `sweep` |
+//! | `slots` | `--slots N`: N ordinary locks, the count recorded beside them |
 //! | `fence`, `window` | the fencing counter; the start stamp of `--min-interval` |
 //!
 //! The RAII guard, and the library's front door, are [`crate::lock`].
@@ -87,6 +88,7 @@ pub(crate) mod mutants;
 mod owner;
 mod queue;
 mod removal;
+mod slots;
 mod sweep;
 #[cfg(test)]
 mod tests;
@@ -102,6 +104,7 @@ pub use env::{xorshift, Env, Event, Woken};
 pub use fence::next_fence;
 pub use hold::{release, touch, Held, Toucher};
 pub use owner::{owns, Owner, Who};
+pub use slots::{acquire_slot, find_slot, inspect_slots, recorded_slots, settle_slots, slot_lock};
 pub use sweep::Leftover;
 #[cfg(test)]
 pub use sweep::ORPHAN_AGE;

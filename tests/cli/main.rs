@@ -15,6 +15,8 @@ mod bad_input;
 mod multiuser;
 // SIGINT, SIGTERM and SIGHUP while waiting.
 mod signals;
+// --slots N.
+mod slots;
 // `run`: the child, its signals, its status, heartbeats and lost locks;
 // and `acquire --keepalive`.
 mod run;

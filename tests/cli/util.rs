@@ -70,6 +70,16 @@ impl Scratch {
             .collect()
     }
 
+    /// No leftovers but `kept` (files that stay by design).
+    pub fn assert_no_litter_but(&self, kept: &[&str]) {
+        let l: Vec<String> = self
+            .litter()
+            .into_iter()
+            .filter(|n| !kept.contains(&n.as_str()))
+            .collect();
+        assert!(l.is_empty(), "leftover files: {l:?}");
+    }
+
     pub fn assert_no_litter(&self) {
         let l = self.litter();
         assert!(l.is_empty(), "leftover files: {l:?}");
