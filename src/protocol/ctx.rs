@@ -226,3 +226,22 @@ impl Ctx<'_> {
         }
     }
 }
+
+impl Ctx<'_> {
+    /// The names in the lock's directory (one listing), retrying transient
+    /// errors, and ENOENT for a directory that is there: the client's view
+    /// lags (seen on the NFS lab's client while others create beside).
+    pub(super) fn list_dir(&self) -> Result<Vec<std::ffi::OsString>, Error> {
+        let dir = &self.lock.dir;
+        let mut budget = IoBudget::new(self);
+        loop {
+            match self.retrying("list", dir, Phase::Work, || self.fs.list(dir))? {
+                Ok(n) => return Ok(n),
+                Err(e) if sys::is_not_found(&e) && self.dir_exists() => {
+                    budget.pause(self, "list", dir, e, Phase::Work)?
+                }
+                Err(e) => return Err(self.dir_error("list", dir, e)),
+            }
+        }
+    }
+}

@@ -81,10 +81,7 @@ pub fn read_dir(
 ) -> Result<Directory, Error> {
     let this = dir_itself(dir);
     let ctx = place.ctx(&this);
-    let names = match ctx.retrying("list", dir, Phase::Work, || place.fs.list(dir))? {
-        Ok(n) => n,
-        Err(e) => return Err(ctx.dir_error("list", dir, e)),
-    };
+    let names = ctx.list_dir()?;
     let mut aux_of: BTreeMap<OsString, (LockPath, Vec<(OsString, AuxName)>)> = BTreeMap::new();
     let mut others = Vec::new();
     let mut stamped = std::collections::BTreeSet::new();

@@ -88,7 +88,7 @@ pub(crate) mod mutants;
 mod owner;
 mod queue;
 mod removal;
-mod slots;
+pub(crate) mod slots;
 mod sweep;
 #[cfg(test)]
 mod tests;

@@ -13,7 +13,7 @@
 //! judges it and breaks it if stale.
 
 use super::acquire::{acquire, AcquireOptions, Backoff};
-use super::ctx::{Ctx, Phase};
+use super::ctx::{Ctx, IoBudget, Phase};
 use super::{Held, LockInfo, Snapshot};
 use crate::error::Error;
 use crate::fs::Durability;
@@ -72,15 +72,6 @@ pub fn recorded_slots(ctx: &Ctx) -> Result<Option<u32>, Error> {
     }
 }
 
-/// Names in the lock's directory (one listing).
-fn names(ctx: &Ctx) -> Result<Vec<OsString>, Error> {
-    let dir = &ctx.lock.dir;
-    match ctx.retrying("list", dir, Phase::Work, || ctx.fs.list(dir))? {
-        Ok(n) => Ok(n),
-        Err(e) => Err(ctx.dir_error("list", dir, e)),
-    }
-}
-
 /// The slots of the first `upto` that are taken (their lock name exists).
 fn taken(ctx: &Ctx, names: &[OsString], upto: u32) -> Vec<u32> {
     (1..=upto)
@@ -90,31 +81,47 @@ fn taken(ctx: &Ctx, names: &[OsString], upto: u32) -> Vec<u32> {
 
 /// Makes sure `n` is the lock's recorded slot count: records it where
 /// none is, or where another is but no slot is held; 64 where another is
-/// and a slot is held.
+/// and a slot is held. Callers may do this at once (the first use, from
+/// many hosts): each writes its N under a fresh name and renames it into
+/// place, and what counts is what is there afterwards.
 pub fn settle_slots(ctx: &Ctx, n: u32, durable: Durability) -> Result<(), Error> {
-    let recorded = recorded_slots(ctx)?;
-    if recorded == Some(n) {
-        return Ok(());
-    }
-    if let Some(r) = recorded {
-        let held = taken(ctx, &names(ctx)?, r.max(n));
-        if !held.is_empty() {
-            return Err(Error::Usage(format!(
-                "{}: is used with --slots {r} (slot {} held); use --slots {r}, or change it once no slot is held",
-                ctx.lock.path.display(),
-                held[0]
-            )));
+    let mut budget = IoBudget::new(ctx);
+    loop {
+        let recorded = recorded_slots(ctx)?;
+        if recorded == Some(n) {
+            return Ok(());
+        }
+        if let Some(r) = recorded {
+            let held = taken(ctx, &ctx.list_dir()?, r.max(n));
+            if !held.is_empty() {
+                return Err(Error::Usage(format!(
+                    "{}: is used with --slots {r} (slot {} held); use --slots {r}, or change it once no slot is held",
+                    ctx.lock.path.display(),
+                    held[0]
+                )));
+            }
+        }
+        let text_for =
+            |nonce: &str| format!("nfslock-slots 1\nslots={n}\nnonce={nonce}\n").into_bytes();
+        let made = ctx.create_aux(
+            AuxKind::Probe,
+            &|nonce, _| text_for(nonce),
+            durable,
+            Phase::Work,
+        )?;
+        match ctx.fs.rename(&made.path, &slots_path(ctx)) {
+            Ok(()) => {}
+            // Its reply lost after it took: nothing is left to remove.
+            Err(e) if sys::is_not_found(&e) => {}
+            Err(e) => {
+                ctx.unlink_ours(&made.path)?;
+                if !sys::is_transient(&e) {
+                    return Err(ctx.dir_error("rename", &made.path, e));
+                }
+                budget.pause(ctx, "rename", &made.path, e, Phase::Work)?;
+            }
         }
     }
-    let text_for =
-        |nonce: &str| format!("nfslock-slots 1\nslots={n}\nnonce={nonce}\n").into_bytes();
-    let made = ctx.create_aux(
-        AuxKind::Probe,
-        &|nonce, _| text_for(nonce),
-        durable,
-        Phase::Work,
-    )?;
-    ctx.put_in_place(&made.path, &slots_path(ctx), &made.data)
 }
 
 /// A slot taken: which, its lock, and the proof.
@@ -140,7 +147,7 @@ pub fn acquire_slot(ctx: &Ctx, n: u32, opts: &AcquireOptions) -> Result<TakenSlo
         if let Some(signal) = env.interrupted() {
             return Err(Error::Interrupted { signal });
         }
-        let listed = names(ctx)?;
+        let listed = ctx.list_dir()?;
         let held = taken(ctx, &listed, n);
         let now = env.monotonic();
         let full = judged_at.is_none_or(|t| now.saturating_sub(t) >= FULL_LOOK);
@@ -216,7 +223,7 @@ pub fn find_slot<T>(
     let Some(n) = recorded_slots(ctx)? else {
         return Ok(None);
     };
-    let listed = names(ctx)?;
+    let listed = ctx.list_dir()?;
     let mut last = None;
     for k in taken(ctx, &listed, n) {
         let lock = slot_lock(ctx.lock, k);
