@@ -170,3 +170,46 @@ impl Ctx<'_> {
         }
     }
 }
+
+impl Ctx<'_> {
+    /// `.<lock>.nfslock-<suffix>`: the files that stay beside a lock once
+    /// used (the fencing counter, the start stamp, the slot count).
+    pub(super) fn beside(&self, suffix: &str) -> PathBuf {
+        use std::os::unix::ffi::OsStrExt;
+        let mut name = self.lock.aux_prefix();
+        name.extend_from_slice(suffix.as_bytes());
+        self.lock.in_dir(std::ffi::OsStr::from_bytes(&name))
+    }
+
+    /// Reads the file `suffix` beside the lock and takes it apart with
+    /// `parse`; `None` when there is none. 65 for a file there that
+    /// `parse` refuses, named `what` (it is left alone).
+    pub(super) fn read_beside<T>(
+        &self,
+        suffix: &str,
+        what: &str,
+        parse: impl Fn(&Meta, &[u8]) -> Option<T>,
+    ) -> Result<Option<T>, Error> {
+        let path = self.beside(suffix);
+        let bad = |why: String| Error::BadData {
+            path: path.clone(),
+            why,
+        };
+        match self.snapshot(&path, Phase::Work)? {
+            Ok(Snapshot {
+                meta,
+                bytes: Some(b),
+            }) => match parse(&meta, &b) {
+                Some(t) => Ok(Some(t)),
+                None => Err(bad(format!(
+                    "{what} beside the lock is damaged (not what nfslock writes); it was left alone"
+                ))),
+            },
+            Ok(_) => Err(bad(format!(
+                "{what} beside the lock is not a readable file"
+            ))),
+            Err(e) if sys::is_not_found(&e) => Ok(None),
+            Err(e) => Err(self.dir_error("read", &path, e)),
+        }
+    }
+}

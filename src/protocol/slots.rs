@@ -14,14 +14,12 @@
 
 use super::acquire::{acquire, AcquireOptions, Backoff};
 use super::ctx::{Ctx, IoBudget, Phase};
-use super::{Held, LockInfo, Snapshot};
+use super::{Held, LockInfo};
 use crate::error::Error;
 use crate::fs::Durability;
 use crate::names::{AuxKind, LockPath};
 use crate::sys;
-use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::ffi::OsString;
 use std::time::Duration;
 
 /// The most slots a lock may have.
@@ -41,35 +39,18 @@ pub fn slot_lock(lock: &LockPath, k: u32) -> LockPath {
     }
 }
 
-/// `.<lock>.nfslock-slots`.
-fn slots_path(ctx: &Ctx) -> PathBuf {
-    let mut name = ctx.lock.aux_prefix();
-    name.extend_from_slice(b"slots");
-    ctx.lock.in_dir(OsStr::from_bytes(&name))
-}
-
 /// The N recorded beside `ctx.lock`, if any (65 for a file there that
 /// says no number).
 pub fn recorded_slots(ctx: &Ctx) -> Result<Option<u32>, Error> {
-    let path = slots_path(ctx);
-    match ctx.snapshot(&path, Phase::Work)? {
-        Ok(Snapshot { bytes: Some(b), .. }) => std::str::from_utf8(&b)
+    ctx.read_beside("slots", "the slot count", |_, b| {
+        std::str::from_utf8(b)
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("slots="))?
+            .parse()
             .ok()
-            .and_then(|t| t.lines().find_map(|l| l.strip_prefix("slots=")))
-            .and_then(|n| n.parse().ok())
             .filter(|n| (1..=MAX_SLOTS).contains(n))
-            .map(Some)
-            .ok_or(Error::BadData {
-                path,
-                why: "the slot count beside the lock is not one; it was left alone".into(),
-            }),
-        Ok(_) => Err(Error::BadData {
-            path,
-            why: "the slot count beside the lock is not a readable file".into(),
-        }),
-        Err(e) if sys::is_not_found(&e) => Ok(None),
-        Err(e) => Err(ctx.dir_error("read", &path, e)),
-    }
+    })
 }
 
 /// The slots of the first `upto` that are taken (their lock name exists).
@@ -109,7 +90,7 @@ pub fn settle_slots(ctx: &Ctx, n: u32, durable: Durability) -> Result<(), Error>
             durable,
             Phase::Work,
         )?;
-        match ctx.fs.rename(&made.path, &slots_path(ctx)) {
+        match ctx.fs.rename(&made.path, &ctx.beside("slots")) {
             Ok(()) => {}
             // Its reply lost after it took: nothing is left to remove.
             Err(e) if sys::is_not_found(&e) => {}

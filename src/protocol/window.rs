@@ -6,14 +6,9 @@
 //! starts, so the next holder, on any host, sees it.
 
 use super::ctx::{Ctx, Phase};
-use super::Snapshot;
 use crate::error::Error;
 use crate::fs::{Durability, FsTime};
 use crate::names::AuxKind;
-use crate::sys;
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// First line of a stamp.
@@ -40,13 +35,6 @@ pub enum Window {
     },
 }
 
-/// `.<lock>.nfslock-stamp`.
-fn stamp_path(ctx: &Ctx) -> PathBuf {
-    let mut name = ctx.lock.aux_prefix();
-    name.extend_from_slice(b"stamp");
-    ctx.lock.in_dir(OsStr::from_bytes(&name))
-}
-
 fn parse(bytes: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(bytes).ok()?;
     let mut lines = text.lines();
@@ -63,28 +51,12 @@ fn parse(bytes: &[u8]) -> Option<String> {
 /// The stamp, if there is one. 65 for a file there that is not a stamp
 /// (it is left alone).
 pub fn last_start(ctx: &Ctx) -> Result<Option<LastStart>, Error> {
-    let path = stamp_path(ctx);
-    match ctx.snapshot(&path, Phase::Work)? {
-        Ok(Snapshot {
-            meta,
-            bytes: Some(b),
-        }) => match parse(&b) {
-            Some(host) => Ok(Some(LastStart {
-                at: meta.mtime,
-                host,
-            })),
-            None => Err(Error::BadData {
-                path,
-                why: "the start stamp beside the lock is not one; it was left alone".into(),
-            }),
-        },
-        Ok(_) => Err(Error::BadData {
-            path,
-            why: "the start stamp beside the lock is not a readable file".into(),
-        }),
-        Err(e) if sys::is_not_found(&e) => Ok(None),
-        Err(e) => Err(ctx.dir_error("read", &path, e)),
-    }
+    ctx.read_beside("stamp", "the start stamp", |meta, b| {
+        Some(LastStart {
+            at: meta.mtime,
+            host: parse(b)?,
+        })
+    })
 }
 
 /// For a holder of the lock: the job may start unless it last started
@@ -116,6 +88,6 @@ pub fn start_in_window(ctx: &Ctx, min: Duration, durable: Durability) -> Result<
             });
         }
     }
-    ctx.put_in_place(&made.path, &stamp_path(ctx), &made.data)?;
+    ctx.put_in_place(&made.path, &ctx.beside("stamp"), &made.data)?;
     Ok(Window::Open { last })
 }

@@ -3,20 +3,6 @@
 use crate::util::*;
 use std::os::unix::ffi::OsStrExt;
 
-/// Rewrites one `key=value` line of a held lock in place (the claim is the
-/// same inode, so it changes too).
-fn edit_record(path: &std::path::Path, key: &str, value: &str) {
-    let text = std::fs::read_to_string(path).unwrap();
-    let edited: Vec<String> = text
-        .lines()
-        .map(|l| match l.split_once('=') {
-            Some((k, _)) if k == key => format!("{k}={value}"),
-            _ => l.to_string(),
-        })
-        .collect();
-    std::fs::write(path, edited.join("\n") + "\n").unwrap();
-}
-
 /// A lock left by a shell that has exited: stale, dead owner.
 fn dead_lock(s: &Scratch, name: &str) {
     assert!(s

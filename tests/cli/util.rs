@@ -325,3 +325,17 @@ pub fn piped(mut c: Command) -> Child {
         .spawn()
         .unwrap()
 }
+
+/// Rewrites one `key=value` line of a held lock in place (the claim is the
+/// same inode, so it changes too).
+pub fn edit_record(path: &std::path::Path, key: &str, value: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let edited: Vec<String> = text
+        .lines()
+        .map(|l| match l.split_once('=') {
+            Some((k, _)) if k == key => format!("{k}={value}"),
+            _ => l.to_string(),
+        })
+        .collect();
+    std::fs::write(path, edited.join("\n") + "\n").unwrap();
+}
