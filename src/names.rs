@@ -211,8 +211,9 @@ impl LockPath {
 }
 
 /// The files that stay beside a lock for good once used, by the suffix
-/// after `.<lock>.nfslock-`: the fencing counter and the start stamp.
-pub const BESIDE: [&str; 2] = ["fence", "stamp"];
+/// after `.<lock>.nfslock-`: the fencing counter, the start stamp and the
+/// slot count.
+pub const BESIDE: [&str; 3] = ["fence", "stamp", "slots"];
 
 /// Takes apart `.<lock>.nfslock-fence` and the like: the lock, and which
 /// of [`BESIDE`] it is.
