@@ -8,13 +8,13 @@
 //! replaces the old one.
 //!
 //! A contender reads the directory (one listing) to find a slot nobody
-//! holds and tries it; with every slot held it polls the listing at the
-//! backoff pace, and every `FULL_LOOK` tries each held slot too, which
-//! judges it and breaks it if stale.
+//! holds and tries it; with every slot held it waits as `acquire_slot`
+//! says.
 
 use super::acquire::{acquire, AcquireOptions, Backoff};
 use super::ctx::{Ctx, IoBudget, Phase};
-use super::{Held, LockInfo};
+use super::wait::{until_stale, WATCH_FALLBACK};
+use super::{Held, LockInfo, Woken};
 use crate::error::Error;
 use crate::fs::Durability;
 use crate::names::{AuxKind, LockPath};
@@ -24,9 +24,6 @@ use std::time::Duration;
 
 /// The most slots a lock may have.
 pub const MAX_SLOTS: u32 = 1000;
-
-/// How often a contender that finds every slot held judges each of them.
-const FULL_LOOK: Duration = Duration::from_secs(5);
 
 /// The lock of slot `k` (1..N) of `lock`.
 pub fn slot_lock(lock: &LockPath, k: u32) -> LockPath {
@@ -115,6 +112,12 @@ pub struct TakenSlot {
 /// Takes one of the `n` slots of `ctx.lock` for `opts.owner`, waiting as
 /// `opts` says: the first free slot, or a stale one broken. Busy (75) at
 /// the deadline, naming every holder seen.
+///
+/// A wait costs about what a wait on one lock costs: one listing per poll
+/// (backoff up to `poll_max`; on a local filesystem a sleep that a change
+/// of one held slot ends early), and a read of each held slot only when
+/// the first of them may have gone stale (its lease, `--stale-after`), or
+/// every `WATCH_FALLBACK` for verdicts no clock foretells (a dead owner).
 pub fn acquire_slot(ctx: &Ctx, n: u32, opts: &AcquireOptions) -> Result<TakenSlot, Error> {
     let env = ctx.env;
     let deadline = opts.wait.map(|w| env.monotonic() + w);
@@ -123,50 +126,110 @@ pub fn acquire_slot(ctx: &Ctx, n: u32, opts: &AcquireOptions) -> Result<TakenSlo
         ..opts.clone()
     };
     let mut backoff = Backoff::new(opts.poll_min, opts.poll_max);
-    let mut judged_at: Option<Duration> = None;
+    let mut judge_at = env.monotonic();
+    let mut holders: Vec<(u32, Option<Box<LockInfo>>)> = Vec::new();
+    let watching = opts.watch.unwrap_or_else(
+        || matches!(ctx.fs.lstat(&ctx.lock.dir), Ok(d) if !ctx.fs.is_remote(d.dev, &ctx.lock.dir)),
+    );
     loop {
         if let Some(signal) = env.interrupted() {
             return Err(Error::Interrupted { signal });
         }
-        let listed = ctx.list_dir()?;
-        let held = taken(ctx, &listed, n);
-        let now = env.monotonic();
-        let full = judged_at.is_none_or(|t| now.saturating_sub(t) >= FULL_LOOK);
-        // Free slots first; held ones too when it is time to judge them.
-        let mut order: Vec<u32> = (1..=n).filter(|k| !held.contains(k)).collect();
-        if full {
-            order.extend(&held);
-            judged_at = Some(now);
-        }
-        let mut holders = Vec::new();
-        for k in order {
-            let lock = slot_lock(ctx.lock, k);
-            let sctx = Ctx::new(ctx.fs, env, &lock, ctx.io_timeout);
-            match acquire(&sctx, &once) {
-                Ok(held) => {
-                    return Ok(TakenSlot {
-                        slot: k,
-                        lock,
-                        held,
-                    })
-                }
-                Err(Error::Busy { info, .. }) => holders.push((k, info)),
-                // This owner has that slot already: another one, then.
-                Err(Error::AlreadyHeld { .. }) => {}
-                Err(e) => return Err(e),
+        let held = taken(ctx, &ctx.list_dir()?, n);
+        for k in (1..=n).filter(|k| !held.contains(k)) {
+            if let Some(t) = try_slot(ctx, k, &once)? {
+                return Ok(t);
             }
         }
-        let remaining = deadline.map(|d| d.saturating_sub(env.monotonic()));
+        if env.monotonic() >= judge_at {
+            let (found, soonest) = judge_held(ctx, &held, &once)?;
+            if let Found::Taken(t) = found {
+                return Ok(*t);
+            }
+            if let Found::Holders(h) = found {
+                holders = h;
+            }
+            judge_at = env.monotonic() + soonest;
+        }
+        let now = env.monotonic();
+        let remaining = deadline.map(|d| d.saturating_sub(now));
         if remaining == Some(Duration::ZERO) {
             return Err(busy(ctx, n, &holders, opts));
         }
-        let mut nap = backoff.next(env);
+        let mut nap = backoff.next(env).min(judge_at.saturating_sub(now));
         if let Some(r) = remaining {
             nap = nap.min(r);
         }
-        if let Some(signal) = env.sleep(nap) {
+        // Spread over the held slots, so that a release wakes some waiter.
+        let watched = match held.len() {
+            0 => None,
+            len => Some(held[env.pid() as usize % len]),
+        };
+        let woken = match watched.filter(|_| watching) {
+            Some(k) => match env.sleep_watching(&slot_lock(ctx.lock, k).path, nap) {
+                Woken::Signal(s) => Some(s),
+                _ => None,
+            },
+            None => env.sleep(nap),
+        };
+        if let Some(signal) = woken {
             return Err(Error::Interrupted { signal });
         }
+    }
+}
+
+/// What a look at the held slots found.
+enum Found {
+    Taken(Box<TakenSlot>),
+    Holders(Vec<(u32, Option<Box<LockInfo>>)>),
+}
+
+/// Reads and judges each held slot at one file-system "now", taking (by
+/// breaking) the first that is stale; else the holders, and how long until
+/// the first may be judged stale (at most `WATCH_FALLBACK`).
+fn judge_held(ctx: &Ctx, held: &[u32], once: &AcquireOptions) -> Result<(Found, Duration), Error> {
+    let now = ctx.fs_now()?;
+    let mut soonest = WATCH_FALLBACK;
+    let mut holders = Vec::new();
+    for &k in held {
+        let lock = slot_lock(ctx.lock, k);
+        let sctx = Ctx::new(ctx.fs, ctx.env, &lock, ctx.io_timeout);
+        let info = match sctx.snapshot(&lock.path, Phase::Work)? {
+            Ok(snap) => sctx.judge(snap, now, Duration::ZERO, once.stale_after),
+            // Freed since the listing.
+            Err(e) if sys::is_not_found(&e) => {
+                if let Some(t) = try_slot(ctx, k, once)? {
+                    return Ok((Found::Taken(Box::new(t)), soonest));
+                }
+                continue;
+            }
+            Err(e) => return Err(sctx.dir_error("read", &lock.path, e)),
+        };
+        if info.verdict.stale.is_some() {
+            if let Some(t) = try_slot(ctx, k, once)? {
+                return Ok((Found::Taken(Box::new(t)), soonest));
+            }
+        } else {
+            soonest = soonest.min(until_stale(&info, once.stale_after));
+        }
+        holders.push((k, Some(Box::new(info))));
+    }
+    Ok((Found::Holders(holders), soonest))
+}
+
+/// One attempt at slot `k`, without waiting: the slot, or `None` when it
+/// is busy (or held by this owner already).
+fn try_slot(ctx: &Ctx, k: u32, once: &AcquireOptions) -> Result<Option<TakenSlot>, Error> {
+    let lock = slot_lock(ctx.lock, k);
+    let sctx = Ctx::new(ctx.fs, ctx.env, &lock, ctx.io_timeout);
+    match acquire(&sctx, once) {
+        Ok(held) => Ok(Some(TakenSlot {
+            slot: k,
+            lock,
+            held,
+        })),
+        Err(Error::Busy { .. } | Error::AlreadyHeld { .. }) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

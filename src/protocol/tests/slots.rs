@@ -37,3 +37,43 @@ fn a_count_changes_only_while_no_slot_is_held() {
     assert!(e.to_string().contains("--slots 5"), "{e}");
     assert_eq!(recorded_slots(&ctx).unwrap(), Some(5));
 }
+
+/// A waiter that finds every slot held by a live owner lists the
+/// directory at its pace, reads each held slot once (the next look is due
+/// when one may go stale), and makes no claim: waiting on N slots costs
+/// what waiting on one lock costs, not N times that.
+#[test]
+fn a_blocked_slot_waiter_lists_and_reads_each_held_slot_once() {
+    use crate::protocol::slots::{acquire_slot, slot_lock};
+    let f = Fixture::new();
+    let holder = LiveOwner::new();
+    for k in 1..=2 {
+        let lock = slot_lock(&f.lock, k);
+        let ctx = Ctx::new(&f.fs, &f.env, &lock, Duration::from_secs(5));
+        let mut o = f.opts();
+        o.owner = holder.owner;
+        std::mem::forget(acquire(&ctx, &o).unwrap());
+    }
+    settle_slots(&f.ctx(), 2, Durability::NoSync).unwrap();
+    let count = || [Op::List, Op::Read, Op::Create].map(|op| f.fs.calls(op));
+    let before = count();
+    let mut o = f.opts();
+    o.wait = Some(Duration::from_millis(400));
+    o.watch = Some(false);
+    let err = acquire_slot(&f.ctx(), 2, &o).err().unwrap();
+    assert_eq!(err.exit_code(), crate::exit::BUSY, "{err}");
+    let after = count();
+    let (lists, reads, creates) = (
+        after[0] - before[0],
+        after[1] - before[1],
+        after[2] - before[2],
+    );
+    assert!(lists >= 3, "it polled: {lists} listings");
+    // The probe of the one look, and nothing else made.
+    assert_eq!(creates, 1, "claims made while every slot was held");
+    assert_eq!(reads, 2, "each held slot read once");
+    assert!(
+        err.to_string().contains("slot 1 held by") && err.to_string().contains("slot 2 held by"),
+        "{err}"
+    );
+}
