@@ -65,7 +65,7 @@ pub fn list(env: &SysEnv, io_timeout: Duration, a: ListArgs) -> Result<u8, Error
             let dir = protocol::read_dir(place, path, None)?;
             for entry in &dir.entries {
                 let aux = a.all.then(|| protocol::aux_states(place, entry, dir.now));
-                if entry.info.is_some() || a.all {
+                if entry.info.is_some() || entry.slot || a.all {
                     rows.push(Row {
                         path: entry.lock.path.clone(),
                         info: entry.info.clone(),

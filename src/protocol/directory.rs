@@ -14,6 +14,7 @@
 use super::breaking::BreakBy;
 use super::ctx::{Ctx, Phase};
 use super::removal::Removal;
+use super::slots::{recorded_slots, slot_lock};
 use super::sweep::{Leftover, Sweep};
 use super::window::{last_start, LastStart};
 use super::{Env, LockInfo};
@@ -23,7 +24,7 @@ use crate::names::{parse_any_aux, parse_beside, AuxName, LockPath};
 use crate::record::{self, Content, READ_LIMIT};
 use crate::stale::{self, Liveness, StaleReason};
 use crate::sys;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -39,6 +40,8 @@ pub struct Entry {
     pub aux: Vec<(OsString, AuxName)>,
     /// When `run --min-interval` last started its job, if it keeps a stamp.
     pub last_start: Option<LastStart>,
+    /// A slot of a slotted lock (listed free or held).
+    pub slot: bool,
 }
 
 /// A directory's locks, sorted by path, judged at one file-system "now".
@@ -72,31 +75,32 @@ fn dir_itself(dir: &Path) -> LockPath {
     }
 }
 
-/// Reads every lock in `dir` (see the module's cost), judged with
-/// `stale_after` as `status --stale-after` would.
-pub fn read_dir(
-    place: Place,
-    dir: &Path,
-    stale_after: Option<Duration>,
-) -> Result<Directory, Error> {
-    let this = dir_itself(dir);
-    let ctx = place.ctx(&this);
-    let names = ctx.list_dir()?;
-    let mut aux_of: BTreeMap<OsString, (LockPath, Vec<(OsString, AuxName)>)> = BTreeMap::new();
+/// A directory's names, sorted out: each lock name with its auxiliary
+/// files, and which locks keep a start stamp or a slot count beside them.
+struct Grouped {
+    locks: BTreeMap<OsString, (LockPath, Vec<(OsString, AuxName)>)>,
+    stamped: BTreeSet<OsString>,
+    slotted: Vec<LockPath>,
+}
+
+fn group(dir: &Path, names: Vec<OsString>) -> Grouped {
+    let mut locks: BTreeMap<OsString, (LockPath, Vec<(OsString, AuxName)>)> = BTreeMap::new();
     let mut others = Vec::new();
-    let mut stamped = std::collections::BTreeSet::new();
+    let (mut stamped, mut slotted) = (BTreeSet::new(), Vec::new());
     for name in names {
-        // The fencing counter and the start stamp are no locks: not read
-        // as candidates (a stamp is read for its lock below).
+        // The files that stay beside a lock are no locks: not read as
+        // candidates (a stamp and a slot count are read for their lock).
         if let Some((lock, kind)) = parse_beside(dir, &name) {
-            if kind == "stamp" {
-                stamped.insert(lock.name);
+            match kind {
+                "stamp" => drop(stamped.insert(lock.name)),
+                "slots" => slotted.push(lock),
+                _ => {}
             }
             continue;
         }
         match parse_any_aux(dir, &name) {
             Some((lock, aux)) => {
-                let slot = aux_of
+                let slot = locks
                     .entry(lock.name.clone())
                     .or_insert_with(|| (lock, Vec::new()));
                 slot.1.push((name, aux));
@@ -104,10 +108,41 @@ pub fn read_dir(
             None => others.push(name),
         }
     }
-    let mut locks: BTreeMap<OsString, (LockPath, Vec<(OsString, AuxName)>)> = aux_of;
     for name in others {
         if let Ok(lock) = LockPath::new(&dir.join(&name)) {
             locks.entry(name).or_insert_with(|| (lock, Vec::new()));
+        }
+    }
+    Grouped {
+        locks,
+        stamped,
+        slotted,
+    }
+}
+
+/// Reads every lock in `dir` (see the module's cost), judged with
+/// `stale_after` as `status --stale-after` would. Every slot of a slotted
+/// lock is an entry, free or held.
+pub fn read_dir(
+    place: Place,
+    dir: &Path,
+    stale_after: Option<Duration>,
+) -> Result<Directory, Error> {
+    let this = dir_itself(dir);
+    let Grouped {
+        mut locks,
+        stamped,
+        slotted,
+    } = group(dir, place.ctx(&this).list_dir()?);
+    let mut slots = BTreeSet::new();
+    for base in &slotted {
+        let n = recorded_slots(&place.ctx(base)).ok().flatten().unwrap_or(0);
+        for k in 1..=n {
+            let lock = slot_lock(base, k);
+            slots.insert(lock.name.clone());
+            locks
+                .entry(lock.name.clone())
+                .or_insert_with(|| (lock, Vec::new()));
         }
     }
     // One probe, from the first lock's context: a file of ours like any.
@@ -128,7 +163,8 @@ pub fn read_dir(
             .as_ref()
             .and_then(|i| i.snapshot.bytes.as_deref())
             .is_some_and(|b| matches!(record::parse(b), Content::Ours(_)));
-        if aux.is_empty() && !looks_ours {
+        let slot = slots.contains(&lock.name);
+        if aux.is_empty() && !looks_ours && !slot {
             continue;
         }
         let last_start = match stamped.contains(&lock.name) {
@@ -140,6 +176,7 @@ pub fn read_dir(
             info,
             aux,
             last_start,
+            slot,
         });
     }
     entries.sort_by(|a, b| a.lock.path.cmp(&b.lock.path));

@@ -176,3 +176,33 @@ fn slots_share_one_window() {
     .code(75)
     .stderr_has("the job last started");
 }
+
+#[test]
+fn list_shows_every_slot_free_or_held() {
+    let s = Scratch::new();
+    let _h = s.hold("j", &["--slots", "3"]);
+    let out = s.run(["list", "."]);
+    out.code(0);
+    let rows: Vec<Vec<&str>> = out
+        .stdout
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let cells: Vec<(&str, &str)> = rows.iter().map(|r| (r[0], r[1])).collect();
+    assert_eq!(
+        cells,
+        [
+            ("./j.slot-1", "held"),
+            ("./j.slot-2", "free"),
+            ("./j.slot-3", "free")
+        ],
+        "{}",
+        out.stdout
+    );
+    let v = s
+        .run(["list", "--json", "--stale-only", "."])
+        .code(0)
+        .json();
+    assert_eq!(v["locks"], serde_json::json!([]));
+}
