@@ -25,10 +25,9 @@ fn a_listing_costs_one_read_per_lock_and_one_probe() {
     let f = Fixture::new();
     let me = f.opts().owner;
     let _held: Vec<Held> = (0..5).map(|i| take(&f, &format!("l{i}"), me)).collect();
-    // The files that stay beside a lock are known by name, not read.
-    for beside in [".l0.nfslock-fence", ".l1.nfslock-slots"] {
-        std::fs::write(f.dir.path().join(beside), "7\n").unwrap();
-    }
+    // The files that stay beside a lock are known by name: a fencing
+    // counter is not read at all.
+    std::fs::write(f.dir.path().join(".l0.nfslock-fence"), "7\n").unwrap();
     f.fs.clear();
     let before = |op| f.fs.calls(op);
     let counts = [Op::List, Op::Read, Op::Create, Op::Unlink, Op::Lstat].map(before);
@@ -109,4 +108,34 @@ fn a_listing_that_keeps_failing_ends_with_an_io_error() {
     assert_eq!(err.exit_code(), crate::exit::IO, "{err}");
     assert!(f.fs.calls(Op::List) > 1, "retried");
     assert!(!f.env.sleeps.lock().unwrap().is_empty(), "with pauses");
+}
+
+/// A slotted lock costs one more read, its slot count; each slot is then
+/// read as the lock it is (a free one too: it is listed).
+#[test]
+fn a_slotted_lock_costs_its_count_and_its_slots() {
+    use crate::fs::Durability;
+    use crate::protocol::slots::{settle_slots, slot_lock};
+    let f = Fixture::new();
+    settle_slots(&f.ctx(), 3, Durability::NoSync).unwrap();
+    let lock = slot_lock(&f.lock, 2);
+    let ctx = Ctx::new(&f.fs, &f.env, &lock, Duration::from_millis(300));
+    let _held = acquire(&ctx, &f.opts()).unwrap();
+    let reads = f.fs.calls(Op::Read);
+    let dir = read_dir(place(&f), f.dir.path(), None).unwrap();
+    assert_eq!(f.fs.calls(Op::Read) - reads, 1 + 3);
+    let slots: Vec<(String, bool)> = dir
+        .entries
+        .iter()
+        .map(|e| (e.lock.name.to_string_lossy().into_owned(), e.info.is_some()))
+        .collect();
+    assert_eq!(
+        slots,
+        [
+            ("l.slot-1".to_string(), false),
+            ("l.slot-2".to_string(), true),
+            ("l.slot-3".to_string(), false)
+        ]
+    );
+    assert!(dir.entries.iter().all(|e| e.slot));
 }
