@@ -60,6 +60,7 @@ pub fn holder_json(info: &LockInfo) -> Value {
             "token": r.token,
             "acquired_at": r.acquired_at,
             "boot_id": r.boot_id,
+            "machine": r.machine,
             "pidns": r.pidns,
             "pid_start": r.pid_start,
             "claim": r.claim.to_string_lossy(),

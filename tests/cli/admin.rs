@@ -269,6 +269,16 @@ fn a_rebooted_hosts_lock_is_dead_but_a_twins_is_not() {
     );
     let v = s.run(["status", "--json", "old-boot.lock"]).code(1).json();
     assert_eq!(v["alive"], false);
+    let machine = v["holder"]["machine"].as_str().unwrap();
+    assert!(
+        machine.len() == 32 && machine.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{v}"
+    );
+    let id = std::fs::read_to_string("/etc/machine-id").unwrap();
+    assert!(
+        !id.contains(machine) && !machine.contains(id.trim()),
+        "the id itself is shown"
+    );
     assert!(
         v["detail"]
             .as_str()
