@@ -74,6 +74,9 @@ pub enum AuxKind {
     Removing,
     /// A short-lived file whose mtime tells file-system time.
     Probe,
+    /// A slot waiter's place in line (`--slots`): its nonce starts with
+    /// the file-system time it was made at, so names sort in arrival order.
+    Waiter,
 }
 
 impl AuxKind {
@@ -83,6 +86,7 @@ impl AuxKind {
             AuxKind::Guard => "guard",
             AuxKind::Removing => "rm",
             AuxKind::Probe => "probe",
+            AuxKind::Waiter => "wait",
         }
     }
 
@@ -93,6 +97,7 @@ impl AuxKind {
             AuxKind::Guard => "pin",
             AuxKind::Removing => "private name",
             AuxKind::Probe => "probe",
+            AuxKind::Waiter => "waiter",
         }
     }
 
@@ -102,6 +107,7 @@ impl AuxKind {
             "guard" => AuxKind::Guard,
             "rm" => AuxKind::Removing,
             "probe" => AuxKind::Probe,
+            "wait" => AuxKind::Waiter,
             _ => return None,
         })
     }

@@ -51,9 +51,21 @@ impl Ctx<'_> {
         durable: Durability,
         phase: Phase,
     ) -> Result<Created, Error> {
+        self.create_aux_with(kind, &|| hex_token(self.env), content, durable, phase)
+    }
+
+    /// [`Ctx::create_aux`] with nonces drawn by `nonce` (16 hex digits).
+    pub(super) fn create_aux_with(
+        &self,
+        kind: AuxKind,
+        nonce: &dyn Fn() -> String,
+        content: &dyn Fn(&str, &std::ffi::OsStr) -> Vec<u8>,
+        durable: Durability,
+        phase: Phase,
+    ) -> Result<Created, Error> {
         let host = self.env.identity().host.clone();
         for _ in 0..NAME_TRIES {
-            let nonce = hex_token(self.env);
+            let nonce = nonce();
             let name = self.lock.aux_name(kind, &nonce, self.env.pid(), &host);
             let path = self.lock.in_dir(&name);
             let data = content(&nonce, &name);

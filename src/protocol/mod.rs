@@ -65,7 +65,7 @@
 //! | `hold` | [`Held`]: release and touch |
 //! | `breaking`, `sweep` | break a stale lock; remove leftovers |
 //! | `directory` | every lock of a directory from one listing: `list`, `sweep` |
-//! | `slots` | `--slots N`: N ordinary locks, the count recorded beside them |
+//! | `slots`, `line` | `--slots N`: N ordinary locks, the count recorded beside them; the line of slot waiters |
 //! | `fence`, `window` | the fencing counter; the start stamp of `--min-interval` |
 //!
 //! The RAII guard, and the library's front door, are [`crate::lock`].
@@ -82,6 +82,7 @@ mod files;
 mod fstime;
 mod hold;
 mod judge;
+mod line;
 mod look;
 #[cfg(test)]
 pub(crate) mod mutants;

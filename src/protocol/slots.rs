@@ -13,6 +13,7 @@
 
 use super::acquire::{acquire, AcquireOptions, Backoff};
 use super::ctx::{Ctx, IoBudget, Phase};
+use super::line::{ahead, Ticket};
 use super::wait::{until_stale, WATCH_FALLBACK};
 use super::{Held, LockInfo, Woken};
 use crate::error::Error;
@@ -119,6 +120,21 @@ pub struct TakenSlot {
 /// the first of them may have gone stale (its lease, `--stale-after`), or
 /// every `WATCH_FALLBACK` for verdicts no clock foretells (a dead owner).
 pub fn acquire_slot(ctx: &Ctx, n: u32, opts: &AcquireOptions) -> Result<TakenSlot, Error> {
+    let mut ticket = None;
+    let taken = wait_for_slot(ctx, n, opts, &mut ticket);
+    if let Some(t) = ticket {
+        t.leave(ctx);
+    }
+    taken
+}
+
+/// [`acquire_slot`]'s loop; `ticket` is our place in line once we wait.
+fn wait_for_slot(
+    ctx: &Ctx,
+    n: u32,
+    opts: &AcquireOptions,
+    ticket: &mut Option<Ticket>,
+) -> Result<TakenSlot, Error> {
     let env = ctx.env;
     let deadline = opts.wait.map(|w| env.monotonic() + w);
     let once = AcquireOptions {
@@ -131,18 +147,31 @@ pub fn acquire_slot(ctx: &Ctx, n: u32, opts: &AcquireOptions) -> Result<TakenSlo
     let watching = opts.watch.unwrap_or_else(
         || matches!(ctx.fs.lstat(&ctx.lock.dir), Ok(d) if !ctx.fs.is_remote(d.dev, &ctx.lock.dir)),
     );
+    let waits = opts.wait != Some(Duration::ZERO);
     loop {
         if let Some(signal) = env.interrupted() {
             return Err(Error::Interrupted { signal });
         }
-        let held = taken(ctx, &ctx.list_dir()?, n);
-        for k in (1..=n).filter(|k| !held.contains(k)) {
-            if let Some(t) = try_slot(ctx, k, &once)? {
-                return Ok(t);
+        let listed = ctx.list_dir()?;
+        let held = taken(ctx, &listed, n);
+        let free: Vec<u32> = (1..=n).filter(|k| !held.contains(k)).collect();
+        // Free slots go to those who have waited longest.
+        let first = free.is_empty() || ahead(ctx, &listed, ticket.as_ref()) < free.len();
+        if first {
+            for &k in &free {
+                if let Some(t) = try_slot(ctx, k, &once)? {
+                    return Ok(t);
+                }
             }
         }
+        if ticket.is_none() && waits {
+            *ticket = Ticket::join(ctx)?;
+        }
+        if let Some(t) = ticket.as_mut() {
+            t.refresh(ctx);
+        }
         if env.monotonic() >= judge_at {
-            let (found, soonest) = judge_held(ctx, &held, &once)?;
+            let (found, soonest) = judge_held(ctx, &held, &once, first)?;
             if let Found::Taken(t) = found {
                 return Ok(*t);
             }
@@ -187,7 +216,14 @@ enum Found {
 /// Reads and judges each held slot at one file-system "now", taking (by
 /// breaking) the first that is stale; else the holders, and how long until
 /// the first may be judged stale (at most `WATCH_FALLBACK`).
-fn judge_held(ctx: &Ctx, held: &[u32], once: &AcquireOptions) -> Result<(Found, Duration), Error> {
+/// `take`: whether this contender may take a slot it frees (it is first
+/// in line); else the verdicts are only remembered.
+fn judge_held(
+    ctx: &Ctx,
+    held: &[u32],
+    once: &AcquireOptions,
+    take: bool,
+) -> Result<(Found, Duration), Error> {
     let now = ctx.fs_now()?;
     let mut soonest = WATCH_FALLBACK;
     let mut holders = Vec::new();
@@ -198,6 +234,9 @@ fn judge_held(ctx: &Ctx, held: &[u32], once: &AcquireOptions) -> Result<(Found, 
             Ok(snap) => sctx.judge(snap, now, Duration::ZERO, once.stale_after),
             // Freed since the listing.
             Err(e) if sys::is_not_found(&e) => {
+                if !take {
+                    continue;
+                }
                 if let Some(t) = try_slot(ctx, k, once)? {
                     return Ok((Found::Taken(Box::new(t)), soonest));
                 }
@@ -205,7 +244,7 @@ fn judge_held(ctx: &Ctx, held: &[u32], once: &AcquireOptions) -> Result<(Found, 
             }
             Err(e) => return Err(sctx.dir_error("read", &lock.path, e)),
         };
-        if info.verdict.stale.is_some() {
+        if info.verdict.stale.is_some() && take {
             if let Some(t) = try_slot(ctx, k, once)? {
                 return Ok((Found::Taken(Box::new(t)), soonest));
             }

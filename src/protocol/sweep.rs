@@ -94,7 +94,13 @@ impl Ctx<'_> {
                     None
                 }
                 AuxKind::Claim => self.claim_is_litter(&path, aux, ours_here),
-                AuxKind::Guard | AuxKind::Removing | AuxKind::Probe => {
+                // A waiter's ticket: of a process gone here, or not
+                // refreshed for longer than any waiter leaves it.
+                AuxKind::Waiter if ours_here && self.env.pid_gone(aux.pid) => Some(format!(
+                    "place in line of a waiter that is gone (pid {})",
+                    aux.pid
+                )),
+                AuxKind::Guard | AuxKind::Removing | AuxKind::Probe | AuxKind::Waiter => {
                     self.old_orphan(&path, aux.kind, now)
                 }
             };

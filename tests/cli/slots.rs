@@ -206,3 +206,42 @@ fn list_shows_every_slot_free_or_held() {
         .json();
     assert_eq!(v["locks"], serde_json::json!([]));
 }
+
+/// A free slot goes to the waiter that has waited longest: a newcomer that
+/// finds one free while a waiter is in line (here stopped, so that it
+/// cannot be quicker) does not take it; the waiter does, once it runs.
+#[test]
+fn a_newcomer_does_not_overtake_a_waiter_in_line() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let s = Scratch::new();
+    let first = s.hold("j", &["--slots", "1"]);
+    let owner = sleeper();
+    let waiter = s
+        .cmd([
+            "acquire", "--slots", "1", "-w", "30", "--pid", &owner.pid, "j",
+        ])
+        .spawn()
+        .unwrap();
+    let in_line = || s.litter().iter().any(|n| n.starts_with(".j.nfslock-wait."));
+    eventually("the waiter's ticket", in_line);
+    let wpid = Pid::from_raw(waiter.id() as i32);
+    kill(wpid, Signal::SIGSTOP).unwrap();
+    s.run(["release", "--pid", &first.pid, "j"]).code(0);
+    let newcomer = s.run(["acquire", "--slots", "1", "-n", "j"]);
+    newcomer.code(75);
+    assert!(
+        !s.path("j.slot-1").exists(),
+        "the newcomer took the waiter's slot"
+    );
+    kill(wpid, Signal::SIGCONT).unwrap();
+    let out = wait_out(waiter, "the waiter");
+    out.code(0);
+    let v = s.run(["status", "--json", "j"]).code(75).json();
+    assert_eq!(
+        v["holders"][0]["pid"].as_u64(),
+        Some(owner.pid.parse().unwrap())
+    );
+    assert!(!in_line(), "the waiter left the line");
+    s.run(["release", "--pid", &owner.pid, "j"]).code(0);
+}
