@@ -531,6 +531,9 @@ enum Action {
     Break {
         force: bool,
         older_than: Option<Duration>,
+        /// Of a slotted lock: break one of its slots, drawn at random (the
+        /// clean-up breaks each lock name itself).
+        any_slot: bool,
     },
     Status,
     Pause(Duration),
@@ -582,6 +585,7 @@ fn draw_action(w: &mut World) -> Option<Action> {
             }
         }
         80..=87 => Action::Break {
+            any_slot: true,
             force: w.below(4) == 0,
             older_than: (w.below(2) == 0).then(|| secs(1_000 + w.below(20_000))),
         },
@@ -613,13 +617,21 @@ fn perform(ctx: &Ctx, env: &SimEnv, owner: Owner, action: Action) {
             opts.lease = lease;
             opts.stale_after = stale_after;
             opts.watch = Some(env.world().cfg.watchers);
-            let held = match protocol::acquire(ctx, &opts) {
-                Ok(h) => h,
+            let slots = env.world().cfg.slots;
+            let taken = match slots {
+                None => protocol::acquire(ctx, &opts).map(|h| (ctx.lock.clone(), h)),
+                Some(n) => protocol::settle_slots(ctx, n, crate::fs::Durability::IfRemote)
+                    .and_then(|()| protocol::acquire_slot(ctx, n, &opts))
+                    .map(|t| (t.lock, t.held)),
+            };
+            let (slot, held) = match taken {
+                Ok(t) => t,
                 Err(e) => {
                     env.report(|w| w.acquire_failed(env.me, &e.to_string()));
                     return;
                 }
             };
+            let ctx = &Ctx::new(ctx.fs, ctx.env, &slot, ctx.io_timeout);
             env.report(|w| w.acquired(env.me, held.inode()));
             for (pause, touch) in holds {
                 if env.sleep(pause).is_some() {
@@ -644,8 +656,20 @@ fn perform(ctx: &Ctx, env: &SimEnv, owner: Owner, action: Action) {
             };
             env.report(|w| w.checked(env.me, true, outcome(&r)));
         }
-        Action::Break { force, older_than } => {
+        Action::Break {
+            force,
+            older_than,
+            any_slot,
+        } => {
             env.report(|w| w.begin(env.me, Phase::Breaking { force }, older_than));
+            // A slotted lock: one of its slots, as `break --slot K`.
+            let slots = env.world().cfg.slots;
+            let slot = slots.filter(|_| any_slot).map(|n| {
+                let k = 1 + env.world().below(u64::from(n)) as u32;
+                protocol::slot_lock(ctx.lock, k)
+            });
+            let lock = slot.as_ref().unwrap_or(ctx.lock);
+            let ctx = &Ctx::new(ctx.fs, ctx.env, lock, ctx.io_timeout);
             let r = protocol::break_lock(
                 ctx,
                 BreakOptions {
@@ -739,15 +763,25 @@ fn client(shared: Arc<Shared>, me: usize) {
         start: Some(start),
     };
     if cleaner {
-        perform(
-            &ctx,
-            &env,
-            owner,
-            Action::Break {
-                force: false,
-                older_than: None,
-            },
-        );
+        // One break per lock name: a slotted lock's slots, and the lock
+        // itself, beside which waiters keep their places in line.
+        let slots = env.world().cfg.slots.unwrap_or(0);
+        let locks: Vec<LockPath> = std::iter::once(lock.clone())
+            .chain((1..=slots).map(|k| protocol::slot_lock(&lock, k)))
+            .collect();
+        for l in &locks {
+            let ctx = Ctx::new(&fs, &env, l, Duration::from_secs(10));
+            perform(
+                &ctx,
+                &env,
+                owner,
+                Action::Break {
+                    force: false,
+                    older_than: None,
+                    any_slot: false,
+                },
+            );
+        }
     } else {
         loop {
             let action = {

@@ -104,6 +104,25 @@ fn rebooted_hosts_locks_are_dead_to_the_same_machine_only() {
     assert!(rebooted_breaks > 0, "no lock of an earlier boot was broken");
 }
 
+/// Clients take slots of one slotted lock, with every fault: each slot
+/// keeps every invariant of a lock, and never more than N hold at once.
+#[test]
+fn slotted_locks_hold_at_most_n() {
+    let mut t = Totals::default();
+    for seed in 1..=30 {
+        let mut cfg = Config::new(seed, 100);
+        cfg.slots = Some(1 + (seed % 3) as u32);
+        cfg.watchers = seed % 2 == 0;
+        let r = run(&cfg);
+        if let Some(v) = &r.violation {
+            panic!("{v}");
+        }
+        t.add(&r);
+    }
+    eprintln!("slots: {t:?}");
+    assert!(t.acquisitions >= 30 * 100, "{t:?}");
+}
+
 /// Waiters that wait as on a local filesystem, in the queue: the
 /// protocol stays safe and every run reaches its target while waiters
 /// ahead in line crash (their claims left behind) or stall.

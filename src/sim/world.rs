@@ -20,6 +20,8 @@ use std::time::Duration;
 
 pub const DIR: &str = "/sim/locks";
 pub const LOCK: &str = "job.lock";
+/// The slot count of a slotted LOCK (`--slots`).
+const SLOT_COUNT: &str = ".job.lock.nfslock-slots";
 /// The server's clock at virtual time zero.
 const EPOCH_NS: i128 = 1_767_225_600 * 1_000_000_000;
 /// A run that has not reached its target by then stops anyway.
@@ -48,6 +50,9 @@ pub struct Config {
     /// same host name). Off by default, so that seeds recorded before
     /// reboots were simulated replay as they did.
     pub reboots: bool,
+    /// Clients take slots of one slotted lock (`--slots N`): N lock names,
+    /// each a lock with every invariant, and at most N holders.
+    pub slots: Option<u32>,
 }
 
 impl Config {
@@ -60,6 +65,7 @@ impl Config {
             stalls: true,
             watchers: false,
             reboots: false,
+            slots: None,
         }
     }
 }
@@ -193,6 +199,8 @@ pub(super) struct Client {
     pub away_at_begin: bool,
     /// The inode this client believes is its lock.
     pub holding: Option<u64>,
+    /// The lock name it holds or last held (LOCK, or one of its slots).
+    pub lock_name: OsString,
     /// Instances this client was told it may still hold (an error, not a
     /// verdict): not phantoms.
     pub uncertain: BTreeSet<u64>,
@@ -213,7 +221,7 @@ struct Displacement {
 }
 
 /// The lock name's instance before a mutating operation.
-pub(super) struct Before(Option<(u64, Inode)>);
+pub(super) struct Before(Vec<(OsString, Option<(u64, Inode)>)>);
 
 pub(super) struct World {
     pub cfg: Config,
@@ -423,6 +431,7 @@ impl World {
             since: 0,
             away_at_begin: false,
             holding: None,
+            lock_name: OsString::from(LOCK),
             uncertain: BTreeSet::new(),
             dentries: BTreeMap::new(),
             attrs: BTreeMap::new(),
@@ -669,12 +678,35 @@ impl World {
 
     // ---- The oracle ----
 
-    pub fn lock_ino(&self) -> Option<u64> {
-        self.fs.names.get(OsStr::new(LOCK)).copied()
+    /// The lock names: LOCK, or its N slots.
+    pub fn lock_names(&self) -> Vec<OsString> {
+        match self.cfg.slots {
+            None => vec![OsString::from(LOCK)],
+            Some(n) => (1..=n)
+                .map(|k| OsString::from(format!("{LOCK}.slot-{k}")))
+                .collect(),
+        }
+    }
+
+    pub fn ino_at(&self, name: &OsStr) -> Option<u64> {
+        self.fs.names.get(name).copied()
+    }
+
+    /// The instance at the lock name client `id` holds or goes for.
+    fn lock_of(&self, id: usize) -> Option<u64> {
+        self.ino_at(&self.clients[id].lock_name)
     }
 
     pub fn before(&self) -> Before {
-        Before(self.lock_ino().map(|i| (i, self.fs.inodes[&i].clone())))
+        Before(
+            self.lock_names()
+                .into_iter()
+                .map(|n| {
+                    let at = self.ino_at(&n).map(|i| (i, self.fs.inodes[&i].clone()));
+                    (n, at)
+                })
+                .collect(),
+        )
     }
 
     fn violation(&mut self, what: String) {
@@ -700,12 +732,18 @@ impl World {
     /// Called after every mutating operation of `actor`: judges any change
     /// of the instance at the lock name.
     pub fn after_mutation(&mut self, actor: usize, before: Before) {
-        let after = self.lock_ino();
-        let before_ino = before.0.as_ref().map(|(i, _)| *i);
+        for (name, was) in before.0 {
+            self.after_mutation_at(actor, &name, was);
+        }
+    }
+
+    fn after_mutation_at(&mut self, actor: usize, name: &OsStr, before: Option<(u64, Inode)>) {
+        let after = self.ino_at(name);
+        let before_ino = before.as_ref().map(|(i, _)| *i);
         if before_ino == after {
             return;
         }
-        if let Some((ino, inode)) = before.0 {
+        if let Some((ino, inode)) = before {
             self.disturbed.insert(ino, self.now);
             self.instance_removed(actor, ino, &inode);
         }
@@ -850,8 +888,9 @@ impl World {
     /// The invariants that must hold between any two steps.
     fn check_state(&mut self) {
         self.report.checks += 1;
-        let lock = self.lock_ino();
+        let names = self.lock_names();
         let mut holders = 0;
+        let mut per_name: BTreeMap<OsString, usize> = BTreeMap::new();
         for id in 0..self.clients.len() {
             let c = &self.clients[id];
             if c.crashed {
@@ -863,7 +902,8 @@ impl World {
                     continue;
                 }
                 holders += 1;
-                if lock != Some(i) {
+                *per_name.entry(c.lock_name.clone()).or_default() += 1;
+                if self.ino_at(&c.lock_name) != Some(i) {
                     let who = self.who(id);
                     self.violation(format!(
                         "I1: {who} holds instance {i}, which is no longer the lock, and nobody broke it"
@@ -872,11 +912,23 @@ impl World {
                 }
             }
         }
-        if holders > 1 {
+        if per_name.values().any(|&n| n > 1) {
             self.violation("I1: two holders".into());
             return;
         }
-        if let Some(j) = lock {
+        if holders > names.len() {
+            self.violation(format!("slots: {holders} holders of {} slots", names.len()));
+            return;
+        }
+        for name in names {
+            self.check_phantom(&name);
+        }
+    }
+
+    /// I4 at one lock name: the instance there is believed held by its
+    /// maker (or explained).
+    fn check_phantom(&mut self, name: &OsStr) {
+        if let Some(j) = self.ino_at(name) {
             let inode = self.fs.inodes[&j].clone();
             if let Some(l) = self.lease_of(j, &inode) {
                 if self.server_now().0 - inode.mtime.0 >= l.as_nanos() as i128 {
@@ -898,7 +950,7 @@ impl World {
 
     pub fn begin(&mut self, id: usize, phase: Phase, stale_after: Option<Duration>) {
         let now = self.now;
-        let lock = self.lock_ino();
+        let lock = self.lock_of(id);
         let c = &mut self.clients[id];
         c.phase = phase;
         c.stale_after = stale_after;
@@ -922,12 +974,20 @@ impl World {
             self.stop = true;
         }
         self.clients[id].holding = Some(ino);
+        if let Some(name) = self
+            .lock_names()
+            .into_iter()
+            .find(|n| self.ino_at(n) == Some(ino))
+        {
+            self.clients[id].lock_name = name;
+        }
         self.idle(id, format!("ACQUIRED instance {ino}"));
-        if self.lock_ino() != Some(ino) && !self.broken.contains(&ino) && !self.displaced_now(ino) {
+        if self.lock_of(id) != Some(ino) && !self.broken.contains(&ino) && !self.displaced_now(ino)
+        {
             let who = self.who(id);
             self.violation(format!(
                 "I1/I4: acquire told {who} it holds instance {ino}, but the lock is {:?}",
-                self.lock_ino()
+                self.lock_of(id)
             ));
         }
     }
@@ -943,7 +1003,7 @@ impl World {
         };
         let what = if release { "release" } else { "touch" };
         let broken = self.broken.contains(&ino);
-        let at_lock = self.lock_ino() == Some(ino);
+        let at_lock = self.lock_of(id) == Some(ino);
         let who = self.who(id);
         match &outcome {
             Outcome::Ok => {
@@ -1014,7 +1074,8 @@ impl World {
     fn check_litter(&mut self) {
         let mut bad = Vec::new();
         for (name, ino) in &self.fs.names {
-            if name == OsStr::new(LOCK) {
+            // The lock names, and the slot count that stays by design.
+            if self.lock_names().contains(name) || name == OsStr::new(SLOT_COUNT) {
                 continue;
             }
             let Some(&by) = self.name_by.get(name) else {
@@ -1239,12 +1300,14 @@ pub fn run(cfg: &Config) -> Report {
     }
     {
         let mut w = shared.world.lock().expect("world lock");
-        if w.report.violation.is_none() && !w.fs.names.is_empty() {
-            let left: Vec<String> =
-                w.fs.names
-                    .keys()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .collect();
+        // The slot count stays by design (like the fencing counter).
+        let left: Vec<String> =
+            w.fs.names
+                .keys()
+                .filter(|n| n.as_os_str() != OsStr::new(SLOT_COUNT))
+                .map(|n| n.to_string_lossy().into_owned())
+                .collect();
+        if w.report.violation.is_none() && !left.is_empty() {
             w.violation(format!("I5: left after clean-up: {left:?}"));
         }
     }
