@@ -65,10 +65,25 @@ fn taken(ctx: &Ctx, names: &[OsString], upto: u32) -> Vec<u32> {
 /// place, and what counts is what is there afterwards.
 pub fn settle_slots(ctx: &Ctx, n: u32, durable: Durability) -> Result<(), Error> {
     let mut budget = IoBudget::new(ctx);
+    // Callers with another N rewriting it as fast as we do: a pause between
+    // tries, and after a few, theirs stands.
+    let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(500));
+    let mut rewrite = 0;
     loop {
         let recorded = recorded_slots(ctx)?;
         if recorded == Some(n) {
             return Ok(());
+        }
+        if rewrite > 0 {
+            if let Some(signal) = ctx.env.sleep(backoff.next(ctx.env)) {
+                return Err(Error::Interrupted { signal });
+            }
+        }
+        if let Some(r) = recorded.filter(|_| rewrite >= REWRITES) {
+            return Err(Error::Usage(format!(
+                "{}: another caller keeps recording --slots {r}; agree on one N",
+                ctx.lock.path.display()
+            )));
         }
         if let Some(r) = recorded {
             let held = taken(ctx, &ctx.list_dir()?, r.max(n));
@@ -100,8 +115,13 @@ pub fn settle_slots(ctx: &Ctx, n: u32, durable: Durability) -> Result<(), Error>
                 budget.pause(ctx, "rename", &made.path, e, Phase::Work)?;
             }
         }
+        rewrite += 1;
     }
 }
+
+/// How often [`settle_slots`] records its N against callers recording
+/// another before it gives up (64).
+const REWRITES: u32 = 5;
 
 /// A slot taken: which, its lock, and the proof.
 pub struct TakenSlot {

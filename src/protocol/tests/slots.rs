@@ -83,3 +83,31 @@ fn a_blocked_slot_waiter_lists_and_reads_each_held_slot_once() {
         "{err}"
     );
 }
+
+/// Callers that keep recording different counts do not spin: they pause
+/// between tries, and after a few one gives up (64) while the other's
+/// count stands.
+#[test]
+fn callers_disagreeing_about_the_count_pause_and_one_gives_up() {
+    let f = Fixture::new();
+    let ctx = f.ctx();
+    // Every time we put our 2 in place, another caller's 3 replaces it.
+    let path = f.dir.path().join(".l.nfslock-slots");
+    let theirs = path.clone();
+    f.fs.on(
+        Op::Read,
+        Some("nfslock-slots"),
+        0,
+        Fault::Before(Box::new(move || {
+            if std::fs::read_to_string(&theirs).is_ok_and(|t| t.contains("slots=2")) {
+                std::fs::write(&theirs, "nfslock-slots 1\nslots=3\nnonce=ff\n").unwrap();
+            }
+        })),
+    );
+    let e = settle_slots(&ctx, 2, Durability::NoSync).unwrap_err();
+    assert_eq!(e.exit_code(), crate::exit::USAGE, "{e}");
+    assert!(e.to_string().contains("--slots 3"), "{e}");
+    let slept = f.env.sleeps.lock().unwrap().len();
+    assert!(slept >= 5, "no pause between tries: {slept}");
+    assert!(std::fs::read_to_string(&path).unwrap().contains("slots=3"));
+}
