@@ -84,24 +84,33 @@ impl Ticket {
 
 /// How many live waiters in `listed` (the base lock's directory) are
 /// ahead of `mine`: all live ones for a newcomer without a ticket. A
-/// newcomer cannot tell how fresh another host's ticket is (it has no
-/// file-system time yet) and counts it; in line, that is known.
-pub(super) fn ahead(ctx: &Ctx, listed: &[OsString], mine: Option<&Ticket>) -> usize {
+/// ticket of a gone process of this host is dead; any other is live while
+/// refreshed within `TICKET_STALE` of file-system "now" (ours, estimated
+/// in line; a probe for a newcomer, and only when there are tickets).
+pub(super) fn ahead(ctx: &Ctx, listed: &[OsString], mine: Option<&Ticket>) -> Result<usize, Error> {
     let me = &ctx.env.identity().host;
-    listed
+    let candidates: Vec<&OsString> = listed
         .iter()
-        .filter_map(|name| Some((name, ctx.lock.parse_aux(name)?)))
-        .filter(|(_, a)| a.kind == AuxKind::Waiter)
-        .filter(|(_, a)| mine.is_none_or(|t| a.nonce < t.nonce))
-        .filter(|(name, a)| {
-            if ctx.lock.spells_host(&a.host, me) && ctx.env.pid_gone(a.pid) {
-                return false;
-            }
-            let Some(t) = mine else { return true };
-            match ctx.fs.lstat(&ctx.lock.in_dir(name)) {
-                Ok(m) => t.now(ctx).secs_since(m.mtime) < TICKET_STALE.as_secs_f64(),
-                Err(_) => false,
-            }
+        .filter(|name| {
+            ctx.lock.parse_aux(name).is_some_and(|a| {
+                a.kind == AuxKind::Waiter
+                    && mine.is_none_or(|t| a.nonce < t.nonce)
+                    && !(ctx.lock.spells_host(&a.host, me) && ctx.env.pid_gone(a.pid))
+            })
         })
-        .count()
+        .collect();
+    if candidates.is_empty() {
+        return Ok(0);
+    }
+    let now = match mine {
+        Some(t) => Some(t.now(ctx)),
+        None => ctx.fs_now()?,
+    };
+    let fresh = |name: &OsString| match (now, ctx.fs.lstat(&ctx.lock.in_dir(name))) {
+        (Some(now), Ok(m)) => now.secs_since(m.mtime) < TICKET_STALE.as_secs_f64(),
+        // No file-system time to tell by: it counts.
+        (None, Ok(_)) => true,
+        (_, Err(_)) => false,
+    };
+    Ok(candidates.into_iter().filter(|n| fresh(n)).count())
 }

@@ -164,9 +164,8 @@ fn wait_for_slot(
     let mut backoff = Backoff::new(opts.poll_min, opts.poll_max);
     let mut judge_at = env.monotonic();
     let mut holders: Vec<(u32, Option<Box<LockInfo>>)> = Vec::new();
-    let watching = opts.watch.unwrap_or_else(
-        || matches!(ctx.fs.lstat(&ctx.lock.dir), Ok(d) if !ctx.fs.is_remote(d.dev, &ctx.lock.dir)),
-    );
+    // Asked (one lstat of the directory) only once we are about to wait.
+    let mut watching = opts.watch;
     let waits = opts.wait != Some(Duration::ZERO);
     loop {
         if let Some(signal) = env.interrupted() {
@@ -176,7 +175,7 @@ fn wait_for_slot(
         let held = taken(ctx, &listed, n);
         let free: Vec<u32> = (1..=n).filter(|k| !held.contains(k)).collect();
         // Free slots go to those who have waited longest.
-        let first = free.is_empty() || ahead(ctx, &listed, ticket.as_ref()) < free.len();
+        let first = free.is_empty() || ahead(ctx, &listed, ticket.as_ref())? < free.len();
         if first {
             for &k in &free {
                 if let Some(t) = try_slot(ctx, k, &once)? {
@@ -214,7 +213,10 @@ fn wait_for_slot(
             0 => None,
             len => Some(held[env.pid() as usize % len]),
         };
-        let woken = match watched.filter(|_| watching) {
+        let watch = *watching.get_or_insert_with(|| {
+            matches!(ctx.fs.lstat(&ctx.lock.dir), Ok(d) if !ctx.fs.is_remote(d.dev, &ctx.lock.dir))
+        });
+        let woken = match watched.filter(|_| watch) {
             Some(k) => match env.sleep_watching(&slot_lock(ctx.lock, k).path, nap) {
                 Woken::Signal(s) => Some(s),
                 _ => None,

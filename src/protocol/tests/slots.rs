@@ -111,3 +111,31 @@ fn callers_disagreeing_about_the_count_pause_and_one_gives_up() {
     assert!(slept >= 5, "no pause between tries: {slept}");
     assert!(std::fs::read_to_string(&path).unwrap().contains("slots=3"));
 }
+
+/// A newcomer defers to a waiter of another host only while that waiter
+/// keeps its ticket fresh: a crashed one's ticket does not keep a free
+/// slot from it.
+#[test]
+fn a_newcomer_defers_only_to_a_live_waiter_elsewhere() {
+    use crate::protocol::slots::acquire_slot;
+    let f = Fixture::new();
+    settle_slots(&f.ctx(), 1, Durability::NoSync).unwrap();
+    let ticket = f
+        .dir
+        .path()
+        .join(".l.nfslock-wait.0000000000000001.1.elsewhere");
+    std::fs::write(&ticket, b"").unwrap();
+    let mut o = f.opts();
+    o.wait = Some(Duration::ZERO);
+    let busy = acquire_slot(&f.ctx(), 1, &o).err().unwrap();
+    assert_eq!(busy.exit_code(), crate::exit::BUSY, "{busy}");
+    let old = std::time::SystemTime::now() - Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(&ticket)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let taken = acquire_slot(&f.ctx(), 1, &o).unwrap();
+    assert_eq!(taken.slot, 1);
+}
