@@ -211,6 +211,13 @@ pub struct AcquireArgs {
     /// hosts): slot K is the lock LOCK.slot-K.
     #[arg(long, value_name = "N", value_parser = slots)]
     pub slots: Option<u32>,
+    /// Take the lock shared, with any number of other readers, never with
+    /// a writer; a waiting writer goes before readers that come after it.
+    #[arg(short = 's', long = "shared", conflicts_with_all = ["exclusive", "slots"])]
+    pub shared: bool,
+    /// Take the lock exclusive: the default (flock's spelling).
+    #[arg(short = 'x', long = "exclusive")]
+    pub exclusive: bool,
     /// The lock file.
     pub lock: PathBuf,
 }
@@ -253,6 +260,13 @@ pub struct RunArgs {
     /// hosts); the command sees NFSLOCK_SLOT (1..N) and NFSLOCK_SLOTS.
     #[arg(long, value_name = "N", value_parser = slots)]
     pub slots: Option<u32>,
+    /// Hold the lock shared, with any number of other readers, never with
+    /// a writer; a waiting writer goes before readers that come after it.
+    #[arg(short = 's', long = "shared", conflicts_with_all = ["exclusive", "slots", "fence"])]
+    pub shared: bool,
+    /// Hold the lock exclusive: the default (flock's spelling).
+    #[arg(short = 'x', long = "exclusive")]
+    pub exclusive: bool,
     /// Run the command only if it last started at least DUR ago (in
     /// file-system time, on any host); else release and exit 75 (or -E N).
     #[arg(long, value_name = "DUR", value_parser = duration)]

@@ -130,6 +130,7 @@ fn acquire(env: &SysEnv, io_timeout: Duration, a: AcquireArgs) -> Result<u8, Err
     };
     opts.stale_after = a.stale_after;
     opts.poll_max = a.poll_max;
+    opts.shared = a.shared;
     let started = env.monotonic();
     let (lock, _, held) = take(&Ctx::new(&fs, env, &base, io_timeout), a.slots, &opts)?;
     let ctx = Ctx::new(&fs, env, &lock, io_timeout);
@@ -272,6 +273,7 @@ fn run_cmd(env: &SysEnv, io_timeout: Duration, a: RunArgs) -> Result<u8, Error> 
     opts.lease = Some(a.lease);
     opts.stale_after = a.stale_after;
     opts.poll_max = a.poll_max;
+    opts.shared = a.shared;
     let shown: Vec<String> = argv
         .iter()
         .map(|s| s.to_string_lossy().into_owned())
@@ -405,8 +407,29 @@ fn status(env: &SysEnv, io_timeout: Duration, a: StatusArgs) -> Result<u8, Error
     // A closed or full stdout ends the output, not the answer: the exit
     // code still says what the lock is.
     let mut out = Stdout::default();
+    let readers = info.as_ref().and_then(|i| ctx.readers(&i.snapshot, i.now));
+    if let Some(r) = &readers {
+        if a.json {
+            let mut v = lock_json(&lock.path, info.as_ref());
+            report::shared_json(&mut v, r);
+            out.json(&v);
+        } else if ui::level() > Level::Quiet {
+            report::shared_text(&mut out, &lock.path, r);
+        }
+        let _ = out.finish();
+        return Ok(if r.holders.is_empty() {
+            exit::STALE
+        } else {
+            exit::BUSY
+        });
+    }
     if a.json {
         let mut v = lock_json(&lock.path, info.as_ref());
+        v["mode"] = if info.is_some() {
+            json!("exclusive")
+        } else {
+            serde_json::Value::Null
+        };
         if let Some(l) = &last {
             v["last_start"] = report::last_start_json(l);
         }

@@ -25,6 +25,8 @@ pub enum Op {
     Unlink,
     Touch,
     List,
+    MakeDir,
+    RemoveDir,
 }
 
 /// What happens to a call a rule matches.
@@ -270,5 +272,13 @@ impl<F: LockFs> LockFs for FaultFs<F> {
 
     fn list(&self, dir: &Path) -> io::Result<Vec<OsString>> {
         self.apply(Op::List, dir, || self.inner.list(dir))
+    }
+
+    fn make_dir(&self, path: &Path) -> io::Result<()> {
+        self.apply(Op::MakeDir, path, || self.inner.make_dir(path))
+    }
+
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        self.apply(Op::RemoveDir, path, || self.inner.remove_dir(path))
     }
 }

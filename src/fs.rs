@@ -134,4 +134,11 @@ pub trait LockFs: Send + Sync {
     fn touch_now(&self, path: &Path) -> io::Result<()>;
     /// Names in a directory; used only to find leftovers.
     fn list(&self, dir: &Path) -> io::Result<Vec<OsString>>;
+    /// mkdir(2), mode 0777 less the umask. For the readers' directory of
+    /// a shared lock: its name is fresh, so EEXIST means it is not ours.
+    fn make_dir(&self, path: &Path) -> io::Result<()>;
+    /// rmdir(2). It fails unless the directory is empty: the one test of
+    /// emptiness a file server makes atomically, with no listing and no
+    /// cached negative lookup in it.
+    fn remove_dir(&self, path: &Path) -> io::Result<()>;
 }

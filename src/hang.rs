@@ -248,4 +248,12 @@ impl<F: LockFs> LockFs for GuardedFs<F> {
         let _g = enter("list");
         self.inner.list(dir)
     }
+    fn make_dir(&self, path: &Path) -> io::Result<()> {
+        let _g = enter("mkdir");
+        self.inner.make_dir(path)
+    }
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        let _g = enter("rmdir");
+        self.inner.remove_dir(path)
+    }
 }

@@ -77,6 +77,12 @@ pub enum AuxKind {
     /// A slot waiter's place in line (`--slots`): its nonce starts with
     /// the file-system time it was made at, so names sort in arrival order.
     Waiter,
+    /// A reader's claim (`--shared`): a claim in every other respect, told
+    /// from a writer's by name so a listing shows who waits for what.
+    Share,
+    /// The readers' directory of a shared lock, named after its opener's
+    /// claim: each reader's claim is linked into it while it reads.
+    Epoch,
 }
 
 impl AuxKind {
@@ -87,7 +93,14 @@ impl AuxKind {
             AuxKind::Removing => "rm",
             AuxKind::Probe => "probe",
             AuxKind::Waiter => "wait",
+            AuxKind::Share => "share",
+            AuxKind::Epoch => "epoch",
         }
+    }
+
+    /// A contender's claim, writer's or reader's.
+    pub fn is_claim(self) -> bool {
+        matches!(self, AuxKind::Claim | AuxKind::Share)
     }
 
     /// What it is, for people.
@@ -98,6 +111,8 @@ impl AuxKind {
             AuxKind::Removing => "private name",
             AuxKind::Probe => "probe",
             AuxKind::Waiter => "waiter",
+            AuxKind::Share => "reader's claim",
+            AuxKind::Epoch => "readers' directory",
         }
     }
 
@@ -108,6 +123,8 @@ impl AuxKind {
             "rm" => AuxKind::Removing,
             "probe" => AuxKind::Probe,
             "wait" => AuxKind::Waiter,
+            "share" => AuxKind::Share,
+            "epoch" => AuxKind::Epoch,
             _ => return None,
         })
     }

@@ -193,6 +193,14 @@ impl LockFs for RealFs {
             .map(|e| e.map(|e| e.file_name()))
             .collect()
     }
+
+    fn make_dir(&self, path: &Path) -> io::Result<()> {
+        std::fs::create_dir(path)
+    }
+
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_dir(path)
+    }
 }
 
 /// The few libc constants std does not name.

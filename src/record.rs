@@ -49,6 +49,9 @@ pub struct Record {
     pub claim: OsString,
     /// The protected command's name (not its arguments), for `run`.
     pub cmd: Option<String>,
+    /// A reader's claim (`mode=shared`); absent from a writer's record,
+    /// so exclusive records read as they did before 0.2.
+    pub shared: bool,
 }
 
 /// What a lock file contains, as far as we can tell.
@@ -151,6 +154,9 @@ impl Record {
         kv("claim", &escape_value(self.claim.as_bytes()));
         if let Some(cmd) = &self.cmd {
             kv("cmd", &escape_value(cmd.as_bytes()));
+        }
+        if self.shared {
+            kv("mode", "shared");
         }
         s.into_bytes()
     }
@@ -255,6 +261,11 @@ fn parse_ours(bytes: &[u8]) -> Option<Record> {
             Some(_) => Some(text_field("cmd")?),
             None => None,
         },
+        shared: match get.get("mode").copied() {
+            None | Some("exclusive") => false,
+            Some("shared") => true,
+            Some(_) => return None,
+        },
     })
 }
 
@@ -352,6 +363,7 @@ mod tests {
                 b".job.lock.nfslock-claim.00ff00ff00ff00ff.4242.w\xff".to_vec(),
             ),
             cmd: Some("rsync -a /src /dst".into()),
+            shared: false,
         }
     }
 
@@ -387,9 +399,28 @@ mod tests {
             pid_start: None,
             lease: None,
             cmd: None,
+            shared: false,
             ..r
         };
         assert_eq!(parse(&minimal.encode()), Content::Ours(minimal));
+    }
+
+    #[test]
+    fn a_readers_record_says_shared_and_a_writers_says_nothing_new() {
+        let writer = sample();
+        let text = String::from_utf8(writer.encode()).unwrap();
+        assert!(!text.contains("mode="), "exclusive records read as in 0.1");
+        let reader = Record {
+            shared: true,
+            ..sample()
+        };
+        let text = String::from_utf8(reader.encode()).unwrap();
+        assert!(text.ends_with("\nmode=shared\n"));
+        assert_eq!(parse(text.as_bytes()), Content::Ours(reader));
+        let spelled = text.replace("mode=shared", "mode=exclusive");
+        assert_eq!(parse(spelled.as_bytes()), Content::Ours(sample()));
+        let bad = text.replace("mode=shared", "mode=both");
+        assert!(matches!(parse(bad.as_bytes()), Content::Foreign { .. }));
     }
 
     #[test]

@@ -126,6 +126,82 @@ pub fn lock_json(path: &Path, info: Option<&LockInfo>) -> Value {
     })
 }
 
+/// A reader or waiting writer in `status --json` of a shared lock.
+fn party_json(i: &LockInfo) -> Value {
+    let mut v = holder_json(i);
+    if let Value::Object(m) = &mut v {
+        m.insert(
+            "age_s".into(),
+            json!(i.verdict.age.map(|d| d.as_secs_f64())),
+        );
+        m.insert("alive".into(), json!(i.liveness.as_option()));
+        m.insert(
+            "stale".into(),
+            json!(i.verdict.stale.as_ref().map(|r| r.tag())),
+        );
+    }
+    v
+}
+
+/// `status --json` of a shared lock: its readers in `holders`, `holder`
+/// null, the first waiting writer in `waiting_writer`.
+pub fn shared_json(v: &mut Value, r: &crate::protocol::Readers) {
+    v["mode"] = json!("shared");
+    v["holder"] = Value::Null;
+    v["holders"] = r.holders.iter().map(party_json).collect();
+    v["waiting_writer"] = r.waiting_writers.first().map_or(Value::Null, party_json);
+    if r.holders.is_empty() {
+        v["state"] = json!("stale");
+        v["reason"] = json!("no-readers");
+    } else {
+        v["state"] = json!("held");
+        v["reason"] = json!("held");
+    }
+    v["detail"] = json!(shared_summary(r));
+}
+
+fn shared_summary(r: &crate::protocol::Readers) -> String {
+    match (r.holders.len(), r.ended) {
+        (0, true) => "shared, its readers' directory is gone: free once removed".into(),
+        (0, false) => "shared, with no reader left".into(),
+        (1, _) => "held shared by 1 reader".into(),
+        (n, _) => format!("held shared by {n} readers"),
+    }
+}
+
+/// The `status` text of a shared lock.
+pub fn shared_text(out: &mut Stdout, path: &Path, r: &crate::protocol::Readers) {
+    let state = if r.holders.is_empty() {
+        "stale"
+    } else {
+        "held"
+    };
+    out.line(&format!(
+        "{}: {state} ({})",
+        path.display(),
+        shared_summary(r)
+    ));
+    let who = |i: &LockInfo| match i.record() {
+        Some(rec) => format!(
+            "host {}, pid {}, user {} (uid {})",
+            rec.host, rec.pid, rec.user, rec.uid
+        ),
+        None => i.describe(),
+    };
+    for i in &r.holders {
+        let age = i.verdict.age.map_or("unknown".into(), human);
+        let stale = i
+            .verdict
+            .stale
+            .as_ref()
+            .map_or(String::new(), |s| format!("; stale: {}", s.describe()));
+        out.line(&format!("  reader: {}, for {age}{stale}", who(i)));
+    }
+    for i in &r.waiting_writers {
+        out.line(&format!("  waiting writer: {}", who(i)));
+    }
+}
+
 /// The `status` text: a first line with the state, then what is known.
 pub fn status_text(out: &mut Stdout, path: &Path, info: Option<&LockInfo>) {
     let (state, _) = state_of(info);

@@ -229,6 +229,7 @@ mod tests {
             lease: lease.map(Duration::from_secs),
             claim: OsString::from("c"),
             cmd: None,
+            shared: false,
         }
     }
 

@@ -35,6 +35,9 @@ pub struct AcquireOptions {
     /// Wait for events instead of polling, with a slow poll as a fallback;
     /// `None`: where the filesystem reports changes (a local one).
     pub watch: Option<bool>,
+    /// A reader's lock (`--shared`): held together with other readers,
+    /// never with a writer (see `shared`).
+    pub shared: bool,
 }
 
 impl AcquireOptions {
@@ -50,6 +53,7 @@ impl AcquireOptions {
             cmd: None,
             refresh_claim_after: Duration::from_secs(1),
             watch: None,
+            shared: false,
         }
     }
 }
@@ -200,6 +204,9 @@ impl Attempts<'_> {
             refresh_claim(ctx, slot, Stamp::first(!self.touch_verified))?;
             self.touch_verified = true;
         }
+        if self.opts.shared {
+            return self.shared_attempt(slot);
+        }
         let c = slot.as_ref().expect("claim present");
         // I1: the reply is advice; `look` decides.
         let linked = ctx.fs.hard_link(&c.path, &ctx.lock.path);
@@ -273,6 +280,7 @@ impl Attempts<'_> {
             claim_meta: c.meta,
             record: c.record,
             bytes: c.bytes,
+            shared: None,
         }
     }
 }

@@ -219,7 +219,7 @@ impl Ctx<'_> {
 
     /// Removes the claim named in `rec` if it is the inode `meta`.
     pub(super) fn remove_claim_of(&self, rec: &Record, meta: &Meta) -> Result<(), Error> {
-        if self.lock.parse_aux(&rec.claim).map(|a| a.kind) != Some(AuxKind::Claim) {
+        if self.lock.parse_aux(&rec.claim).map(|a| a.kind.is_claim()) != Some(true) {
             return Ok(());
         }
         let claim = self.lock.in_dir(&rec.claim);

@@ -25,6 +25,10 @@ pub(super) struct Claim {
     /// estimate file-system "now" without a round trip.
     pub(super) fs_base: FsTime,
     pub(super) mono_base: Duration,
+    /// A reader's claim's link into a readers' directory: (directory, link).
+    pub(super) member: Option<(PathBuf, PathBuf)>,
+    /// A writer's seal on the readers' directory it waits for.
+    pub(super) seal: Option<PathBuf>,
 }
 
 impl Claim {
@@ -55,9 +59,14 @@ pub(super) fn new_claim(ctx: &Ctx, opts: &AcquireOptions) -> Result<Claim, Error
         lease: opts.lease,
         claim: name.to_os_string(),
         cmd: opts.cmd.clone(),
+        shared: opts.shared,
     };
     let made = ctx.create_aux(
-        AuxKind::Claim,
+        if opts.shared {
+            AuxKind::Share
+        } else {
+            AuxKind::Claim
+        },
         &|token, name| record_for(token, name).encode(),
         opts.durable,
         Phase::Work,
@@ -70,6 +79,8 @@ pub(super) fn new_claim(ctx: &Ctx, opts: &AcquireOptions) -> Result<Claim, Error
         bytes: made.data,
         fs_base: made.meta.mtime,
         mono_base: env.monotonic(),
+        member: None,
+        seal: None,
     })
 }
 
@@ -161,5 +172,6 @@ pub(super) fn abandon(ctx: &Ctx, c: &Claim) {
             let _ = ctx.remove_instance(&expected, Same::Instance);
         }
     }
+    super::shared::abandon_member(ctx, c);
     let _ = ctx.unlink_ours(&c.path);
 }

@@ -143,6 +143,21 @@ impl Attempts<'_> {
             self.watch = None;
             return Ok(Step::Now);
         }
+        if !opts.shared {
+            if let Some(rec) = super::shared::shared_record(&snap) {
+                let info = ctx.judge(snap, None, watched, None);
+                if owns(&rec, &Who::Owner(opts.owner), env.identity()) {
+                    return Err(Error::AlreadyHeld {
+                        path: ctx.lock.path.clone(),
+                        why: format!(
+                            "pid {} reads it (shared) since {}",
+                            rec.pid, rec.acquired_at
+                        ),
+                    });
+                }
+                return self.drain(slot, info, &rec);
+            }
+        }
         let c = slot.as_ref().expect("claim present");
         let mut info = ctx.judge(snap, Some(c.estimate_now(env)), watched, opts.stale_after);
         if let Some(Content::NotALock { .. }) = &info.content {

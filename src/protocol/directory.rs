@@ -212,7 +212,7 @@ pub fn aux_states(place: Place, entry: &Entry, now: Option<FsTime>) -> Vec<AuxSt
                 _ => None,
             });
             let liveness = match record {
-                Some(rec) if aux.kind == crate::names::AuxKind::Claim => {
+                Some(rec) if aux.kind.is_claim() => {
                     stale::liveness(&rec, me, |p| place.env.process(p))
                 }
                 _ if !ctx.lock.spells_host(&aux.host, &me.host) => {

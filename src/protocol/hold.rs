@@ -9,10 +9,10 @@ use super::ctx::Phase;
 use super::fstime::server_stamped;
 use super::removal::Removal;
 use super::removal::Same;
+use super::shared::{self, Joined};
 use super::{owns, Snapshot, Who};
 use crate::error::Error;
 use crate::fs::{FsTime, Meta};
-use crate::names::AuxKind;
 use crate::record;
 use crate::record::{Content, Record, READ_LIMIT};
 use crate::sys;
@@ -29,6 +29,8 @@ pub struct Held {
     pub(super) claim_meta: Meta,
     pub(super) record: Record,
     pub(super) bytes: Vec<u8>,
+    /// A reader's place: where its claim is linked among the readers.
+    pub(super) shared: Option<Joined>,
 }
 
 impl Held {
@@ -48,6 +50,7 @@ impl Held {
             claim: self.claim.clone(),
             claim_meta: self.claim_meta,
             token: self.record.token.clone(),
+            member: self.shared.as_ref().map(|j| j.member.clone()),
         }
     }
 }
@@ -59,11 +62,15 @@ pub struct Toucher {
     claim: PathBuf,
     claim_meta: Meta,
     token: String,
+    member: Option<PathBuf>,
 }
 
 impl Toucher {
     /// Refreshes the lock's mtime and checks it is still ours.
     pub fn touch(&self, ctx: &Ctx) -> Result<FsTime, Error> {
+        if let Some(member) = &self.member {
+            return shared::touch_reader(ctx, &self.claim, member);
+        }
         let who = Who::Token(self.token.clone());
         touch_claim(ctx, &self.claim, &who, Some(&self.claim_meta))
     }
@@ -80,10 +87,14 @@ fn lost(ctx: &Ctx, who: &Who, why: &str) -> Error {
     }
 }
 
-/// Reads the lock and checks it is `who`'s. On "not yours", removes our own
+/// Checks the lock as read is `who`'s. On "not yours", removes our own
 /// leftover claim first, so a broken holder leaves nothing behind.
-pub(super) fn read_own(ctx: &Ctx, who: &Who) -> Result<(Snapshot, Record), Error> {
-    let snap = match ctx.snapshot(&ctx.lock.path, Phase::Work)? {
+fn own_in(
+    ctx: &Ctx,
+    who: &Who,
+    read: std::io::Result<Snapshot>,
+) -> Result<(Snapshot, Record), Error> {
+    let snap = match read {
         Ok(s) => s,
         Err(e) if sys::is_not_found(&e) => {
             ctx.need_dir()?;
@@ -105,18 +116,45 @@ pub(super) fn read_own(ctx: &Ctx, who: &Who) -> Result<(Snapshot, Record), Error
     }
 }
 
+/// When the lock is shared and `who` reads it: its claim and place.
+fn own_reader(
+    ctx: &Ctx,
+    who: &Who,
+    read: &std::io::Result<Snapshot>,
+) -> Result<Option<(PathBuf, Joined)>, Error> {
+    let Ok(snap) = read else {
+        return Ok(None);
+    };
+    if shared::shared_record(snap).is_none() {
+        return Ok(None);
+    }
+    let me = ctx.env.identity();
+    match shared::find_reader(ctx, snap, &|r| owns(r, who, me)) {
+        Some((claim, joined, _)) => Ok(Some((claim, joined))),
+        None => Err(lost(
+            ctx,
+            who,
+            "this lock is shared, and not read by this owner",
+        )),
+    }
+}
+
 /// Releases a lock taken by `acquire` in another process.
 pub fn release(ctx: &Ctx, who: &Who) -> Result<(), Error> {
     #[cfg(test)]
     if let Some(blind) = super::mutants::blind_release(ctx, None) {
         return blind;
     }
-    let (snap, rec) = read_own(ctx, who)?;
+    let read = ctx.snapshot(&ctx.lock.path, Phase::Work)?;
+    if let Some((claim, joined)) = own_reader(ctx, who, &read)? {
+        return shared::release_reader(ctx, &claim, &joined);
+    }
+    let (snap, rec) = own_in(ctx, who, read)?;
     match ctx.remove_instance(&snap, Same::Instance)? {
         Removal::Removed => {
             // The record is ours (checked above), so the claim it names,
             // carrying our random token, is ours: no lstat needed.
-            if ctx.lock.parse_aux(&rec.claim).map(|a| a.kind) == Some(AuxKind::Claim) {
+            if ctx.lock.parse_aux(&rec.claim).map(|a| a.kind.is_claim()) == Some(true) {
                 ctx.unlink_ours(&ctx.lock.in_dir(&rec.claim))?;
             }
             Ok(())
@@ -141,7 +179,11 @@ pub fn release(ctx: &Ctx, who: &Who) -> Result<(), Error> {
 /// Refreshes the lock's mtime to file-system now, through our claim, and
 /// returns the new mtime.
 pub fn touch(ctx: &Ctx, who: &Who) -> Result<FsTime, Error> {
-    let (_, rec) = read_own(ctx, who)?;
+    let read = ctx.snapshot(&ctx.lock.path, Phase::Work)?;
+    if let Some((claim, joined)) = own_reader(ctx, who, &read)? {
+        return shared::touch_reader(ctx, &claim, &joined.member);
+    }
+    let (_, rec) = own_in(ctx, who, read)?;
     touch_claim(ctx, &ctx.lock.in_dir(&rec.claim), who, None)
 }
 
@@ -212,6 +254,9 @@ impl Held {
         if let Some(blind) = super::mutants::blind_release(ctx, Some(&self.claim)) {
             return blind;
         }
+        if let Some(joined) = &self.shared {
+            return shared::release_reader(ctx, &self.claim, joined);
+        }
         let expected = Snapshot {
             meta: self.claim_meta,
             bytes: Some(self.bytes.clone()),
@@ -264,7 +309,7 @@ impl Ctx<'_> {
             };
             // A claim's name carries the pid of the process that made it,
             // not the owner's: by owner, every claim of this host may be one.
-            let plausible = aux.kind == AuxKind::Claim
+            let plausible = aux.kind.is_claim()
                 && match who {
                     Who::Token(t) => &aux.nonce == t,
                     Who::Owner(_) => self.lock.spells_host(&aux.host, &me.host),

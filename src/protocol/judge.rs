@@ -44,6 +44,16 @@ impl Ctx<'_> {
             stale_after,
         };
         let verdict = match &content {
+            // A shared lock is held by its readers, not by the one who
+            // opened it: its readers are judged one by one (`shared`).
+            // (A reader's own claim, judged under its own path, names no
+            // claim of that path and is judged as any claim.)
+            Some(c @ Content::Ours(r)) if r.shared && self.lock.parse_aux(&r.claim).is_some() => {
+                Verdict {
+                    stale: None,
+                    ..stale::judge(c, snap.meta.mtime, &liveness, clocks)
+                }
+            }
             Some(c) => stale::judge(c, snap.meta.mtime, &liveness, clocks),
             // Not a regular file: never stale, never broken by us.
             None => Verdict {

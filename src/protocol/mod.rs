@@ -89,6 +89,7 @@ pub(crate) mod mutants;
 mod owner;
 mod queue;
 mod removal;
+pub(crate) mod shared;
 pub(crate) mod slots;
 mod sweep;
 #[cfg(test)]
@@ -105,6 +106,7 @@ pub use env::{xorshift, Env, Event, Woken};
 pub use fence::next_fence;
 pub use hold::{release, touch, Held, Toucher};
 pub use owner::{owns, Owner, Who};
+pub use shared::Readers;
 pub use slots::{acquire_slot, find_slot, inspect_slots, recorded_slots, settle_slots, slot_lock};
 pub use sweep::Leftover;
 #[cfg(test)]

@@ -88,21 +88,28 @@ impl Ctx<'_> {
                 // Others cannot be judged here or are most likely alive,
                 // and on NFS each read is three round trips. `break` reads
                 // all.
-                AuxKind::Claim
-                    if depth == Sweep::Quick && (!ours_here || !self.env.pid_gone(aux.pid)) =>
+                k if k.is_claim()
+                    && depth == Sweep::Quick
+                    && (!ours_here || !self.env.pid_gone(aux.pid)) =>
                 {
                     None
                 }
-                AuxKind::Claim => self.claim_is_litter(&path, aux, ours_here),
+                k if k.is_claim() => self.claim_is_litter(&path, aux, ours_here),
                 // A waiter's ticket: of a process gone here, or not
                 // refreshed for longer than any waiter leaves it.
                 AuxKind::Waiter if ours_here && self.env.pid_gone(aux.pid) => Some(format!(
                     "place in line of a waiter that is gone (pid {})",
                     aux.pid
                 )),
-                AuxKind::Guard | AuxKind::Removing | AuxKind::Probe | AuxKind::Waiter => {
-                    self.old_orphan(&path, aux.kind, now)
-                }
+                // A readers' directory is emptied by its readers and by
+                // writers: never by a sweep, which cannot see who joins.
+                AuxKind::Epoch => None,
+                AuxKind::Claim
+                | AuxKind::Share
+                | AuxKind::Guard
+                | AuxKind::Removing
+                | AuxKind::Probe
+                | AuxKind::Waiter => self.old_orphan(&path, aux.kind, now),
             };
             // I5: only our names, small regular files, of the dead.
             if let Some(why) = why {

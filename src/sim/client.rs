@@ -347,6 +347,16 @@ impl LockFs for SimFs {
             },
         )
     }
+
+    // The simulated directory is flat: no simulated client takes a shared
+    // lock yet, so nothing asks for a subdirectory.
+    fn make_dir(&self, _path: &Path) -> io::Result<()> {
+        Err(errno(Errno::EOPNOTSUPP))
+    }
+
+    fn remove_dir(&self, _path: &Path) -> io::Result<()> {
+        Err(errno(Errno::EOPNOTSUPP))
+    }
 }
 
 pub(super) struct SimEnv {

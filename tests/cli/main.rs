@@ -16,6 +16,7 @@ mod multiuser;
 // SIGINT, SIGTERM and SIGHUP while waiting.
 mod signals;
 // --slots N.
+mod shared;
 mod slots;
 // `run`: the child, its signals, its status, heartbeats and lost locks;
 // and `acquire --keepalive`.

@@ -1,0 +1,104 @@
+//! `--shared`: readers together, never with a writer; a waiting writer
+//! goes before readers that come after it.
+
+use crate::util::*;
+use std::process::Stdio;
+
+#[test]
+fn readers_overlap_and_a_writer_waits_until_the_last_has_left() {
+    let s = Scratch::new();
+    let a = s.hold("l", &["-s"]);
+    let b = s.hold("l", &["--shared"]);
+    // A third reader gets in while both hold.
+    s.run(["run", "-s", "-n", "l", "--", "true"]).code(0);
+    s.run(["acquire", "-n", "-x", "l"]).code(75);
+    s.run(["run", "-n", "l", "--", "true"]).code(75);
+    let v = s.run(["status", "--json", "l"]).code(75).json();
+    assert_eq!(v["mode"], "shared");
+    assert_eq!(v["state"], "held");
+    assert!(v["holder"].is_null());
+    let pids: Vec<String> = v["holders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["pid"].to_string())
+        .collect();
+    assert_eq!(pids.len(), 2, "{v}");
+    assert!(pids.contains(&a.pid) && pids.contains(&b.pid), "{pids:?}");
+    s.run(["status", "l"])
+        .code(75)
+        .stdout_has("held shared by 2 readers");
+    s.run(["touch", "--pid", &a.pid, "l"]).code(0);
+    s.run(["release", "--pid", &a.pid, "l"]).code(0);
+    s.run(["acquire", "-n", "l"]).code(75);
+    s.run(["release", "--pid", &b.pid, "l"]).code(0);
+    s.assert_no_litter();
+    let w = s.hold("l", &[]);
+    let v = s.run(["status", "--json", "l"]).code(75).json();
+    assert_eq!(v["mode"], "exclusive");
+    assert_eq!(v["holder"]["pid"].to_string(), w.pid);
+    // A writer holds: readers wait, or with -n are told.
+    s.run(["acquire", "-s", "-n", "l"]).code(75);
+    s.run(["run", "-s", "-n", "-E", "9", "l", "--", "true"])
+        .code(9);
+    s.run(["release", "--pid", &w.pid, "l"]).code(0);
+    s.assert_no_litter();
+}
+
+#[test]
+fn a_waiting_writer_goes_before_readers_that_come_after_it() {
+    let s = Scratch::new();
+    let first = s.hold("l", &["-s"]);
+    let mut writer = s.cmd(["run", "l", "--", "sh", "-c", "echo writer ran"]);
+    let writer = piped({
+        writer.stdout(Stdio::piped());
+        writer
+    });
+    eventually("the writer to wait and seal", || {
+        let v = s.run(["status", "--json", "l"]).json();
+        !v["waiting_writer"].is_null()
+    });
+    // The reader already in stays in; a newcomer does not overtake.
+    s.run(["acquire", "-s", "-n", "l"]).code(75);
+    s.run(["status", "l"])
+        .code(75)
+        .stdout_has("waiting writer: host");
+    s.run(["release", "--pid", &first.pid, "l"]).code(0);
+    wait_out(writer, "the writer")
+        .code(0)
+        .stdout_has("writer ran");
+    s.run(["run", "-s", "-n", "l", "--", "true"]).code(0);
+    s.assert_no_litter();
+}
+
+#[test]
+fn a_killed_reader_is_freed_at_once_on_its_own_host() {
+    let s = Scratch::new();
+    let mut reader = s.hold("l", &["-s"]);
+    let _other = s.hold("l", &["-s"]);
+    reader.kill();
+    let v = s.run(["status", "--json", "l"]).code(75).json();
+    let dead: Vec<_> = v["holders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["alive"] == false)
+        .collect();
+    assert_eq!(dead.len(), 1, "{v}");
+    drop(_other);
+    // Both owners gone: a writer breaks them one by one and takes the lock.
+    s.run(["run", "-n", "l", "--", "true"]).code(0);
+    s.assert_no_litter();
+}
+
+#[test]
+fn shared_refuses_what_is_for_writers_and_slots() {
+    let s = Scratch::new();
+    s.run(["run", "-s", "--fence", "l", "--", "true"])
+        .code(64)
+        .stderr_has("--fence");
+    s.run(["acquire", "-s", "--slots", "2", "l"]).code(64);
+    s.run(["acquire", "-s", "-x", "l"]).code(64);
+    s.run(["run", "-x", "-n", "l", "--", "true"]).code(0);
+    s.assert_no_litter();
+}
