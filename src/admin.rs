@@ -30,6 +30,20 @@ struct Row {
     info: Option<LockInfo>,
     aux: Option<Vec<AuxState>>,
     last_start: Option<LastStart>,
+    /// A shared lock's readers and waiting writers.
+    readers: Option<protocol::Readers>,
+}
+
+/// The readers of `info`'s lock, if it is a shared one (one listing of its
+/// readers' directory and one read per reader).
+fn readers_of(
+    place: Place,
+    lock: &crate::names::LockPath,
+    info: Option<&LockInfo>,
+) -> Option<protocol::Readers> {
+    let i = info?;
+    let ctx = Ctx::new(place.fs, place.env, lock, place.io_timeout);
+    ctx.readers(&i.snapshot, i.now)
 }
 
 /// Whether `path` names a directory (following a symbolic link given as
@@ -71,6 +85,7 @@ pub fn list(env: &SysEnv, io_timeout: Duration, a: ListArgs) -> Result<u8, Error
                         info: entry.info.clone(),
                         aux,
                         last_start: entry.last_start.clone(),
+                        readers: readers_of(place, &entry.lock, entry.info.as_ref()),
                     });
                 }
             }
@@ -81,6 +96,7 @@ pub fn list(env: &SysEnv, io_timeout: Duration, a: ListArgs) -> Result<u8, Error
             if let Some(info) = ctx.inspect(None)? {
                 rows.push(Row {
                     path: lock.path.clone(),
+                    readers: ctx.readers(&info.snapshot, info.now),
                     info: Some(info),
                     aux: None,
                     last_start: protocol::last_start(&ctx).ok().flatten(),
@@ -103,6 +119,9 @@ pub fn list(env: &SysEnv, io_timeout: Duration, a: ListArgs) -> Result<u8, Error
 
 fn row_json(r: &Row) -> Value {
     let mut v = lock_json(&r.path, r.info.as_ref());
+    if let Some(readers) = &r.readers {
+        crate::report::shared_json(&mut v, readers);
+    }
     if let Some(l) = &r.last_start {
         v["last_start"] = last_start_json(l);
     }
@@ -157,6 +176,20 @@ fn list_text(out: &mut Stdout, rows: &[Row]) {
     .map(String::from)];
     for r in rows {
         table.push(lock_cells(r));
+        let all = r.aux.is_some();
+        for i in r.readers.iter().flat_map(|rd| &rd.holders).filter(|_| all) {
+            let rec = i.record();
+            table.push([
+                "  reader".into(),
+                state_word(Some(i)).into(),
+                rec.map_or("-".into(), |r| r.host.clone()),
+                rec.map_or("-".into(), |r| r.pid.to_string()),
+                rec.map_or("-".into(), |r| r.user.clone()),
+                i.verdict.age.map_or("-".into(), human),
+                rec.and_then(|r| r.lease).map_or("none".into(), human),
+                alive_word(&i.liveness).into(),
+            ]);
+        }
         for s in r.aux.iter().flatten() {
             let name = s.path.file_name().unwrap_or_default().to_string_lossy();
             table.push([
@@ -222,6 +255,15 @@ fn lock_cells(r: &Row) -> [String; 8] {
         Some(c) if c.is_lock() => alive_word(&i.liveness).to_string(),
         _ => dash(),
     };
+    if let Some(rd) = &r.readers {
+        let n = rd.holders.len();
+        let state = if n == 0 {
+            "stale".into()
+        } else {
+            format!("shared:{n}")
+        };
+        return [path, state, dash(), dash(), dash(), dash(), dash(), dash()];
+    }
     [
         path,
         state_word(Some(i)).into(),

@@ -425,11 +425,6 @@ fn status(env: &SysEnv, io_timeout: Duration, a: StatusArgs) -> Result<u8, Error
     }
     if a.json {
         let mut v = lock_json(&lock.path, info.as_ref());
-        v["mode"] = if info.is_some() {
-            json!("exclusive")
-        } else {
-            serde_json::Value::Null
-        };
         if let Some(l) = &last {
             v["last_start"] = report::last_start_json(l);
         }

@@ -102,6 +102,7 @@ pub fn lock_json(path: &Path, info: Option<&LockInfo>) -> Value {
         return json!({
             "path": path.to_string_lossy(), "state": state, "reason": null, "detail": null,
             "holder": null, "age_s": null, "lease_s": null, "alive": null, "suspicious": null,
+            "mode": null,
         });
     };
     let lease = i.record().and_then(|r| r.lease).map(|d| d.as_secs_f64());
@@ -123,6 +124,10 @@ pub fn lock_json(path: &Path, info: Option<&LockInfo>) -> Value {
         "fs_now": i.now.map(|t| t.as_secs_f64()),
         "inode": i.snapshot.meta.ino,
         "nlink": i.snapshot.meta.nlink,
+        "mode": match i.record() {
+            Some(r) if r.shared => "shared",
+            _ => "exclusive",
+        },
     })
 }
 

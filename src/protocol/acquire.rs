@@ -205,7 +205,14 @@ impl Attempts<'_> {
             self.touch_verified = true;
         }
         if self.opts.shared {
-            return self.shared_attempt(slot);
+            return Ok(match self.shared_attempt(slot)? {
+                Ok(joined) => {
+                    let mut held = self.take(slot);
+                    held.shared = Some(joined);
+                    Ok(held)
+                }
+                Err(step) => Err(step),
+            });
         }
         let c = slot.as_ref().expect("claim present");
         // I1: the reply is advice; `look` decides.

@@ -172,6 +172,17 @@ pub(super) fn abandon(ctx: &Ctx, c: &Claim) {
             let _ = ctx.remove_instance(&expected, Same::Instance);
         }
     }
-    super::shared::abandon_member(ctx, c);
+    abandon_member(ctx, c);
     let _ = ctx.unlink_ours(&c.path);
+}
+
+/// An error path: our claim out of any epoch, and the epoch we opened gone.
+fn abandon_member(ctx: &Ctx, c: &Claim) {
+    if let Some(seal) = &c.seal {
+        let _ = ctx.fs.remove_dir(seal);
+    }
+    if let Some((epoch, member)) = &c.member {
+        let _ = ctx.unlink_ours(member);
+        let _ = ctx.fs.remove_dir(epoch);
+    }
 }

@@ -30,7 +30,6 @@
 use super::acquire::{Attempts, Step};
 use super::claim::Claim;
 use super::ctx::{Ctx, Phase};
-use super::hold::Held;
 use super::removal::{Removal, Same};
 use super::{Event, LockInfo, Snapshot};
 use crate::error::Error;
@@ -49,6 +48,17 @@ pub const SEAL_STALE: Duration = Duration::from_secs(15);
 
 /// Longest sleep of a writer waiting for readers, so its seal stays fresh.
 const DRAIN_NAP: Duration = Duration::from_secs(3);
+
+/// How long a lock whose epoch has ended is left to the one who ended it
+/// before anyone else removes it (its closer may have died).
+const ENDED_PATIENCE: Duration = Duration::from_secs(2);
+
+/// Who closed an epoch that has ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Closer {
+    Us,
+    Other,
+}
 
 /// Where a reader is in: the readers' directory, its claim's link in it,
 /// and the lock as read when it joined (the opener's claim).
@@ -86,7 +96,7 @@ impl Attempts<'_> {
     pub(super) fn shared_attempt(
         &mut self,
         slot: &mut Option<Claim>,
-    ) -> Result<Result<Held, Step>, Error> {
+    ) -> Result<Result<Joined, Step>, Error> {
         let ctx = self.ctx;
         let snap = match ctx.snapshot(&ctx.lock.path, Phase::Work)? {
             Ok(s) => s,
@@ -101,7 +111,7 @@ impl Attempts<'_> {
 
     /// Opens an epoch: its directory with our claim in it first, then our
     /// claim linked to the lock name, judged by `look` as a writer's is.
-    fn open_epoch(&mut self, slot: &mut Option<Claim>) -> Result<Result<Held, Step>, Error> {
+    fn open_epoch(&mut self, slot: &mut Option<Claim>) -> Result<Result<Joined, Step>, Error> {
         let ctx = self.ctx;
         let c = slot.as_mut().expect("claim present");
         let epoch = epoch_dir(ctx.lock, name_of(&c.path)).expect("a reader's claim name");
@@ -113,9 +123,12 @@ impl Attempts<'_> {
                 Err(e) if sys::is_exists(&e) && self.is_our_dir(&epoch) => {}
                 Err(e) => return Err(ctx.dir_error("mkdir", &epoch, e)),
             }
+            // A link that reports success was made (only failures can be
+            // false, after a lost reply): look only then.
             let linked = ctx.fs.hard_link(&c.path, &member);
-            match ctx.fs.lstat(&member) {
-                Ok(m) if m.same_file(&c.meta) => {}
+            match linked.as_ref().map_err(|_| ctx.fs.lstat(&member)) {
+                Ok(()) => {}
+                Err(Ok(m)) if m.same_file(&c.meta) => {}
                 _ => {
                     let _ = ctx.fs.remove_dir(&epoch);
                     let e = linked
@@ -139,7 +152,7 @@ impl Attempts<'_> {
                     member,
                     lock,
                 };
-                Ok(Ok(self.take_shared(slot, joined)))
+                Ok(Ok(joined))
             }
             super::look::Look::Busy(snap) => {
                 close_own_epoch(&ctx, slot.as_mut().expect("claim present"));
@@ -167,7 +180,7 @@ impl Attempts<'_> {
         slot: &mut Option<Claim>,
         snap: Snapshot,
         rec: &Record,
-    ) -> Result<Result<Held, Step>, Error> {
+    ) -> Result<Result<Joined, Step>, Error> {
         let ctx = self.ctx;
         let Some(epoch) = epoch_dir(ctx.lock, &rec.claim) else {
             // A shared record that names no readers' directory: damaged,
@@ -177,7 +190,8 @@ impl Attempts<'_> {
         let c = slot.as_ref().expect("claim present");
         let member = epoch.join(name_of(&c.path));
         let linked = ctx.fs.hard_link(&c.path, &member);
-        let inside = matches!(ctx.fs.lstat(&member), Ok(m) if m.same_file(&c.meta));
+        let inside =
+            linked.is_ok() || matches!(ctx.fs.lstat(&member), Ok(m) if m.same_file(&c.meta));
         if !inside {
             return match linked {
                 Err(e) if sys::is_not_found(&e) => {
@@ -190,7 +204,7 @@ impl Attempts<'_> {
                     }
                     // The readers' directory is gone for good (its name is
                     // never made again): the lock is free, its remains stale.
-                    Ok(Err(self.remove_ended(&snap)?))
+                    Ok(Err(self.remove_ended(&snap, Closer::Other)?))
                 }
                 Err(e) if sys::is_persistent(&e) => Err(ctx.dir_error("link", &member, e)),
                 Err(e) => {
@@ -215,7 +229,7 @@ impl Attempts<'_> {
             }
             _ => {
                 leave(&ctx, slot.as_mut().expect("claim present"));
-                return Ok(Err(self.remove_ended(&snap)?));
+                return Ok(Err(self.remove_ended(&snap, Closer::Other)?));
             }
         }
         let joined = Joined {
@@ -223,13 +237,7 @@ impl Attempts<'_> {
             member,
             lock: snap,
         };
-        Ok(Ok(self.take_shared(slot, joined)))
-    }
-
-    fn take_shared(&mut self, slot: &mut Option<Claim>, joined: Joined) -> Held {
-        let mut held = self.take(slot);
-        held.shared = Some(joined);
-        held
+        Ok(Ok(joined))
     }
 
     /// Whether a writer that is still waiting has sealed `epoch`; stale
@@ -277,8 +285,19 @@ impl Attempts<'_> {
 
     /// The lock's readers' directory is gone: remove the lock (only the
     /// instance we read) and look again.
-    fn remove_ended(&mut self, snap: &Snapshot) -> Result<Step, Error> {
+    fn remove_ended(&mut self, snap: &Snapshot, closer: Closer) -> Result<Step, Error> {
         let ctx = self.ctx;
+        // Whoever closed the epoch removes the lock; everyone else gives
+        // it that time, so that many contenders do not move one lock name
+        // about at once (each removal moves the name aside for a round
+        // trip, and a lock taken in that instant would be displaced).
+        if closer == Closer::Other && self.watched(snap) < ENDED_PATIENCE {
+            return Ok(Step::Pause);
+        }
+        match ctx.fs.lstat(&ctx.lock.path) {
+            Ok(m) if m.same_file(&snap.meta) => {}
+            _ => return Ok(Step::Now),
+        }
         match ctx.remove_instance(snap, Same::Instance)? {
             Removal::Denied(why) => {
                 let info = ctx.judge(snap.clone(), None, Duration::ZERO, None);
@@ -305,13 +324,17 @@ impl Attempts<'_> {
         match ctx.fs.make_dir(&seal) {
             Ok(()) => slot.as_mut().expect("claim present").seal = Some(seal.clone()),
             Err(e) if sys::is_exists(&e) => {}
-            Err(e) if sys::is_not_found(&e) => return self.remove_ended(&info.snapshot),
+            Err(e) if sys::is_not_found(&e) => {
+                return self.remove_ended(&info.snapshot, Closer::Other)
+            }
             Err(e) if sys::is_persistent(&e) => return Err(ctx.dir_error("mkdir", &seal, e)),
             Err(_) => {}
         }
         let names = match ctx.fs.list(&epoch) {
             Ok(n) => n,
-            Err(e) if sys::is_not_found(&e) => return self.remove_ended(&info.snapshot),
+            Err(e) if sys::is_not_found(&e) => {
+                return self.remove_ended(&info.snapshot, Closer::Other)
+            }
             Err(e) => return Err(ctx.dir_error("list", &epoch, e)),
         };
         let mut live: Option<PathBuf> = None;
@@ -336,8 +359,8 @@ impl Attempts<'_> {
         }
         slot.as_mut().expect("claim present").seal = None;
         match ctx.fs.remove_dir(&epoch) {
-            Ok(()) => self.remove_ended(&info.snapshot),
-            Err(e) if sys::is_not_found(&e) => self.remove_ended(&info.snapshot),
+            Ok(()) => self.remove_ended(&info.snapshot, Closer::Us),
+            Err(e) if sys::is_not_found(&e) => self.remove_ended(&info.snapshot, Closer::Other),
             // A reader slipped in while the seals were down: seal again.
             Err(_) => Ok(Step::Now),
         }
@@ -456,17 +479,6 @@ fn leave(ctx: &Ctx, c: &mut Claim) {
     }
 }
 
-/// An error path: our claim out of any epoch, and the epoch we opened gone.
-pub(super) fn abandon_member(ctx: &Ctx, c: &Claim) {
-    if let Some(seal) = &c.seal {
-        let _ = ctx.fs.remove_dir(seal);
-    }
-    if let Some((epoch, member)) = &c.member {
-        let _ = ctx.unlink_ours(member);
-        let _ = ctx.fs.remove_dir(epoch);
-    }
-}
-
 /// A reader leaves: its link out of the epoch; the last one out closes
 /// the epoch and removes the lock (only the instance it joined).
 pub(super) fn release_reader(ctx: &Ctx, claim: &Path, joined: &Joined) -> Result<(), Error> {
@@ -477,15 +489,16 @@ pub(super) fn release_reader(ctx: &Ctx, claim: &Path, joined: &Joined) -> Result
             why: "the shared lock was broken while held".into(),
         })
     };
-    let claim_meta = match ctx.fs.lstat(claim) {
-        Ok(m) => m,
-        Err(_) => return lost(ctx),
-    };
-    match ctx.fs.lstat(&joined.member) {
-        Ok(m) if m.same_file(&claim_meta) => {}
-        _ => return lost(ctx),
+    // Our link's name is ours alone: gone means a breaker took it (or,
+    // rarely, a retransmitted unlink after a lost reply: then 76 is a
+    // false alarm, never a second holder).
+    match ctx.retrying("unlink", &joined.member, Phase::Cleanup, || {
+        ctx.fs.unlink(&joined.member)
+    })? {
+        Ok(()) => {}
+        Err(e) if sys::is_not_found(&e) => return lost(ctx),
+        Err(e) => return Err(ctx.dir_error("unlink", &joined.member, e)),
     }
-    ctx.unlink_ours(&joined.member)?;
     if ctx.fs.remove_dir(&joined.epoch).is_ok() {
         // Last out: nobody can join any more, so the lock is free.
         if let Removal::Denied(why) = ctx.remove_instance(&joined.lock, Same::Instance)? {

@@ -364,8 +364,11 @@ fn keepalive_exits_after_release() {
 
 /// Seed 004's record manager: 50 writers add one record each to a JSON
 /// file (read, modify, write a temp file, rename over) and 50 readers read
-/// it, all inside `nfslock run`. Every record must survive and no reader may
-/// see a torn or invalid file.
+/// it, all inside `nfslock run`, the readers with `-s`. The readers come
+/// first and are all in at once (each marks itself in and waits for a
+/// signal, so overlap is seen, not hoped for); the writers come while
+/// they read and wait for them. Every record must survive and no reader
+/// may see a torn or invalid file.
 #[test]
 fn record_manager_loses_no_record() {
     let s = Scratch::new();
@@ -378,15 +381,36 @@ with open("db.tmp", "w") as f: json.dump(db, f); f.flush(); os.fsync(f.fileno())
 os.replace("db.tmp", "db.json")
 "#;
     let reader = r#"
-import json, sys
+import json, os, sys, time
+open("in.%d" % os.getpid(), "w").close()
+deadline = time.time() + 60
+while not os.path.exists("go") and time.time() < deadline: time.sleep(0.01)
 with open("db.json") as f: json.load(f)
+os.unlink("in.%d" % os.getpid())
 "#;
     let mut procs = Vec::new();
+    let markers = || {
+        std::fs::read_dir(s.dir())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("in.")
+            })
+            .count()
+    };
     for i in 0..100 {
-        let (code, arg) = if i % 2 == 0 {
-            (writer, i.to_string())
+        if i == 50 {
+            // Every reader holds the lock shared at this moment.
+            eventually("all 50 readers in at once", || markers() == 50);
+            std::fs::write(s.path("go"), "").unwrap();
+        }
+        let (code, arg, mode) = if i >= 50 {
+            (writer, i.to_string(), "-x")
         } else {
-            (reader, String::new())
+            (reader, String::new(), "-s")
         };
         // -v: a failure then shows the protocol's retries in its report.
         let mut c = s.cmd([
@@ -394,6 +418,7 @@ with open("db.json") as f: json.load(f)
             "-v",
             "--poll-max",
             "200ms",
+            mode,
             "db.lock",
             "python3",
             "-c",

@@ -102,3 +102,26 @@ fn shared_refuses_what_is_for_writers_and_slots() {
     s.run(["run", "-x", "-n", "l", "--", "true"]).code(0);
     s.assert_no_litter();
 }
+
+#[test]
+fn list_shows_a_shared_lock_with_its_readers() {
+    let s = Scratch::new();
+    let a = s.hold("l", &["-s"]);
+    let _b = s.hold("l", &["-s"]);
+    let _w = s.hold("x", &[]);
+    let out = s.run(["list", "."]);
+    out.code(0).stdout_has("shared:2");
+    let all = s.run(["list", "--all", "."]);
+    let readers: Vec<&str> = all
+        .stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("reader"))
+        .collect();
+    assert_eq!(readers.len(), 2, "{}", all.stdout);
+    assert!(readers.iter().any(|l| l.contains(&a.pid)), "{}", all.stdout);
+    let v = s.run(["list", "--json", "."]).code(0).json();
+    let locks = v["locks"].as_array().unwrap();
+    assert_eq!(locks[0]["mode"], "shared");
+    assert_eq!(locks[0]["holders"].as_array().unwrap().len(), 2);
+    assert_eq!(locks[1]["mode"], "exclusive");
+}

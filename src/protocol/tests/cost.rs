@@ -61,3 +61,42 @@ fn an_uncontended_cycle_costs_eight_operations() {
     assert_eq!(count(&f), [1, 1, 1, 1, 0, 0, 1, 0]);
     assert!(f.names().len() == 2);
 }
+
+/// An uncontended shared cycle: opening an epoch costs the claim, a read
+/// of the lock (free), the readers' directory, the claim's link into it,
+/// the link to the lock and its lstat; leaving costs the link out, the
+/// directory, the lock's conditional removal (rename, read, unlink) and
+/// the claim: twelve. Joining an open epoch costs seven: the claim, a
+/// read of the lock, the link in, an lstat of the directory (a writer's
+/// seal shows as a third link); the link out, the directory (not empty),
+/// the claim.
+#[test]
+fn an_uncontended_shared_cycle_costs_twelve_operations_and_a_join_eight() {
+    let ops = [
+        Op::Create,
+        Op::Link,
+        Op::Lstat,
+        Op::Read,
+        Op::Rename,
+        Op::Unlink,
+        Op::Touch,
+        Op::List,
+        Op::MakeDir,
+        Op::RemoveDir,
+    ];
+    let total = |f: &Fixture| -> usize { ops.iter().map(|&o| f.fs.calls(o)).sum() };
+    let f = Fixture::new();
+    let mut opts = f.opts();
+    opts.shared = true;
+    let first = acquire(&f.ctx(), &opts).unwrap();
+    let opened = total(&f);
+    let second = acquire(&f.ctx(), &opts).unwrap();
+    let joined = total(&f) - opened;
+    second.release(&f.ctx()).unwrap();
+    let left = total(&f) - opened - joined;
+    first.release(&f.ctx()).unwrap();
+    let closed = total(&f) - opened - joined - left;
+    assert_eq!((opened, closed), (6, 6), "open, close");
+    assert_eq!((joined, left), (4, 3), "join, leave");
+    assert!(f.names().is_empty(), "{:?}", f.names());
+}
