@@ -59,7 +59,7 @@ impl BreakBy {
     }
 
     /// What must still hold for the removal to go ahead.
-    fn same(self) -> Same {
+    pub(super) fn same(self) -> Same {
         match self {
             BreakBy::Verdict => Same::Unrefreshed,
             BreakBy::Force => Same::Instance,
@@ -94,6 +94,9 @@ pub(super) fn break_once(ctx: &Ctx, opts: BreakOptions) -> Result<BreakOutcome, 
     let Some(info) = ctx.inspect(opts.older_than)? else {
         return Ok(BreakOutcome::Free);
     };
+    if super::shared::shared_record(&info.snapshot).is_some() {
+        return super::shared::break_shared(ctx, info, opts);
+    }
     let reason = info.verdict.stale.clone();
     match &info.content {
         // Someone's data: never removed, not even by --force.

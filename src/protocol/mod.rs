@@ -65,6 +65,7 @@
 //! | `hold` | [`Held`]: release and touch |
 //! | `breaking`, `sweep` | break a stale lock; remove leftovers |
 //! | `directory` | every lock of a directory from one listing: `list`, `sweep` |
+//! | `shared` | `--shared`: readers linked into a readers' directory, writers' seals, breaking readers |
 //! | `slots`, `line` | `--slots N`: N ordinary locks, the count recorded beside them; the line of slot waiters |
 //! | `fence`, `window` | the fencing counter; the start stamp of `--min-interval` |
 //!

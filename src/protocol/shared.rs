@@ -31,7 +31,7 @@ use super::acquire::{Attempts, Step};
 use super::claim::Claim;
 use super::ctx::{Ctx, Phase};
 use super::removal::{Removal, Same};
-use super::{Event, LockInfo, Snapshot};
+use super::{BreakBy, BreakOptions, BreakOutcome, Event, LockInfo, Snapshot};
 use crate::error::Error;
 use crate::fs::Kind;
 use crate::names::{AuxKind, LockPath};
@@ -622,4 +622,89 @@ impl Ctx<'_> {
         }
         Some(out)
     }
+}
+
+/// `break` of a shared lock: its stale readers one by one (every reader
+/// with `--force`), each only if still the instance judged; once none is
+/// left, the seals, the readers' directory and the lock. A reader broken
+/// finds its link gone at its next touch or release.
+pub(super) fn break_shared(
+    ctx: &Ctx,
+    info: LockInfo,
+    opts: BreakOptions,
+) -> Result<BreakOutcome, Error> {
+    let Some(epoch) = shared_record(&info.snapshot).and_then(|r| epoch_dir(ctx.lock, &r.claim))
+    else {
+        return Ok(BreakOutcome::Refused { info });
+    };
+    let names = match ctx.fs.list(&epoch) {
+        Ok(n) => n,
+        Err(e) if sys::is_not_found(&e) => Vec::new(),
+        Err(e) => return Err(ctx.dir_error("list", &epoch, e)),
+    };
+    let by = BreakBy::from_force(opts.force);
+    let mut first: Option<BreakOutcome> = None;
+    let (mut left, mut seals) = (0, Vec::new());
+    for name in names {
+        match ctx.lock.parse_aux(&name).map(|a| a.kind) {
+            Some(AuxKind::Claim) => seals.push(epoch.join(&name)),
+            Some(AuxKind::Share) => {
+                let member = epoch.join(&name);
+                let Ok(sub) = LockPath::new(&member) else {
+                    continue;
+                };
+                let sctx = Ctx { lock: &sub, ..*ctx };
+                let Ok(snap) = ctx.snapshot(&member, Phase::Work)? else {
+                    continue;
+                };
+                let reader = sctx.judge(snap, info.now, Duration::ZERO, opts.older_than);
+                let reason = reader.verdict.stale.clone();
+                if reason.is_none() && !opts.force {
+                    left += 1;
+                    continue;
+                }
+                if opts.dry_run {
+                    first.get_or_insert(BreakOutcome::WouldBreak {
+                        info: reader,
+                        reason,
+                    });
+                    left += 1;
+                    continue;
+                }
+                match sctx.remove_instance(&reader.snapshot, by.same())? {
+                    Removal::Removed | Removal::Gone => {
+                        if let Some(rec) = reader.record() {
+                            let _ = ctx.remove_claim_of(rec, &reader.snapshot.meta);
+                        }
+                        first.get_or_insert(BreakOutcome::Broken {
+                            info: reader,
+                            reason,
+                        });
+                    }
+                    Removal::Denied(why) => {
+                        left += 1;
+                        first.get_or_insert(BreakOutcome::NotPermitted { info: reader, why });
+                    }
+                    _ => left += 1,
+                }
+            }
+            _ => {}
+        }
+    }
+    if left == 0 && !opts.dry_run {
+        for s in seals {
+            let _ = ctx.fs.remove_dir(&s);
+        }
+        match ctx.fs.remove_dir(&epoch) {
+            Ok(()) => {}
+            Err(e) if sys::is_not_found(&e) => {}
+            // A reader came in meanwhile: it holds the lock.
+            Err(_) => return Ok(first.unwrap_or(BreakOutcome::Refused { info })),
+        }
+        if let Removal::Denied(why) = ctx.remove_instance(&info.snapshot, Same::Instance)? {
+            return Ok(BreakOutcome::NotPermitted { info, why });
+        }
+        return Ok(first.unwrap_or(BreakOutcome::Broken { info, reason: None }));
+    }
+    Ok(first.unwrap_or(BreakOutcome::Refused { info }))
 }

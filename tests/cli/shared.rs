@@ -125,3 +125,38 @@ fn list_shows_a_shared_lock_with_its_readers() {
     assert_eq!(locks[0]["holders"].as_array().unwrap().len(), 2);
     assert_eq!(locks[1]["mode"], "exclusive");
 }
+
+#[test]
+fn break_takes_stale_readers_one_by_one_and_force_takes_all() {
+    let s = Scratch::new();
+    let mut dead = s.hold("l", &["-s"]);
+    let live = s.hold("l", &["-s"]);
+    dead.kill();
+    let out = s.run(["break", "l"]);
+    out.code(0).stderr_has(&format!("pid {}", dead.pid));
+    let v = s.run(["status", "--json", "l"]).code(75).json();
+    assert_eq!(v["holders"].as_array().unwrap().len(), 1, "{v}");
+    // A live reader is not stale: left alone.
+    s.run(["break", "l"]).code(75);
+    s.run(["break", "--force", "l"]).code(0);
+    s.run(["status", "l"]).code(0);
+    // The broken reader is told at its release, and leaves nothing.
+    s.run(["release", "--pid", &live.pid, "l"]).code(76);
+    s.assert_no_litter();
+}
+
+#[test]
+fn a_reader_broken_while_it_runs_is_told_at_its_next_beat() {
+    let s = Scratch::new();
+    let reader = piped(s.cmd(["run", "-s", "--lease", "600ms", "l", "--", "sleep", "30"]));
+    eventually("the reader to be in", || {
+        s.run(["status", "--json", "l"]).json()["holders"]
+            .as_array()
+            .is_some_and(|h| h.len() == 1)
+    });
+    s.run(["break", "--force", "l"]).code(0);
+    wait_out(reader, "the broken reader")
+        .code(76)
+        .stderr_has("lost");
+    s.assert_no_litter();
+}
