@@ -298,7 +298,7 @@ impl Attempts<'_> {
             Ok(m) if m.same_file(&snap.meta) => {}
             _ => return Ok(Step::Now),
         }
-        match ctx.remove_instance(snap, Same::Instance)? {
+        match remove_ended_lock(&ctx, snap)? {
             Removal::Denied(why) => {
                 let info = ctx.judge(snap.clone(), None, Duration::ZERO, None);
                 Err(self.busy_error(Some(info), Some(why)))
@@ -464,6 +464,18 @@ impl Attempts<'_> {
     }
 }
 
+/// Removes a shared lock whose readers' directory is gone (only the
+/// instance read), and its opener's claim if the opener left it (died).
+fn remove_ended_lock(ctx: &Ctx, snap: &Snapshot) -> Result<Removal, Error> {
+    let removed = ctx.remove_instance(snap, Same::Instance)?;
+    if removed == Removal::Removed {
+        if let Some(rec) = shared_record(snap) {
+            let _ = ctx.remove_claim_of(&rec, &snap.meta);
+        }
+    }
+    Ok(removed)
+}
+
 /// Takes our claim out of the epoch we opened but did not publish.
 fn close_own_epoch(ctx: &Ctx, c: &mut Claim) {
     if let Some((epoch, member)) = c.member.take() {
@@ -501,7 +513,7 @@ pub(super) fn release_reader(ctx: &Ctx, claim: &Path, joined: &Joined) -> Result
     }
     if ctx.fs.remove_dir(&joined.epoch).is_ok() {
         // Last out: nobody can join any more, so the lock is free.
-        if let Removal::Denied(why) = ctx.remove_instance(&joined.lock, Same::Instance)? {
+        if let Removal::Denied(why) = remove_ended_lock(ctx, &joined.lock)? {
             let _ = ctx.unlink_ours(claim);
             return Err(Error::NotPermitted {
                 path: ctx.lock.path.clone(),
@@ -701,7 +713,7 @@ pub(super) fn break_shared(
             // A reader came in meanwhile: it holds the lock.
             Err(_) => return Ok(first.unwrap_or(BreakOutcome::Refused { info })),
         }
-        if let Removal::Denied(why) = ctx.remove_instance(&info.snapshot, Same::Instance)? {
+        if let Removal::Denied(why) = remove_ended_lock(ctx, &info.snapshot)? {
             return Ok(BreakOutcome::NotPermitted { info, why });
         }
         return Ok(first.unwrap_or(BreakOutcome::Broken { info, reason: None }));

@@ -160,3 +160,13 @@ fn a_reader_broken_while_it_runs_is_told_at_its_next_beat() {
         .stderr_has("lost");
     s.assert_no_litter();
 }
+
+#[test]
+fn a_killed_opener_leaves_nothing_once_a_writer_has_been() {
+    let s = Scratch::new();
+    // The first reader opens the epoch; its claim is the lock file.
+    let mut opener = s.hold("l", &["-s"]);
+    opener.kill();
+    s.run(["run", "-n", "l", "--", "true"]).code(0);
+    s.assert_no_litter();
+}
