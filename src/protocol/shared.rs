@@ -476,6 +476,16 @@ fn remove_ended_lock(ctx: &Ctx, snap: &Snapshot) -> Result<Removal, Error> {
     Ok(removed)
 }
 
+/// The last reader out removes the lock; its opener's claim too, unless
+/// the opener is this reader (its claim goes next anyway).
+fn last_out(ctx: &Ctx, claim: &Path, lock: &Snapshot) -> Result<Removal, Error> {
+    let opener = shared_record(lock).map(|r| r.claim);
+    if opener.as_deref() == Some(name_of(claim)) {
+        return ctx.remove_instance(lock, Same::Instance);
+    }
+    remove_ended_lock(ctx, lock)
+}
+
 /// Takes our claim out of the epoch we opened but did not publish.
 fn close_own_epoch(ctx: &Ctx, c: &mut Claim) {
     if let Some((epoch, member)) = c.member.take() {
@@ -513,7 +523,7 @@ pub(super) fn release_reader(ctx: &Ctx, claim: &Path, joined: &Joined) -> Result
     }
     if ctx.fs.remove_dir(&joined.epoch).is_ok() {
         // Last out: nobody can join any more, so the lock is free.
-        if let Removal::Denied(why) = remove_ended_lock(ctx, &joined.lock)? {
+        if let Removal::Denied(why) = last_out(ctx, claim, &joined.lock)? {
             let _ = ctx.unlink_ours(claim);
             return Err(Error::NotPermitted {
                 path: ctx.lock.path.clone(),
