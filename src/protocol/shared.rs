@@ -424,21 +424,10 @@ impl Attempts<'_> {
         info: LockInfo,
         reader: &Path,
     ) -> Result<Step, Error> {
-        let (ctx, env) = (self.ctx, self.ctx.env);
+        let env = self.ctx.env;
         self.contended = true;
-        let remaining = self.deadline.map(|d| d.saturating_sub(env.monotonic()));
-        if remaining == Some(Duration::ZERO) {
-            return Err(self.busy_error(Some(info), None));
-        }
-        if !self.announced {
-            env.event(Event::Waiting { info: &info });
-            self.announced = true;
-        }
-        let c = slot.as_ref().expect("claim present");
-        let watching = self
-            .opts
-            .watch
-            .unwrap_or_else(|| !ctx.fs.is_remote(c.meta.dev, &ctx.lock.dir));
+        let (remaining, _) = self.may_wait(&info, None)?;
+        let watching = self.watching(slot.as_ref().expect("claim present"));
         let mut nap = if watching {
             DRAIN_NAP
         } else {

@@ -21,19 +21,9 @@ impl Attempts<'_> {
         unbreakable: Option<String>,
     ) -> Result<Step, Error> {
         let (ctx, env, opts) = (self.ctx, self.ctx.env, self.opts);
-        let remaining = self.deadline.map(|d| d.saturating_sub(env.monotonic()));
-        if remaining == Some(Duration::ZERO) {
-            return Err(self.busy_error(Some(info), unbreakable));
-        }
-        if !self.announced {
-            env.event(Event::Waiting { info: &info });
-            self.announced = true;
-        }
+        let (remaining, unbreakable) = self.may_wait(&info, unbreakable)?;
         let claim = slot.as_ref().expect("claim present");
-        // From the claim's device: no round trip.
-        let watching = opts
-            .watch
-            .unwrap_or_else(|| !ctx.fs.is_remote(claim.meta.dev, &ctx.lock.dir));
+        let watching = self.watching(claim);
         let mut pause = if watching {
             // A stale lock we may not break goes stale no further.
             let stale_in = match unbreakable {
@@ -57,6 +47,36 @@ impl Attempts<'_> {
             Some(signal) => Err(Error::Interrupted { signal }),
             None => Ok(Step::Waited),
         }
+    }
+}
+
+impl Attempts<'_> {
+    /// Before a wait: busy at the deadline, else the time left (`None`:
+    /// no deadline), announced once.
+    pub(super) fn may_wait(
+        &mut self,
+        info: &LockInfo,
+        unbreakable: Option<String>,
+    ) -> Result<(Option<Duration>, Option<String>), Error> {
+        let env = self.ctx.env;
+        let remaining = self.deadline.map(|d| d.saturating_sub(env.monotonic()));
+        if remaining == Some(Duration::ZERO) {
+            return Err(self.busy_error(Some(info.clone()), unbreakable));
+        }
+        if !self.announced {
+            env.event(Event::Waiting { info });
+            self.announced = true;
+        }
+        Ok((remaining, unbreakable))
+    }
+
+    /// Whether to wait for events rather than poll, from the claim's
+    /// device: no round trip.
+    pub(super) fn watching(&self, claim: &Claim) -> bool {
+        let ctx = self.ctx;
+        self.opts
+            .watch
+            .unwrap_or_else(|| !ctx.fs.is_remote(claim.meta.dev, &ctx.lock.dir))
     }
 }
 
