@@ -344,3 +344,36 @@ fn list_in_a_directory_it_may_not_write_shows_ages_as_unknown() {
     assert_eq!(row.split_whitespace().nth(5), Some("-"), "{row}");
     assert_eq!(names_in(&readonly), before, "list changed the directory");
 }
+
+/// Readers of two users share a lock in a team directory when the first
+/// reader's umask lets the group write into its readers' directory; with
+/// 022 the second user is told it may not, and nothing is left behind.
+#[test]
+fn readers_of_two_users_share_a_lock_with_a_group_umask() {
+    let Some(d) = Shared::new() else { return };
+    let lock = d.team.join("l");
+    let l = lock.to_str().unwrap();
+    for (umask, want) in [(0o002, 0), (0o022, 73)] {
+        let alice = sleeper_of(ALICE);
+        let st = as_user(ALICE, umask, BIN)
+            .args(["acquire", "-s", "-n", "--pid", &alice.pid, l])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let out = run_as(BOB, &["run", "-s", "-n", l, "--", "true"]);
+        out.code(want);
+        if want != 0 {
+            out.stderr_has("Permission denied");
+        }
+        let st = as_user(ALICE, umask, BIN)
+            .args(["release", "--pid", &alice.pid, l])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let left: Vec<_> = names_in(&d.team)
+            .into_iter()
+            .filter(|(n, _)| n.contains(".nfslock-"))
+            .collect();
+        assert!(left.is_empty(), "umask {umask:o}: {left:?}");
+    }
+}
