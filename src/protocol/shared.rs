@@ -100,7 +100,12 @@ impl Attempts<'_> {
         let ctx = self.ctx;
         let snap = match ctx.snapshot(&ctx.lock.path, Phase::Work)? {
             Ok(s) => s,
-            Err(e) if sys::is_not_found(&e) => return self.open_epoch(slot),
+            Err(e) if sys::is_not_found(&e) => {
+                if self.contended && self.writer_ahead(slot) {
+                    return Ok(Err(Step::Pause));
+                }
+                return self.open_epoch(slot);
+            }
             Err(e) => return Err(ctx.dir_error("read", &ctx.lock.path, e)),
         };
         match shared_record(&snap) {
@@ -166,6 +171,36 @@ impl Attempts<'_> {
                 Ok(Err(self.missed(slot, other, linked)?))
             }
         }
+    }
+
+    /// Whether a writer that came before us still waits (its claim is
+    /// older than ours, fresh, and not of a process gone here): a reader
+    /// that has waited lets it have the free lock first. Fairness only,
+    /// from a listing; only readers that waited pay for it.
+    fn writer_ahead(&self, slot: &Option<Claim>) -> bool {
+        let ctx = self.ctx;
+        let Some(c) = slot.as_ref() else {
+            return false;
+        };
+        let Ok(names) = ctx.fs.list(&ctx.lock.dir) else {
+            return false;
+        };
+        let key = |m: &crate::fs::Meta| m.born.unwrap_or(m.ctime);
+        let now = c.estimate_now(ctx.env);
+        let me = &ctx.env.identity().host;
+        names.iter().any(|name| {
+            let Some(aux) = ctx.lock.parse_aux(name) else {
+                return false;
+            };
+            if aux.kind != AuxKind::Claim
+                || (ctx.lock.spells_host(&aux.host, me) && ctx.env.pid_gone(aux.pid))
+            {
+                return false;
+            }
+            matches!(ctx.fs.lstat(&ctx.lock.in_dir(name)), Ok(m)
+                if key(&m) < key(&c.meta)
+                    && now.secs_since(m.mtime) < SEAL_STALE.as_secs_f64())
+        })
     }
 
     fn is_our_dir(&self, path: &Path) -> bool {

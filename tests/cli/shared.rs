@@ -170,3 +170,29 @@ fn a_killed_opener_leaves_nothing_once_a_writer_has_been() {
     s.run(["run", "-n", "l", "--", "true"]).code(0);
     s.assert_no_litter();
 }
+
+/// On local disk the waiters' queue already puts the reader behind the
+/// writer's claim; polling waiters (NFS) are ordered by `writer_ahead`,
+/// which this test does not reach.
+#[test]
+fn a_reader_that_came_after_a_waiting_writer_lets_it_go_first() {
+    let s = Scratch::new();
+    let first = s.hold("l", &[]);
+    let claims = || {
+        s.litter()
+            .iter()
+            .filter(|n| n.contains(".nfslock-claim."))
+            .count()
+    };
+    let writer = piped(s.cmd(["run", "l", "--", "sh", "-c", "sleep 0.3; echo w >> order"]));
+    eventually("the writer to wait", || claims() == 2);
+    let reader = piped(s.cmd(["run", "-s", "l", "--", "sh", "-c", "echo r >> order"]));
+    eventually("the reader to wait", || {
+        s.litter().iter().any(|n| n.contains(".nfslock-share."))
+    });
+    s.run(["release", "--pid", &first.pid, "l"]).code(0);
+    wait_out(writer, "the writer").code(0);
+    wait_out(reader, "the reader").code(0);
+    assert_eq!(std::fs::read_to_string(s.path("order")).unwrap(), "w\nr\n");
+    s.assert_no_litter();
+}
