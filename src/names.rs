@@ -86,7 +86,7 @@ pub enum AuxKind {
 }
 
 impl AuxKind {
-    fn tag(self) -> &'static str {
+    pub fn tag(self) -> &'static str {
         match self {
             AuxKind::Claim => "claim",
             AuxKind::Guard => "guard",

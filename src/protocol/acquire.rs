@@ -274,7 +274,8 @@ impl Attempts<'_> {
     /// The lock is ours: sweep what a contended wait may have left around
     /// it, and hand it over.
     pub(super) fn take(&mut self, slot: &mut Option<Claim>) -> Held {
-        let c = slot.take().expect("claim present");
+        let mut c = slot.take().expect("claim present");
+        super::claim::drop_seal(&self.ctx, &mut c);
         if self.contended {
             self.ctx.sweep(
                 Some(c.estimate_now(self.ctx.env)),

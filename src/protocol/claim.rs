@@ -29,6 +29,9 @@ pub(super) struct Claim {
     pub(super) member: Option<(PathBuf, PathBuf)>,
     /// A writer's seal on the readers' directory it waits for.
     pub(super) seal: Option<PathBuf>,
+    /// A reader's claim whose readers' directory was made once: that name
+    /// is never made again, so another epoch needs another claim.
+    pub(super) epoch_spent: bool,
 }
 
 impl Claim {
@@ -81,6 +84,7 @@ pub(super) fn new_claim(ctx: &Ctx, opts: &AcquireOptions) -> Result<Claim, Error
         mono_base: env.monotonic(),
         member: None,
         seal: None,
+        epoch_spent: false,
     })
 }
 
@@ -177,9 +181,25 @@ pub(super) fn abandon(ctx: &Ctx, c: &Claim) {
 }
 
 /// An error path: our claim out of any epoch, and the epoch we opened gone.
+/// Takes down a writer's seal when its wait for those readers is over,
+/// and their directory with it if that left it empty: a directory with
+/// nobody in it is no longer the lock's (the writer moved on because the
+/// lock changed) or is closed by the writer itself next.
+pub(super) fn drop_seal(ctx: &Ctx, c: &mut Claim) {
+    if let Some(seal) = c.seal.take() {
+        let _ = ctx.fs.remove_dir(&seal);
+        if let Some(epoch) = seal.parent() {
+            let _ = ctx.fs.remove_dir(epoch);
+        }
+    }
+}
+
 fn abandon_member(ctx: &Ctx, c: &Claim) {
     if let Some(seal) = &c.seal {
         let _ = ctx.fs.remove_dir(seal);
+        if let Some(epoch) = seal.parent() {
+            let _ = ctx.fs.remove_dir(epoch);
+        }
     }
     if let Some((epoch, member)) = &c.member {
         let _ = ctx.unlink_ours(member);

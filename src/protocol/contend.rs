@@ -145,16 +145,10 @@ impl Attempts<'_> {
         }
         if !opts.shared {
             if let Some(rec) = super::shared::shared_record(&snap) {
+                // Whether we read it ourselves is told by the readers
+                // (`drain`), not by the opener's record: the opener may
+                // have left long ago.
                 let info = ctx.judge(snap, None, watched, None);
-                if owns(&rec, &Who::Owner(opts.owner), env.identity()) {
-                    return Err(Error::AlreadyHeld {
-                        path: ctx.lock.path.clone(),
-                        why: format!(
-                            "pid {} reads it (shared) since {}",
-                            rec.pid, rec.acquired_at
-                        ),
-                    });
-                }
                 return self.drain(slot, info, &rec);
             }
         }

@@ -44,13 +44,22 @@ impl Held {
         self.claim_meta.ino
     }
 
+    /// A reader's link among the readers (the simulator's oracle tracks it).
+    #[cfg(test)]
+    pub(crate) fn member(&self) -> Option<&std::path::Path> {
+        self.shared.as_ref().map(|j| j.member.as_path())
+    }
+
     /// A handle that refreshes this lock, for another thread.
     pub fn toucher(&self) -> Toucher {
         Toucher {
             claim: self.claim.clone(),
             claim_meta: self.claim_meta,
             token: self.record.token.clone(),
-            member: self.shared.as_ref().map(|j| j.member.clone()),
+            member: self
+                .shared
+                .as_ref()
+                .map(|j| Box::new((j.member.clone(), j.lock.meta))),
         }
     }
 }
@@ -62,14 +71,15 @@ pub struct Toucher {
     claim: PathBuf,
     claim_meta: Meta,
     token: String,
-    member: Option<PathBuf>,
+    /// A reader's link among the readers, and the lock it joined.
+    member: Option<Box<(PathBuf, Meta)>>,
 }
 
 impl Toucher {
     /// Refreshes the lock's mtime and checks it is still ours.
     pub fn touch(&self, ctx: &Ctx) -> Result<FsTime, Error> {
-        if let Some(member) = &self.member {
-            return shared::touch_reader(ctx, &self.claim, member);
+        if let Some(m) = &self.member {
+            return shared::touch_reader(ctx, &self.claim, &m.0, &m.1);
         }
         let who = Who::Token(self.token.clone());
         touch_claim(ctx, &self.claim, &who, Some(&self.claim_meta))
@@ -129,7 +139,7 @@ fn own_reader(
         return Ok(None);
     }
     let me = ctx.env.identity();
-    match shared::find_reader(ctx, snap, &|r| owns(r, who, me)) {
+    match shared::find_reader(ctx, snap, &|r| owns(r, who, me))? {
         Some((claim, joined, _)) => Ok(Some((claim, joined))),
         None => Err(lost(
             ctx,
@@ -181,7 +191,7 @@ pub fn release(ctx: &Ctx, who: &Who) -> Result<(), Error> {
 pub fn touch(ctx: &Ctx, who: &Who) -> Result<FsTime, Error> {
     let read = ctx.snapshot(&ctx.lock.path, Phase::Work)?;
     if let Some((claim, joined)) = own_reader(ctx, who, &read)? {
-        return shared::touch_reader(ctx, &claim, &joined.member);
+        return shared::touch_reader(ctx, &claim, &joined.member, &joined.lock.meta);
     }
     let (_, rec) = own_in(ctx, who, read)?;
     touch_claim(ctx, &ctx.lock.in_dir(&rec.claim), who, None)

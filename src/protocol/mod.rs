@@ -78,6 +78,7 @@ mod contend;
 mod ctx;
 mod directory;
 mod env;
+mod epoch;
 mod fence;
 mod files;
 mod fstime;

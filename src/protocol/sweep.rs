@@ -45,7 +45,7 @@ impl Ctx<'_> {
             .collect();
         let mut removed = 0;
         for left in self.leftovers(&ours, now, keep, depth) {
-            if self.fs.unlink(&left.path).is_ok() {
+            if self.remove_leftover(&left) {
                 self.env.event(Event::Swept { path: &left.path });
                 removed += 1;
             }
@@ -102,7 +102,10 @@ impl Ctx<'_> {
                     aux.pid
                 )),
                 // A readers' directory is emptied by its readers and by
-                // writers: never by a sweep, which cannot see who joins.
+                // writers; a sweep takes only one that no lock names and
+                // that nobody has touched for long (an opener that died
+                // before it published its lock).
+                AuxKind::Epoch if depth == Sweep::Thorough => self.orphan_epoch(&path, now),
                 AuxKind::Epoch => None,
                 AuxKind::Claim
                 | AuxKind::Share
@@ -117,6 +120,91 @@ impl Ctx<'_> {
             }
         }
         found
+    }
+
+    /// Removes one leftover: a file, or an orphan readers' directory with
+    /// the stale readers, pins and seals judged in it. Whether it went.
+    pub(super) fn remove_leftover(&self, left: &Leftover) -> bool {
+        let name = left.path.file_name().unwrap_or_default();
+        if self.lock.parse_aux(name).map(|a| a.kind) != Some(AuxKind::Epoch) {
+            return self.fs.unlink(&left.path).is_ok();
+        }
+        for entry in self.fs.list(&left.path).unwrap_or_default() {
+            let path = left.path.join(&entry);
+            match self.lock.parse_aux(&entry).map(|a| a.kind) {
+                Some(AuxKind::Claim) => {
+                    let _ = self.fs.remove_dir(&path);
+                }
+                Some(_) => {
+                    let _ = self.fs.unlink(&path);
+                }
+                None if super::epoch::is_readers_pin(self.lock, &entry) => {
+                    let _ = self.fs.unlink(&path);
+                }
+                None => {}
+            }
+        }
+        self.fs.remove_dir(&left.path).is_ok()
+    }
+
+    /// Why the readers' directory at `path` is a leftover: a directory of
+    /// ours that the lock does not name, in which every reader (and every
+    /// breaker's pin of one) is stale by the usual rules and every seal's
+    /// writer is gone. Nobody joins it: readers join only the directory the
+    /// lock's record names. Even if the lock is read in the instant a
+    /// remover's pin has moved it aside, only stale readers are judged
+    /// gone, which any writer may break.
+    fn orphan_epoch(&self, path: &Path, now: Option<FsTime>) -> Option<String> {
+        let meta = self.fs.lstat(path).ok()?;
+        if meta.kind != Kind::Dir || meta.uid != self.env.identity().uid {
+            return None;
+        }
+        if let Ok((m, Some(bytes))) = self.fs.read(&self.lock.path, READ_LIMIT) {
+            let snap = super::Snapshot {
+                meta: m,
+                bytes: Some(bytes),
+            };
+            let named = super::epoch::shared_record(&snap)
+                .and_then(|r| super::epoch::epoch_dir(self.lock, &r.claim));
+            if named.as_deref() == Some(path) {
+                return None;
+            }
+        }
+        for entry in self.fs.list(path).ok()? {
+            let inside = path.join(&entry);
+            let gone = match self.lock.parse_aux(&entry).map(|a| a.kind) {
+                Some(AuxKind::Share) => self.stale_reader(&inside, now),
+                Some(AuxKind::Claim) => super::epoch::seal_is_stale(self, &entry, now),
+                None if super::epoch::is_readers_pin(self.lock, &entry) => {
+                    self.stale_reader(&inside, now)
+                }
+                _ => false,
+            };
+            if !gone {
+                return None;
+            }
+        }
+        Some("readers' directory that no lock names, with no live reader in it".into())
+    }
+
+    /// Whether the reader whose link (or pin) is `path` is stale.
+    fn stale_reader(&self, path: &Path, now: Option<FsTime>) -> bool {
+        let (Ok(sub), Ok((meta, Some(bytes)))) = (
+            crate::names::LockPath::new(path),
+            self.fs.read(path, READ_LIMIT),
+        ) else {
+            return false;
+        };
+        let snap = super::Snapshot {
+            meta,
+            bytes: Some(bytes),
+        };
+        let ctx = Ctx {
+            lock: &sub,
+            ..*self
+        };
+        let info = ctx.judge(snap, now, Duration::ZERO, None);
+        info.verdict.stale.is_some() && info.record().is_some()
     }
 
     /// Why a pin, private name or probe at `path` is a leftover: older

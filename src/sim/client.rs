@@ -30,12 +30,12 @@ enum Target<'a> {
     Missing,
 }
 
+/// A path under DIR is the key of the name table: `name`, or `sub/name`
+/// inside a subdirectory.
 fn target(path: &Path) -> Target<'_> {
-    if path == Path::new(DIR) {
-        return Target::Dir;
-    }
-    match (path.parent(), path.file_name()) {
-        (Some(p), Some(n)) if p == Path::new(DIR) => Target::Name(n),
+    match path.strip_prefix(DIR) {
+        Ok(rel) if rel.as_os_str().is_empty() => Target::Dir,
+        Ok(rel) if rel.components().count() <= 2 => Target::Name(rel.as_os_str()),
         _ => Target::Missing,
     }
 }
@@ -50,6 +50,10 @@ fn name_of(path: &Path) -> io::Result<&OsStr> {
 
 /// A short readable form of a name for traces.
 fn short(name: &OsStr) -> String {
+    if let Some(p) = MemFs::parent(name) {
+        let base = Path::new(name).file_name().unwrap_or_default();
+        return format!("{}/{}", short(p), short(base));
+    }
     let s = name.to_string_lossy();
     if s == LOCK {
         return "LOCK".into();
@@ -113,7 +117,14 @@ impl SimFs {
         };
         let before = w.before();
         let me = self.me;
-        let inos_before: Vec<u64> = names.iter().filter_map(|n| w.fs.lookup(n).ok()).collect();
+        // The names and their directories: a reply to a change carries the
+        // directory's new attributes too (NFS weak cache consistency).
+        let parents: Vec<&OsStr> = names.iter().filter_map(|n| MemFs::parent(n)).collect();
+        let inos_before: Vec<u64> = names
+            .iter()
+            .chain(parents.iter())
+            .filter_map(|n| w.fs.lookup(n).ok())
+            .collect();
         let r = match fault {
             Fault::EioNotDone => Err(eio()),
             Fault::EioDone => f(&mut w, me, false).and(Err(eio())),
@@ -141,6 +152,10 @@ impl SimFs {
             for i in &inos_before {
                 c.attrs.remove(i);
             }
+        }
+        let done_unseen = matches!(fault, Fault::LostReply | Fault::EioDone | Fault::Twice);
+        if done_unseen && kind == OpKind::Unlink {
+            w.clients[me].lost_unlink = true;
         }
         w.fault_counted(fault);
         let shown = show(&r);
@@ -333,14 +348,28 @@ impl LockFs for SimFs {
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<OsString>> {
-        if !matches!(target(dir), Target::Dir) {
-            return Err(errno(Errno::ENOENT));
-        }
+        let sub = match target(dir) {
+            Target::Dir => None,
+            Target::Name(n) => Some(n),
+            Target::Missing => return Err(errno(Errno::ENOENT)),
+        };
         self.call(
             OpKind::Other,
             &[],
-            "list".into(),
-            &mut |w, _, _| Ok(w.fs.names.keys().cloned().collect()),
+            match sub {
+                Some(n) => format!("list {}", short(n)),
+                None => "list".into(),
+            },
+            &mut |w, _, _| match sub {
+                None => Ok(w.fs.top()),
+                Some(n) => {
+                    let ino = w.fs.lookup(n)?;
+                    if !w.fs.inodes[&ino].dir {
+                        return Err(errno(Errno::ENOTDIR));
+                    }
+                    Ok(w.fs.entries(n))
+                }
+            },
             |r| match r {
                 Ok(v) => format!("{} names", v.len()),
                 Err(e) => e.to_string(),
@@ -348,14 +377,36 @@ impl LockFs for SimFs {
         )
     }
 
-    // The simulated directory is flat: no simulated client takes a shared
-    // lock yet, so nothing asks for a subdirectory.
-    fn make_dir(&self, _path: &Path) -> io::Result<()> {
-        Err(errno(Errno::EOPNOTSUPP))
+    fn make_dir(&self, path: &Path) -> io::Result<()> {
+        let name = name_of(path)?;
+        self.call(
+            OpKind::Create,
+            &[name],
+            format!("mkdir {}", short(name)),
+            &mut |w, me, _| {
+                let now = w.server_now();
+                w.fs.mkdir(name, now, me)?;
+                w.name_owner_set(name, me);
+                Ok(())
+            },
+            show_unit,
+        )
     }
 
-    fn remove_dir(&self, _path: &Path) -> io::Result<()> {
-        Err(errno(Errno::EOPNOTSUPP))
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        let name = name_of(path)?;
+        self.call(
+            OpKind::Unlink,
+            &[name],
+            format!("rmdir {}", short(name)),
+            &mut |w, _, _| {
+                let now = w.server_now();
+                w.fs.rmdir(name, now)?;
+                w.name_owner_clear(name);
+                Ok(())
+            },
+            show_unit,
+        )
     }
 }
 
@@ -537,6 +588,8 @@ enum Action {
         /// Sleep, then touch (or not).
         holds: Vec<(Duration, bool)>,
         release_by: ReleaseBy,
+        /// A reader's lock (`--shared`).
+        shared: bool,
     },
     Break {
         force: bool,
@@ -586,12 +639,14 @@ fn draw_action(w: &mut World) -> Option<Action> {
                 1 => ReleaseBy::Owner,
                 _ => ReleaseBy::Token,
             };
+            let shared = w.cfg.readers && w.below(2) == 0;
             Action::Acquire {
                 wait,
                 lease,
                 stale_after,
                 holds,
                 release_by,
+                shared,
             }
         }
         80..=87 => Action::Break {
@@ -620,9 +675,14 @@ fn perform(ctx: &Ctx, env: &SimEnv, owner: Owner, action: Action) {
             stale_after,
             holds,
             release_by,
+            shared,
         } => {
-            env.report(|w| w.begin(env.me, Phase::Acquiring, stale_after));
+            env.report(|w| {
+                w.begin(env.me, Phase::Acquiring, stale_after);
+                w.clients[env.me].shared = shared;
+            });
             let mut opts = AcquireOptions::new(owner);
+            opts.shared = shared;
             opts.wait = Some(wait);
             opts.lease = lease;
             opts.stale_after = stale_after;
@@ -642,7 +702,11 @@ fn perform(ctx: &Ctx, env: &SimEnv, owner: Owner, action: Action) {
                 }
             };
             let ctx = &Ctx::new(ctx.fs, ctx.env, &slot, ctx.io_timeout);
-            env.report(|w| w.acquired(env.me, held.inode()));
+            let member = held
+                .member()
+                .and_then(|m| m.strip_prefix(DIR).ok())
+                .map(|m| m.as_os_str().to_owned());
+            env.report(|w| w.acquired(env.me, held.inode(), member));
             for (pause, touch) in holds {
                 if env.sleep(pause).is_some() {
                     return;

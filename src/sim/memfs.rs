@@ -1,12 +1,17 @@
 //! The simulated server's directory: inodes with link counts, a name table,
 //! and mtimes stamped by the server's clock. POSIX semantics for create,
-//! link, rename and unlink, and nothing else: faults, caches and clients
-//! live in the layers above.
+//! link, rename, unlink, mkdir and rmdir, and nothing else: faults, caches
+//! and clients live in the layers above.
+//!
+//! Subdirectories (a shared lock's readers' directory and the seals in it)
+//! live in the same name table under `dir/name` keys: a name's parent must
+//! be a directory, and a directory goes only when no key lies under it.
 
 use crate::fs::{FsTime, Kind, Meta};
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 
 /// Errno-carrying errors, as a kernel client would report them.
 pub fn errno(e: nix::errno::Errno) -> io::Error {
@@ -21,6 +26,7 @@ pub struct Inode {
     pub ctime: FsTime,
     /// The simulated client that created it (the oracle's notion of owner).
     pub creator: usize,
+    pub dir: bool,
 }
 
 /// One directory, flat: the protocol never needs more.
@@ -50,8 +56,8 @@ impl MemFs {
             nlink: i.nlink,
             size: i.data.len() as u64,
             uid: nix::unistd::getuid().as_raw(),
-            mode: 0o644,
-            kind: Kind::File,
+            mode: if i.dir { 0o755 } else { 0o644 },
+            kind: if i.dir { Kind::Dir } else { Kind::File },
             mtime: i.mtime,
             ctime: i.ctime,
             // NFSv3 keeps no birth time: the queue orders by ctime.
@@ -81,6 +87,53 @@ impl MemFs {
             .ok_or_else(|| errno(nix::errno::Errno::ENOENT))
     }
 
+    /// The key of `name`'s parent directory, if it is in a subdirectory.
+    pub fn parent(name: &OsStr) -> Option<&OsStr> {
+        let b = name.as_bytes();
+        let cut = b.iter().rposition(|&c| c == b'/')?;
+        Some(OsStr::from_bytes(&b[..cut]))
+    }
+
+    /// A new entry `name` needs its parent directory; the parent's times
+    /// move on, as a server's do.
+    fn enter(&mut self, name: &OsStr, now: FsTime) -> io::Result<()> {
+        if self.names.contains_key(name) {
+            return Err(errno(nix::errno::Errno::EEXIST));
+        }
+        self.touch_parent(name, now)
+    }
+
+    fn touch_parent(&mut self, name: &OsStr, now: FsTime) -> io::Result<()> {
+        let Some(p) = Self::parent(name) else {
+            return Ok(());
+        };
+        let ino = self.lookup(p)?;
+        let d = self.inodes.get_mut(&ino).expect("named inode exists");
+        if !d.dir {
+            return Err(errno(nix::errno::Errno::ENOTDIR));
+        }
+        d.mtime = now;
+        d.ctime = now;
+        Ok(())
+    }
+
+    fn new_inode(&mut self, data: &[u8], now: FsTime, creator: usize, dir: bool) -> u64 {
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        self.inodes.insert(
+            ino,
+            Inode {
+                nlink: if dir { 2 } else { 1 },
+                data: data.to_vec(),
+                mtime: now,
+                ctime: now,
+                creator,
+                dir,
+            },
+        );
+        ino
+    }
+
     pub fn create(
         &mut self,
         name: &OsStr,
@@ -88,30 +141,81 @@ impl MemFs {
         now: FsTime,
         creator: usize,
     ) -> io::Result<Meta> {
-        if self.names.contains_key(name) {
-            return Err(errno(nix::errno::Errno::EEXIST));
-        }
-        let ino = self.next_ino;
-        self.next_ino += 1;
-        self.inodes.insert(
-            ino,
-            Inode {
-                nlink: 1,
-                data: data.to_vec(),
-                mtime: now,
-                ctime: now,
-                creator,
-            },
-        );
+        self.enter(name, now)?;
+        let ino = self.new_inode(data, now, creator, false);
         self.names.insert(name.to_owned(), ino);
         Ok(self.meta_of(ino))
     }
 
+    pub fn mkdir(&mut self, name: &OsStr, now: FsTime, creator: usize) -> io::Result<()> {
+        self.enter(name, now)?;
+        let ino = self.new_inode(b"", now, creator, true);
+        self.names.insert(name.to_owned(), ino);
+        if let Some(p) = Self::parent(name) {
+            let parent = self.lookup(p)?;
+            self.inodes.get_mut(&parent).expect("parent exists").nlink += 1;
+        }
+        Ok(())
+    }
+
+    /// Whether any name lies under the directory key `name`.
+    pub fn has_entries(&self, name: &OsStr) -> bool {
+        !self.entries(name).is_empty()
+    }
+
+    /// The entries of the directory key `name`, as names relative to it.
+    pub fn entries(&self, name: &OsStr) -> Vec<OsString> {
+        let mut prefix = name.as_bytes().to_vec();
+        prefix.push(b'/');
+        self.names
+            .keys()
+            .filter_map(|k| k.as_bytes().strip_prefix(prefix.as_slice()))
+            .filter(|rest| !rest.contains(&b'/'))
+            .map(|rest| OsStr::from_bytes(rest).to_owned())
+            .collect()
+    }
+
+    /// The names of the top directory.
+    pub fn top(&self) -> Vec<OsString> {
+        self.names
+            .keys()
+            .filter(|k| Self::parent(k).is_none())
+            .cloned()
+            .collect()
+    }
+
+    pub fn rmdir(&mut self, name: &OsStr, now: FsTime) -> io::Result<()> {
+        let ino = self.lookup(name)?;
+        if !self.inodes[&ino].dir {
+            return Err(errno(nix::errno::Errno::ENOTDIR));
+        }
+        if self.has_entries(name) {
+            return Err(errno(nix::errno::Errno::ENOTEMPTY));
+        }
+        self.touch_parent(name, now)?;
+        if let Some(p) = Self::parent(name) {
+            let parent = self.lookup(p)?;
+            self.inodes.get_mut(&parent).expect("parent exists").nlink -= 1;
+        }
+        self.names.remove(name);
+        self.inodes.remove(&ino);
+        Ok(())
+    }
+
+    fn file(&self, name: &OsStr) -> io::Result<u64> {
+        let ino = self.lookup(name)?;
+        if self.inodes[&ino].dir {
+            return Err(errno(nix::errno::Errno::EISDIR));
+        }
+        Ok(ino)
+    }
+
     pub fn link(&mut self, from: &OsStr, to: &OsStr, now: FsTime) -> io::Result<()> {
         let ino = self.lookup(from)?;
-        if self.names.contains_key(to) {
-            return Err(errno(nix::errno::Errno::EEXIST));
+        if self.inodes[&ino].dir {
+            return Err(errno(nix::errno::Errno::EPERM));
         }
+        self.enter(to, now)?;
         self.names.insert(to.to_owned(), ino);
         let i = self.inodes.get_mut(&ino).expect("named inode exists");
         i.nlink += 1;
@@ -128,7 +232,8 @@ impl MemFs {
     }
 
     pub fn unlink(&mut self, name: &OsStr, now: FsTime) -> io::Result<()> {
-        let ino = self.lookup(name)?;
+        let ino = self.file(name)?;
+        self.touch_parent(name, now)?;
         self.names.remove(name);
         if let Some(i) = self.inodes.get_mut(&ino) {
             i.ctime = now;
@@ -140,7 +245,15 @@ impl MemFs {
     /// rename(2): replaces the target; two names of one inode stay as they
     /// are (POSIX says so, and it is a trap for removal protocols).
     pub fn rename(&mut self, from: &OsStr, to: &OsStr, now: FsTime) -> io::Result<()> {
-        let ino = self.lookup(from)?;
+        // The protocol renames only files within one directory.
+        let ino = self.file(from)?;
+        if Self::parent(from) != Self::parent(to) {
+            return Err(errno(nix::errno::Errno::EXDEV));
+        }
+        if self.names.get(to).is_some_and(|i| self.inodes[i].dir) {
+            return Err(errno(nix::errno::Errno::EISDIR));
+        }
+        self.touch_parent(to, now)?;
         match self.names.get(to).copied() {
             Some(old) if old == ino => return Ok(()),
             Some(old) => self.drop_link(old),
@@ -161,7 +274,7 @@ impl MemFs {
     }
 
     pub fn read(&self, name: &OsStr, limit: usize) -> io::Result<(Meta, Vec<u8>)> {
-        let ino = self.lookup(name)?;
+        let ino = self.file(name)?;
         let data = &self.inodes[&ino].data;
         Ok((self.meta_of(ino), data[..data.len().min(limit)].to_vec()))
     }
@@ -197,6 +310,34 @@ mod tests {
         fs.unlink(&n("a"), t).unwrap();
         assert!(!fs.inodes.contains_key(&a.ino));
         assert!(fs.unlink(&n("a"), t).is_err());
+    }
+
+    #[test]
+    fn subdirectories_hold_names_and_go_only_when_empty() {
+        let t = FsTime(1);
+        let mut fs = MemFs::new();
+        fs.create(&n("c"), b"x", t, 0).unwrap();
+        assert!(fs.link(&n("c"), &n("e/c"), t).is_err(), "no parent yet");
+        fs.mkdir(&n("e"), t, 0).unwrap();
+        fs.link(&n("c"), &n("e/c"), t).unwrap();
+        fs.mkdir(&n("e/seal"), t, 1).unwrap();
+        let e = fs.lookup(&n("e")).unwrap();
+        assert_eq!(
+            fs.meta_of(e).nlink,
+            3,
+            "a subdirectory shows in the link count"
+        );
+        assert_eq!(fs.entries(&n("e")), vec![n("c"), n("seal")]);
+        assert_eq!(fs.top(), vec![n("c"), n("e")]);
+        assert!(fs.rmdir(&n("e"), t).is_err());
+        assert!(
+            fs.unlink(&n("e/seal"), t).is_err(),
+            "unlink refuses a directory"
+        );
+        fs.rmdir(&n("e/seal"), t).unwrap();
+        fs.unlink(&n("e/c"), t).unwrap();
+        fs.rmdir(&n("e"), t).unwrap();
+        assert!(fs.link(&n("c"), &n("e/c"), t).is_err(), "gone for good");
     }
 
     fn libc_eexist() -> i32 {

@@ -38,6 +38,7 @@ fn run_all(seeds: impl Iterator<Item = u64>, acquisitions: u64) -> (Totals, Vec<
         let mut cfg = Config::new(seed, acquisitions);
         cfg.watchers = std::env::var("SIM_WATCH").as_deref() == Ok("1");
         cfg.reboots = std::env::var("SIM_REBOOTS").as_deref() == Ok("1");
+        cfg.readers = std::env::var("SIM_READERS").as_deref() == Ok("1");
         let r = run(&cfg);
         if let Some(v) = &r.violation {
             bad.push(v.lines().take(2).collect::<Vec<_>>().join("\n"));
@@ -155,6 +156,33 @@ fn waiters_in_the_queue() {
     );
 }
 
+/// Readers and writers on one lock, with every fault, crash and stall:
+/// no reader holds while a writer does (or while the lock is anything but
+/// its readers' lock), no reader overtakes a writer that sealed before it
+/// came, and I1-I7 hold for both kinds; readers really hold together.
+#[test]
+fn readers_and_writers_keep_every_invariant() {
+    let mut t = Totals::default();
+    let (mut shared, mut most) = (0, 0);
+    for seed in 1..=40 {
+        let mut cfg = Config::new(seed, 100);
+        cfg.readers = true;
+        cfg.watchers = seed % 2 == 0;
+        cfg.reboots = seed % 4 == 1;
+        let r = run(&cfg);
+        if let Some(v) = &r.violation {
+            panic!("{v}");
+        }
+        shared += r.shared;
+        most = most.max(r.most_readers);
+        t.add(&r);
+    }
+    eprintln!("readers: {t:?}, {shared} shared acquisitions, at most {most} readers at once");
+    assert!(t.acquisitions >= 40 * 100, "{t:?}");
+    assert!(shared * 3 > t.acquisitions, "{shared} of {t:?}");
+    assert!(most >= 3, "readers never held together: {most}");
+}
+
 /// The first seed in `1..=limit` on which `mutant` breaks an invariant
 /// that the correct protocol keeps on the same seed.
 fn catches(mutant: Mutant, limit: u64, acquisitions: u64) -> u64 {
@@ -209,6 +237,7 @@ fn replay() {
         cfg.stalls = std::env::var("SIM_STALLS").as_deref() != Ok("0");
         cfg.watchers = std::env::var("SIM_WATCH").as_deref() == Ok("1");
         cfg.reboots = std::env::var("SIM_REBOOTS").as_deref() == Ok("1");
+        cfg.readers = std::env::var("SIM_READERS").as_deref() == Ok("1");
         if let Ok(m) = std::env::var("SIM_MUTANT") {
             cfg.mutant = match m.as_str() {
                 "trust-link" => Mutant::TrustLinkReturn,
@@ -235,7 +264,8 @@ fn replay() {
 
 /// `cargo test --release soak -- --ignored --nocapture`: 10^6 acquisitions
 /// (SIM_SOAK=<n> to change), seeds from SIM_SOAK_FROM, on every core;
-/// SIM_WATCH=1 makes the waiters queue as on a local filesystem.
+/// SIM_WATCH=1 makes the waiters queue as on a local filesystem,
+/// SIM_REBOOTS=1 reboots hosts, SIM_READERS=1 makes half the clients readers.
 #[test]
 #[ignore]
 fn soak() {

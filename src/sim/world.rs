@@ -14,6 +14,8 @@ use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -53,6 +55,10 @@ pub struct Config {
     /// Clients take slots of one slotted lock (`--slots N`): N lock names,
     /// each a lock with every invariant, and at most N holders.
     pub slots: Option<u32>,
+    /// About half the acquisitions are shared (`--shared`): readers that
+    /// hold together, never with a writer, and never overtake a writer
+    /// that announced itself before they came.
+    pub readers: bool,
 }
 
 impl Config {
@@ -66,6 +72,7 @@ impl Config {
             watchers: false,
             reboots: false,
             slots: None,
+            readers: false,
         }
     }
 }
@@ -92,6 +99,9 @@ pub struct Report {
     /// machine as dead.
     pub reboots: u64,
     pub rebooted_breaks: u64,
+    /// Shared acquisitions, and the most readers that held at once.
+    pub shared: u64,
+    pub most_readers: u64,
     /// The first invariant violation, with the trace that led to it.
     pub violation: Option<String>,
 }
@@ -199,8 +209,14 @@ pub(super) struct Client {
     pub away_at_begin: bool,
     /// The inode this client believes is its lock.
     pub holding: Option<u64>,
-    /// The lock name it holds or last held (LOCK, or one of its slots).
+    /// The lock name it holds or last held (LOCK, or one of its slots; a
+    /// reader's link in its readers' directory).
     pub lock_name: OsString,
+    /// Its current acquisition is a reader's.
+    pub shared: bool,
+    /// One of its unlinks in the current operation lost its reply (the
+    /// retransmission says ENOENT).
+    pub lost_unlink: bool,
     /// Instances this client was told it may still hold (an error, not a
     /// verdict): not phantoms.
     pub uncertain: BTreeSet<u64>,
@@ -218,6 +234,11 @@ struct Displacement {
     ino: u64,
     by: usize,
     third_party: bool,
+    /// The readers' directory, when the lock moved is a shared one.
+    epoch: Option<OsString>,
+    at: u64,
+    /// The name it was moved from (it may come back there).
+    name: OsString,
 }
 
 /// The lock name's instance before a mutating operation.
@@ -238,15 +259,22 @@ pub(super) struct World {
     /// The acquisition target is reached: finish what is under way.
     pub stop: bool,
     pub finished: bool,
-    /// Who made each name (litter is judged by it).
+    /// Who made each name (litter is judged by it), and when.
     name_by: BTreeMap<OsString, usize>,
+    name_at: BTreeMap<OsString, u64>,
     /// Held instances removed by a justified break.
     broken: BTreeSet<u64>,
     displaced: Vec<Displacement>,
+    /// Readers' directories whose shared lock was displaced for good (the
+    /// window): their readers are told at their next touch.
+    broken_epochs: BTreeMap<OsString, u64>,
     /// Instances whose holder was told "lost" while they were moved away.
     told_lost: BTreeSet<u64>,
     /// When each instance last left the lock name, for whatever reason.
     disturbed: BTreeMap<u64, u64>,
+    /// When each instance last left its name by another's hand (a pin
+    /// that may be put back).
+    pinned: BTreeMap<u64, u64>,
     /// When each instance was last seen at the lock name with its lease
     /// run out: a holder that refreshes too late may still be broken by
     /// a breaker that judged it before the refresh.
@@ -288,11 +316,14 @@ impl World {
             stop: false,
             finished: false,
             name_by: BTreeMap::new(),
+            name_at: BTreeMap::new(),
             broken: BTreeSet::new(),
+            broken_epochs: BTreeMap::new(),
             displaced: Vec::new(),
             told_lost: BTreeSet::new(),
             disturbed: BTreeMap::new(),
             expired_at: BTreeMap::new(),
+            pinned: BTreeMap::new(),
             leases: BTreeMap::new(),
             next_start: 1000,
             pending_spawn: Vec::new(),
@@ -432,6 +463,8 @@ impl World {
             away_at_begin: false,
             holding: None,
             lock_name: OsString::from(LOCK),
+            shared: false,
+            lost_unlink: false,
             uncertain: BTreeSet::new(),
             dentries: BTreeMap::new(),
             attrs: BTreeMap::new(),
@@ -670,10 +703,12 @@ impl World {
 
     pub fn name_owner_set(&mut self, name: &OsStr, id: usize) {
         self.name_by.insert(name.to_owned(), id);
+        self.name_at.insert(name.to_owned(), self.now);
     }
 
     pub fn name_owner_clear(&mut self, name: &OsStr) {
         self.name_by.remove(name);
+        self.name_at.remove(name);
     }
 
     // ---- The oracle ----
@@ -697,9 +732,39 @@ impl World {
         self.ino_at(&self.clients[id].lock_name)
     }
 
+    /// The readers' links in readers' directories: each a lock name of
+    /// its own, held by the reader whose claim it is.
+    fn members(&self) -> Vec<OsString> {
+        self.fs
+            .names
+            .keys()
+            .filter(|k| is_member(k))
+            .cloned()
+            .collect()
+    }
+
+    /// The readers' directory of the shared lock `inode`, if it is one.
+    fn epoch_of(inode: &Inode) -> Option<OsString> {
+        match record::parse(&inode.data) {
+            Content::Ours(r) if r.shared => {
+                let claim = r.claim.to_str()?;
+                Some(
+                    claim
+                        .replacen(".nfslock-share.", ".nfslock-epoch.", 1)
+                        .into(),
+                )
+            }
+            _ => None,
+        }
+    }
+
     pub fn before(&self) -> Before {
         Before(
             self.lock_names()
+                .into_iter()
+                .chain(self.members())
+                .chain(self.displaced.iter().map(|d| d.name.clone()))
+                .collect::<BTreeSet<_>>()
                 .into_iter()
                 .map(|n| {
                     let at = self.ino_at(&n).map(|i| (i, self.fs.inodes[&i].clone()));
@@ -745,7 +810,10 @@ impl World {
         }
         if let Some((ino, inode)) = before {
             self.disturbed.insert(ino, self.now);
-            self.instance_removed(actor, ino, &inode);
+            if actor != inode.creator {
+                self.pinned.insert(ino, self.now);
+            }
+            self.instance_removed(actor, name, ino, &inode);
         }
         if let Some(j) = after {
             if self.broken.remove(&j) {
@@ -762,13 +830,21 @@ impl World {
         }
     }
 
-    fn instance_removed(&mut self, actor: usize, ino: u64, inode: &Inode) {
+    fn instance_removed(&mut self, actor: usize, name: &OsStr, ino: u64, inode: &Inode) {
+        // The shared lock at the lock name is held by its readers (each at
+        // its own link), not by the reader that opened it.
+        let shared_lock = if is_member(name) {
+            None
+        } else {
+            Self::epoch_of(inode)
+        };
         let owner = inode.creator;
         let lease = self.lease_of(ino, inode);
         let o = &self.clients[owner];
         let a = &self.clients[actor];
         let believed = !o.crashed
-            && (o.holding == Some(ino) || (o.phase == Phase::Acquiring && o.holding.is_none()));
+            && (o.holding == Some(ino) || (o.phase == Phase::Acquiring && o.holding.is_none()))
+            && shared_lock.is_none();
         let age = self.server_now().0 - inode.mtime.0;
         // Age rules never break a provably alive owner: one on the actor's
         // own host, boot and pid namespace whose process still runs.
@@ -789,7 +865,31 @@ impl World {
             && ai.machine.is_some()
             && ai.machine == oi.machine
             && ai.boot_id != o.boot;
-        let why = if actor == owner {
+        // A shared lock whose readers' directory is gone is free: its file
+        // is what the last reader out (or anyone, later) removes.
+        let why = if let Some(e) = &shared_lock {
+            // Readers hold it, each by its own link: neither the opener's
+            // age nor its death frees the lock, only the end of its epoch.
+            // Readers other than the actor: its own link, if it is the
+            // opener giving up, holds nobody else.
+            let readers_in = self.fs.entries(e).iter().any(|n| {
+                let key = Path::new(e).join(n).into_os_string();
+                is_member(&key)
+                    && self
+                        .fs
+                        .names
+                        .get(&key)
+                        .is_some_and(|i| self.fs.inodes[i].creator != actor)
+            });
+            // Even `--force` breaks the readers first, each at its link.
+            if !self.fs.names.contains_key(e) {
+                Some("its readers' directory is gone")
+            } else if !readers_in {
+                Some("no reader is in")
+            } else {
+                None
+            }
+        } else if actor == owner {
             Some("its owner")
         } else if force {
             Some("forced")
@@ -830,6 +930,9 @@ impl World {
                     ino,
                     by: actor,
                     third_party: false,
+                    epoch: shared_lock,
+                    at: self.now,
+                    name: name.to_owned(),
                 });
             }
         }
@@ -849,6 +952,9 @@ impl World {
         for d in mine {
             if d.third_party || crashed {
                 self.broken.insert(d.ino);
+                if let Some(e) = d.epoch.clone() {
+                    self.broken_epochs.entry(e).or_insert(d.at);
+                }
                 self.report.windows += 1;
                 let line = format!(
                     "oracle: window: instance {} displaced by {} ({})",
@@ -890,6 +996,7 @@ impl World {
         self.report.checks += 1;
         let names = self.lock_names();
         let mut holders = 0;
+        let mut readers = Vec::new();
         let mut per_name: BTreeMap<OsString, usize> = BTreeMap::new();
         for id in 0..self.clients.len() {
             let c = &self.clients[id];
@@ -901,7 +1008,11 @@ impl World {
                 {
                     continue;
                 }
-                holders += 1;
+                if c.shared {
+                    readers.push(id);
+                } else {
+                    holders += 1;
+                }
                 *per_name.entry(c.lock_name.clone()).or_default() += 1;
                 if self.ino_at(&c.lock_name) != Some(i) {
                     let who = self.who(id);
@@ -920,8 +1031,77 @@ impl World {
             self.violation(format!("slots: {holders} holders of {} slots", names.len()));
             return;
         }
-        for name in names {
+        self.report.most_readers = self.report.most_readers.max(readers.len() as u64);
+        for id in readers {
+            if !self.check_reader(id) {
+                return;
+            }
+        }
+        for name in names.into_iter().chain(self.members()) {
             self.check_phantom(&name);
+        }
+    }
+
+    /// I1 for a reader that is in: the lock name is still the shared lock
+    /// whose readers' directory holds its link, so no writer holds it.
+    fn check_reader(&mut self, id: usize) -> bool {
+        let member = &self.clients[id].lock_name;
+        let epoch = MemFs::parent(member).map(OsStr::to_owned);
+        let lock = self.ino_at(OsStr::new(LOCK));
+        let of_lock = lock.and_then(|i| Self::epoch_of(&self.fs.inodes[&i]));
+        if epoch.is_some() && epoch == of_lock {
+            return true;
+        }
+        // Its lock moved aside by a remover's pin (the removal window):
+        // put back in a moment, or taken, and then the reader is told.
+        let moved = self.displaced.iter().any(|d| d.epoch == epoch)
+            || epoch
+                .as_ref()
+                .is_some_and(|e| self.broken_epochs.contains_key(e));
+        if moved {
+            return true;
+        }
+        let who = self.who(id);
+        let writer = (0..self.clients.len()).find(|&w| {
+            let c = &self.clients[w];
+            !c.crashed && !c.shared && c.holding.is_some() && c.holding == lock
+        });
+        let what = match writer {
+            Some(w) => format!("an exclusive holder, {}", self.who(w)),
+            None => format!("instance {lock:?}, not its readers' lock"),
+        };
+        self.violation(format!(
+            "I1: {who} reads (its link {}) while the lock is {what}, and nobody broke it",
+            member.to_string_lossy()
+        ));
+        false
+    }
+
+    /// Writer preference: a reader that got in had no live writer's seal
+    /// in its readers' directory from before it linked itself in.
+    fn check_preference(&mut self, id: usize) {
+        let member = self.clients[id].lock_name.clone();
+        let (Some(epoch), Some(&joined)) = (MemFs::parent(&member), self.name_at.get(&member))
+        else {
+            return;
+        };
+        for seal in self.fs.entries(epoch) {
+            let key = Path::new(epoch).join(&seal).into_os_string();
+            let Some(&ino) = self.fs.names.get(&key) else {
+                continue;
+            };
+            let (Some(&by), Some(&at)) = (self.name_by.get(&key), self.name_at.get(&key)) else {
+                continue;
+            };
+            let w = &self.clients[by];
+            let waiting = !w.crashed && !w.shared && w.phase == Phase::Acquiring;
+            if self.fs.inodes[&ino].dir && waiting && at < joined {
+                let (r, wr) = (self.who(id), self.who(by));
+                self.violation(format!(
+                    "writer preference: {r} got in past {wr}, whose seal was there before it came"
+                ));
+                return;
+            }
         }
     }
 
@@ -930,6 +1110,11 @@ impl World {
     fn check_phantom(&mut self, name: &OsStr) {
         if let Some(j) = self.ino_at(name) {
             let inode = self.fs.inodes[&j].clone();
+            // A shared lock is held by the readers linked in its
+            // directory, each checked at its own link.
+            if Self::epoch_of(&inode).is_some() {
+                return;
+            }
             if let Some(l) = self.lease_of(j, &inode) {
                 if self.server_now().0 - inode.mtime.0 >= l.as_nanos() as i128 {
                     self.expired_at.insert(j, self.now);
@@ -953,6 +1138,7 @@ impl World {
         let lock = self.lock_of(id);
         let c = &mut self.clients[id];
         c.phase = phase;
+        c.lost_unlink = false;
         c.stale_after = stale_after;
         c.since = now;
         c.away_at_begin = c.holding.is_some() && c.holding != lock;
@@ -968,18 +1154,27 @@ impl World {
         self.end_of_operation(id, false);
     }
 
-    pub fn acquired(&mut self, id: usize, ino: u64) {
+    /// Client `id` was told it holds instance `ino`; a reader, at its
+    /// link `member` in the readers' directory.
+    pub fn acquired(&mut self, id: usize, ino: u64, member: Option<OsString>) {
         self.report.acquisitions += 1;
         if self.report.acquisitions >= self.cfg.acquisitions {
             self.stop = true;
         }
         self.clients[id].holding = Some(ino);
-        if let Some(name) = self
+        if let Some(name) = member {
+            self.report.shared += 1;
+            self.clients[id].lock_name = name;
+            self.check_preference(id);
+        } else if let Some(name) = self
             .lock_names()
             .into_iter()
             .find(|n| self.ino_at(n) == Some(ino))
         {
             self.clients[id].lock_name = name;
+        } else if self.cfg.slots.is_none() {
+            // Told while its lock is moved aside by a remover's pin.
+            self.clients[id].lock_name = OsString::from(LOCK);
         }
         self.idle(id, format!("ACQUIRED instance {ino}"));
         if self.lock_of(id) != Some(ino) && !self.broken.contains(&ino) && !self.displaced_now(ino)
@@ -1006,6 +1201,7 @@ impl World {
         let at_lock = self.lock_of(id) == Some(ino);
         let who = self.who(id);
         match &outcome {
+            _ if self.clients[id].shared => self.checked_reader(id, release, &outcome, ino),
             Outcome::Ok => {
                 if broken {
                     self.violation(format!(
@@ -1056,6 +1252,63 @@ impl World {
         self.idle(id, format!("{what} -> {outcome:?}"));
     }
 
+    /// [`World::checked`] for a reader: its link among the readers is
+    /// its lock name, and its readers' lock must still be at the lock name.
+    fn checked_reader(&mut self, id: usize, release: bool, outcome: &Outcome, ino: u64) {
+        let what = if release { "release" } else { "touch" };
+        let who = self.who(id);
+        let member = self.clients[id].lock_name.clone();
+        let epoch = MemFs::parent(&member).map(OsStr::to_owned);
+        let in_epoch = self.ino_at(&member) == Some(ino);
+        let broken = self.broken.contains(&ino);
+        let lock = self.ino_at(OsStr::new(LOCK));
+        let since = self.clients[id].since;
+        // When its lock left the lock name for good (or for a pin).
+        let moved_at = epoch
+            .as_ref()
+            .and_then(|e| self.broken_epochs.get(e).copied())
+            .or_else(|| {
+                self.displaced
+                    .iter()
+                    .filter(|d| d.epoch == epoch)
+                    .map(|d| d.at)
+                    .min()
+            });
+        let epoch_moved =
+            moved_at.is_some() || lock.and_then(|i| Self::epoch_of(&self.fs.inodes[&i])) != epoch;
+        // Moved before the touch began: the touch must have seen it.
+        let moved_before = moved_at.is_some_and(|t| t < since);
+        let pinned = self.pinned.get(&ino).is_some_and(|&t| t >= since);
+        match outcome {
+            Outcome::Ok if broken => self.violation(format!(
+                "I1: {what} by {who} succeeded although it was broken as a reader"
+            )),
+            Outcome::Ok if release && in_epoch => self.violation(format!(
+                "I4: {who}'s release succeeded but its link among the readers is still there"
+            )),
+            Outcome::Ok if !release && (!in_epoch || moved_before) => self.violation(format!(
+                "I1: {who}'s touch succeeded but it is no longer a reader of the lock"
+            )),
+            Outcome::Ok => {}
+            Outcome::Lost => {
+                let lost_reply = self.clients[id].lost_unlink;
+                if !broken && !epoch_moved && !pinned && !lost_reply {
+                    self.violation(format!(
+                        "false alarm: {what} told reader {who} it was broken, but it was still in"
+                    ));
+                }
+                self.told_lost.insert(ino);
+            }
+            Outcome::Error(e) => {
+                let line = format!("{who}: {what} failed: {e}");
+                self.log(line);
+                if release {
+                    self.clients[id].uncertain.insert(ino);
+                }
+            }
+        }
+    }
+
     pub fn other_done(&mut self, id: usize, line: String) {
         self.idle(id, line);
     }
@@ -1073,9 +1326,18 @@ impl World {
     /// No leftovers of processes that exited normally.
     fn check_litter(&mut self) {
         let mut bad = Vec::new();
+        // The readers' directory of the lock is part of the lock: it stays
+        // while the lock does (a writer that crashed while closing it
+        // leaves both to the next contender, or to `break`).
+        let lock_epoch = self
+            .ino_at(OsStr::new(LOCK))
+            .and_then(|i| Self::epoch_of(&self.fs.inodes[&i]));
         for (name, ino) in &self.fs.names {
             // The lock names, and the slot count that stays by design.
-            if self.lock_names().contains(name) || name == OsStr::new(SLOT_COUNT) {
+            if self.lock_names().contains(name)
+                || name == OsStr::new(SLOT_COUNT)
+                || lock_epoch.as_ref() == Some(name)
+            {
                 continue;
             }
             let Some(&by) = self.name_by.get(name) else {
@@ -1094,6 +1356,15 @@ impl World {
             self.violation(format!("I5: litter of processes that exited: {bad:?}"));
         }
     }
+}
+
+/// Whether a name is a reader's link in a readers' directory.
+fn is_member(name: &OsStr) -> bool {
+    let base = Path::new(name).file_name().unwrap_or_default();
+    MemFs::parent(name).is_some()
+        && base
+            .as_bytes()
+            .starts_with(format!(".{LOCK}.nfslock-share.").as_bytes())
 }
 
 /// How a touch or release ended, as the oracle sees it.

@@ -1,0 +1,289 @@
+//! A reader's attempts: join the epoch the lock names, or open one when
+//! the lock is free, and step aside for a writer that sealed it.
+
+use super::*;
+
+impl Attempts<'_> {
+    /// One try of a reader: join the epoch the lock names, or open one if
+    /// the lock is free; a writer's lock is judged and waited for as by
+    /// any contender.
+    pub(crate) fn shared_attempt(
+        &mut self,
+        slot: &mut Option<Claim>,
+    ) -> Result<Result<Joined, Step>, Error> {
+        let ctx = self.ctx;
+        let snap = match ctx.snapshot(&ctx.lock.path, Phase::Work)? {
+            Ok(s) => s,
+            Err(e) if sys::is_not_found(&e) => {
+                if self.contended && self.writer_ahead(slot) {
+                    return Ok(Err(Step::Pause));
+                }
+                return self.open_epoch(slot);
+            }
+            Err(e) => return Err(ctx.dir_error("read", &ctx.lock.path, e)),
+        };
+        match shared_record(&snap) {
+            Some(rec) => self.join(slot, snap, &rec),
+            None => Ok(Err(self.busy(slot, snap)?)),
+        }
+    }
+
+    /// Opens an epoch: its directory with our claim in it first, then our
+    /// claim linked to the lock name, judged by `look` as a writer's is.
+    fn open_epoch(&mut self, slot: &mut Option<Claim>) -> Result<Result<Joined, Step>, Error> {
+        let ctx = self.ctx;
+        if slot
+            .as_ref()
+            .is_some_and(|c| c.epoch_spent && c.member.is_none())
+        {
+            // A reader that read our lock's record once may still join the
+            // directory it named: it must never exist again.
+            let spent = slot.take().expect("claim present");
+            let _ = ctx.unlink_ours(&spent.path);
+            *slot = Some(crate::protocol::claim::new_claim(&ctx, self.opts)?);
+        }
+        let c = slot.as_mut().expect("claim present");
+        let epoch = epoch_dir(ctx.lock, name_of(&c.path)).expect("a reader's claim name");
+        let member = epoch.join(name_of(&c.path));
+        if c.member.is_none() {
+            let made = ctx.retrying("mkdir", &epoch, Phase::Work, || ctx.fs.make_dir(&epoch))?;
+            match made {
+                Ok(()) => {}
+                // A retransmitted mkdir of ours: the name is fresh.
+                Err(e) if sys::is_exists(&e) && self.is_our_dir(&epoch)? => {}
+                Err(e) if sys::is_exists(&e) => return Err(ctx.dir_error("mkdir", &epoch, e)),
+                Err(e) => {
+                    // It may have been made before the error came back.
+                    let _ = ctx.fs.remove_dir(&epoch);
+                    return Err(ctx.dir_error("mkdir", &epoch, e));
+                }
+            }
+            // A link that reports success was made (only failures can be
+            // false, after a lost reply): look only then.
+            let linked = ctx.retrying("link", &member, Phase::Work, || {
+                ctx.fs.hard_link(&c.path, &member)
+            })?;
+            match linked.as_ref().map_err(|_| ctx.fs.lstat(&member)) {
+                Ok(()) => {}
+                Err(Ok(m)) if m.same_file(&c.meta) => {}
+                _ => {
+                    let _ = ctx.unlink_ours(&member);
+                    let _ = ctx.fs.remove_dir(&epoch);
+                    let e = linked
+                        .err()
+                        .unwrap_or_else(|| std::io::Error::other("no link"));
+                    return Err(ctx.dir_error("link", &member, e));
+                }
+            }
+            c.member = Some((epoch.clone(), member.clone()));
+            c.epoch_spent = true;
+        }
+        let c = slot.as_ref().expect("claim present");
+        let linked = ctx.fs.hard_link(&c.path, &ctx.lock.path);
+        match crate::protocol::look::look(&ctx, c, &linked, None)? {
+            crate::protocol::look::Look::Ours => {
+                let lock = Snapshot {
+                    meta: c.meta,
+                    bytes: Some(c.bytes.clone()),
+                };
+                let joined = Joined {
+                    epoch,
+                    member,
+                    lock,
+                };
+                Ok(Ok(joined))
+            }
+            crate::protocol::look::Look::Busy(snap) => {
+                close_own_epoch(&ctx, slot.as_mut().expect("claim present"));
+                match shared_record(&snap) {
+                    Some(rec) => self.join(slot, snap, &rec),
+                    None => Ok(Err(self.busy(slot, snap)?)),
+                }
+            }
+            other => {
+                close_own_epoch(&ctx, slot.as_mut().expect("claim present"));
+                Ok(Err(self.missed(slot, other, linked)?))
+            }
+        }
+    }
+
+    /// Whether a writer that came before us still waits (its claim is
+    /// older than ours, fresh, and not of a process gone here): a reader
+    /// that has waited lets it have the free lock first. Fairness only,
+    /// from a listing; only readers that waited pay for it.
+    fn writer_ahead(&self, slot: &Option<Claim>) -> bool {
+        let ctx = self.ctx;
+        let Some(c) = slot.as_ref() else {
+            return false;
+        };
+        let Ok(names) = ctx.fs.list(&ctx.lock.dir) else {
+            return false;
+        };
+        let key = |m: &crate::fs::Meta| m.born.unwrap_or(m.ctime);
+        let now = c.estimate_now(ctx.env);
+        names.iter().any(|name| {
+            let Some(aux) = ctx.lock.parse_aux(name) else {
+                return false;
+            };
+            if aux.kind != AuxKind::Claim || writer_gone(&ctx, &ctx.lock.in_dir(name), &aux) {
+                return false;
+            }
+            matches!(ctx.fs.lstat(&ctx.lock.in_dir(name)), Ok(m)
+                if key(&m) < key(&c.meta)
+                    && now.secs_since(m.mtime) < SEAL_STALE.as_secs_f64())
+        })
+    }
+
+    pub(super) fn is_our_dir(&self, path: &Path) -> Result<bool, Error> {
+        let ctx = self.ctx;
+        let uid = ctx.env.identity().uid;
+        let seen = ctx.retrying("lstat", path, Phase::Work, || ctx.fs.lstat(path))?;
+        Ok(matches!(seen, Ok(m) if m.kind == Kind::Dir && m.uid == uid))
+    }
+
+    /// Joins the epoch of the shared lock `snap`: our claim linked into its
+    /// directory; out again at once if a live writer has sealed it.
+    fn join(
+        &mut self,
+        slot: &mut Option<Claim>,
+        snap: Snapshot,
+        rec: &Record,
+    ) -> Result<Result<Joined, Step>, Error> {
+        let ctx = self.ctx;
+        let Some(epoch) = epoch_dir(ctx.lock, &rec.claim) else {
+            // A shared record that names no readers' directory: damaged,
+            // or not ours to understand; judged like any other lock.
+            return Ok(Err(self.busy(slot, snap)?));
+        };
+        let c = slot.as_ref().expect("claim present");
+        let member = epoch.join(name_of(&c.path));
+        let linked = ctx.fs.hard_link(&c.path, &member);
+        let inside =
+            linked.is_ok() || matches!(ctx.fs.lstat(&member), Ok(m) if m.same_file(&c.meta));
+        if !inside {
+            return match linked {
+                Err(e) if sys::is_not_found(&e) => {
+                    if !matches!(ctx.fs.lstat(&c.path), Ok(m) if m.same_file(&c.meta)) {
+                        return Ok(Err(self.missed(
+                            slot,
+                            crate::protocol::look::Look::ClaimLost,
+                            Err(e),
+                        )?));
+                    }
+                    // The readers' directory is gone for good (its name is
+                    // never made again): the lock is free, its remains stale.
+                    Ok(Err(self.remove_ended(&snap, Closer::Other)?))
+                }
+                Err(e) if sys::is_persistent(&e) => Err(ctx.dir_error("link", &member, e)),
+                Err(e) => {
+                    self.budget.pause(&ctx, "link", &member, e, Phase::Work)?;
+                    Ok(Err(Step::Waited))
+                }
+                Ok(()) => Ok(Err(Step::Pause)),
+            };
+        }
+        self.budget.ok(&ctx);
+        let c = slot.as_mut().expect("claim present");
+        c.member = Some((epoch.clone(), member.clone()));
+        // Our link succeeded, so the directory was there, and it cannot go
+        // while we are in: an error here says nothing about the epoch.
+        let dir = ctx.retrying("lstat", &epoch, Phase::Work, || ctx.fs.lstat(&epoch))?;
+        match dir {
+            // Made by the opener, not planted under the name after it went.
+            Ok(d) if d.kind == Kind::Dir && d.uid == snap.meta.uid => {
+                if d.nlink > 2 && self.live_seal(&epoch, slot)? {
+                    step_out(&ctx, slot.as_mut().expect("claim present"));
+                    let info = ctx.judge(snap, None, Duration::ZERO, None);
+                    return Ok(Err(self.wait_behind_writer(slot, info)?));
+                }
+            }
+            Ok(_) => {
+                step_out(&ctx, slot.as_mut().expect("claim present"));
+                return Ok(Err(self.remove_ended(&snap, Closer::Other)?));
+            }
+            Err(e) if sys::is_not_found(&e) => {
+                step_out(&ctx, slot.as_mut().expect("claim present"));
+                return Ok(Err(Step::Pause));
+            }
+            Err(e) => {
+                step_out(&ctx, slot.as_mut().expect("claim present"));
+                return Err(ctx.dir_error("lstat", &epoch, e));
+            }
+        }
+        let joined = Joined {
+            epoch,
+            member,
+            lock: snap,
+        };
+        Ok(Ok(joined))
+    }
+
+    /// Whether a writer that is still waiting has sealed `epoch`; stale
+    /// seals are taken down on the way.
+    fn live_seal(&mut self, epoch: &Path, slot: &mut Option<Claim>) -> Result<bool, Error> {
+        let ctx = self.ctx;
+        // Not knowing counts as sealed: the reader steps out and looks
+        // again, rather than overtake a writer it could not see.
+        let names = match ctx.fs.list(epoch) {
+            Ok(n) => n,
+            Err(e) => return Ok(!sys::is_not_found(&e)),
+        };
+        let now = slot.as_ref().map(|c| c.estimate_now(ctx.env));
+        let mut live = false;
+        for name in names {
+            let Some(aux) = ctx.lock.parse_aux(&name) else {
+                continue;
+            };
+            if aux.kind != AuxKind::Claim {
+                continue;
+            }
+            let claim = ctx.lock.in_dir(&name);
+            let gone_here = writer_gone(&ctx, &claim, &aux);
+            let fresh = match ctx.fs.lstat(&claim) {
+                Ok(m) => now.is_none_or(|n| n.secs_since(m.mtime) < SEAL_STALE.as_secs_f64()),
+                Err(e) => !sys::is_not_found(&e),
+            };
+            if fresh && !gone_here {
+                live = true;
+            } else {
+                let _ = ctx.fs.remove_dir(&epoch.join(&name));
+            }
+        }
+        Ok(live)
+    }
+
+    /// A reader that met a writer's seal: busy, or wait for the writer's
+    /// turn to come and go.
+    pub(super) fn wait_behind_writer(
+        &mut self,
+        slot: &mut Option<Claim>,
+        info: LockInfo,
+    ) -> Result<Step, Error> {
+        self.contended = true;
+        self.wait_for_holder(slot, info, None)
+    }
+
+    /// The lock's readers' directory is gone: remove the lock (only the
+    /// instance we read) and look again.
+    pub(super) fn remove_ended(&mut self, snap: &Snapshot, closer: Closer) -> Result<Step, Error> {
+        let ctx = self.ctx;
+        // Whoever closed the epoch removes the lock; everyone else gives
+        // it that time, so that many contenders do not move one lock name
+        // about at once (each removal moves the name aside for a round
+        // trip, and a lock taken in that instant would be displaced).
+        if closer == Closer::Other && self.watched(snap) < ENDED_PATIENCE {
+            return Ok(Step::Pause);
+        }
+        match ctx.fs.lstat(&ctx.lock.path) {
+            Ok(m) if m.same_file(&snap.meta) => {}
+            _ => return Ok(Step::Now),
+        }
+        match remove_ended_lock(&ctx, snap)? {
+            Removal::Denied(why) => {
+                let info = ctx.judge(snap.clone(), None, Duration::ZERO, None);
+                Err(self.busy_error(Some(info), Some(why)))
+            }
+            _ => Ok(Step::Now),
+        }
+    }
+}
