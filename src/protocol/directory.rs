@@ -294,7 +294,7 @@ pub fn sweep_dir(place: Place, dir: &Path, opts: SweepOptions) -> Result<Vec<Act
         for left in ctx.leftovers(&entry.aux, listing.now, None, Sweep::Thorough) {
             if opts.dry_run {
                 actions.push(Action::WouldRemove(left));
-            } else if ctx.remove_leftover(&left) {
+            } else if ctx.remove_leftover(&left, listing.now) {
                 actions.push(Action::Removed(left));
             }
         }

@@ -28,6 +28,15 @@ pub enum Mutant {
     BreakWithoutReverify,
     /// Ages are measured with the client's own clock, not file-system time.
     ClientClockAges,
+    /// A reader ignores writers: it reads while a writer holds the lock
+    /// (in a readers' directory of its own), and joins past seals.
+    ReaderIgnoresWriter,
+    /// A reader joins past writers' seals (and so overtakes a writer that
+    /// waits for the readers before it), but never reads beside a writer.
+    ReaderPassesSeals,
+    /// A writer that finds readers removes the shared lock at once instead
+    /// of sealing and waiting for them to leave.
+    WriterSkipsDrain,
 }
 
 fn on(env: &dyn Env, m: Mutant) -> bool {
@@ -100,4 +109,45 @@ pub(super) fn client_clock(env: &dyn Env, now: Option<FsTime>) -> Option<FsTime>
     }
     let wall = env.wall_clock().duration_since(SystemTime::UNIX_EPOCH);
     wall.ok().map(|d| FsTime(d.as_nanos() as i128))
+}
+
+/// ReaderIgnoresWriter and ReaderPassesSeals, in `join`: the seal check
+/// is skipped.
+pub(super) fn ignores_seals(env: &dyn Env) -> bool {
+    on(env, Mutant::ReaderIgnoresWriter) || on(env, Mutant::ReaderPassesSeals)
+}
+
+/// ReaderIgnoresWriter, on a writer's lock: "in" through a readers'
+/// directory of its own, beside the writer.
+pub(super) fn read_anyway(
+    ctx: &Ctx,
+    c: &mut Claim,
+    lock: &super::Snapshot,
+) -> Option<super::shared::Joined> {
+    if !on(ctx.env, Mutant::ReaderIgnoresWriter) {
+        return None;
+    }
+    let epoch = super::shared::epoch_dir(ctx.lock, c.path.file_name()?)?;
+    let member = epoch.join(c.path.file_name()?);
+    ctx.fs.make_dir(&epoch).ok()?;
+    if ctx.fs.hard_link(&c.path, &member).is_err() {
+        let _ = ctx.fs.remove_dir(&epoch);
+        return None;
+    }
+    c.member = Some((epoch.clone(), member.clone()));
+    c.epoch_spent = true;
+    Some(super::shared::Joined {
+        epoch,
+        member,
+        lock: lock.clone(),
+    })
+}
+
+/// WriterSkipsDrain: the readers' lock is removed as if it were free.
+pub(super) fn skip_drain(ctx: &Ctx, lock: &super::Snapshot) -> bool {
+    if !on(ctx.env, Mutant::WriterSkipsDrain) {
+        return false;
+    }
+    let _ = ctx.remove_instance(lock, super::removal::Same::Instance);
+    true
 }

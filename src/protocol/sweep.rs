@@ -8,7 +8,7 @@ use crate::fs::{FsTime, Kind};
 use crate::names::{AuxKind, AuxName};
 use crate::record::{self, Content, READ_LIMIT};
 use crate::stale::{self, Liveness};
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -45,7 +45,7 @@ impl Ctx<'_> {
             .collect();
         let mut removed = 0;
         for left in self.leftovers(&ours, now, keep, depth) {
-            if self.remove_leftover(&left) {
+            if self.remove_leftover(&left, now) {
                 self.env.event(Event::Swept { path: &left.path });
                 removed += 1;
             }
@@ -105,7 +105,9 @@ impl Ctx<'_> {
                 // writers; a sweep takes only one that no lock names and
                 // that nobody has touched for long (an opener that died
                 // before it published its lock).
-                AuxKind::Epoch if depth == Sweep::Thorough => self.orphan_epoch(&path, now),
+                AuxKind::Epoch if depth == Sweep::Thorough => {
+                    now.and_then(|now| self.orphan_epoch(&path, now))
+                }
                 AuxKind::Epoch => None,
                 AuxKind::Claim
                 | AuxKind::Share
@@ -124,39 +126,40 @@ impl Ctx<'_> {
 
     /// Removes one leftover: a file, or an orphan readers' directory with
     /// the stale readers, pins and seals judged in it. Whether it went.
-    pub(super) fn remove_leftover(&self, left: &Leftover) -> bool {
+    pub(super) fn remove_leftover(&self, left: &Leftover, now: Option<FsTime>) -> bool {
         let name = left.path.file_name().unwrap_or_default();
         if self.lock.parse_aux(name).map(|a| a.kind) != Some(AuxKind::Epoch) {
             return self.fs.unlink(&left.path).is_ok();
         }
+        // Judged again one by one: only what is stale goes.
         for entry in self.fs.list(&left.path).unwrap_or_default() {
             let path = left.path.join(&entry);
-            match self.lock.parse_aux(&entry).map(|a| a.kind) {
-                Some(AuxKind::Claim) => {
-                    let _ = self.fs.remove_dir(&path);
-                }
-                Some(_) => {
-                    let _ = self.fs.unlink(&path);
-                }
-                None if super::epoch::is_readers_pin(self.lock, &entry) => {
-                    let _ = self.fs.unlink(&path);
-                }
-                None => {}
+            if !self.epoch_entry_stale(&entry, &path, now) {
+                continue;
             }
+            let _ = match self.lock.parse_aux(&entry).map(|a| a.kind) {
+                Some(AuxKind::Claim) => self.fs.remove_dir(&path),
+                _ => self.fs.unlink(&path),
+            };
         }
         self.fs.remove_dir(&left.path).is_ok()
     }
 
     /// Why the readers' directory at `path` is a leftover: a directory of
-    /// ours that the lock does not name, in which every reader (and every
-    /// breaker's pin of one) is stale by the usual rules and every seal's
-    /// writer is gone. Nobody joins it: readers join only the directory the
-    /// lock's record names. Even if the lock is read in the instant a
-    /// remover's pin has moved it aside, only stale readers are judged
-    /// gone, which any writer may break.
-    fn orphan_epoch(&self, path: &Path, now: Option<FsTime>) -> Option<String> {
+    /// ours that the lock does not name, unchanged for [`ORPHAN_AGE`] (an
+    /// opener makes it just before it publishes its lock), in which every
+    /// reader (and every breaker's pin of one) is stale by the usual rules
+    /// and every seal's writer is gone. Nobody joins it: readers join only
+    /// the directory the lock's record names. Even if the lock is read in
+    /// the instant a remover's pin has moved it aside, only stale readers
+    /// are judged gone, which any writer may break.
+    fn orphan_epoch(&self, path: &Path, now: FsTime) -> Option<String> {
         let meta = self.fs.lstat(path).ok()?;
-        if meta.kind != Kind::Dir || meta.uid != self.env.identity().uid {
+        let age = now.secs_since(meta.ctime);
+        if meta.kind != Kind::Dir
+            || meta.uid != self.env.identity().uid
+            || age <= ORPHAN_AGE.as_secs_f64()
+        {
             return None;
         }
         if let Ok((m, Some(bytes))) = self.fs.read(&self.lock.path, READ_LIMIT) {
@@ -171,20 +174,26 @@ impl Ctx<'_> {
             }
         }
         for entry in self.fs.list(path).ok()? {
-            let inside = path.join(&entry);
-            let gone = match self.lock.parse_aux(&entry).map(|a| a.kind) {
-                Some(AuxKind::Share) => self.stale_reader(&inside, now),
-                Some(AuxKind::Claim) => super::epoch::seal_is_stale(self, &entry, now),
-                None if super::epoch::is_readers_pin(self.lock, &entry) => {
-                    self.stale_reader(&inside, now)
-                }
-                _ => false,
-            };
-            if !gone {
+            if !self.epoch_entry_stale(&entry, &path.join(&entry), Some(now)) {
                 return None;
             }
         }
-        Some("readers' directory that no lock names, with no live reader in it".into())
+        Some(format!(
+            "readers' directory that no lock names, with no live reader in it, left {} ago",
+            crate::duration::human(Duration::try_from_secs_f64(age).unwrap_or(Duration::MAX))
+        ))
+    }
+
+    /// Whether `entry` of a readers' directory (at `path`) is stale: a
+    /// reader or a breaker's pin of one by the usual rules, a seal whose
+    /// writer is gone. Anything else is not ours to judge.
+    fn epoch_entry_stale(&self, entry: &OsStr, path: &Path, now: Option<FsTime>) -> bool {
+        match self.lock.parse_aux(entry).map(|a| a.kind) {
+            Some(AuxKind::Share) => self.stale_reader(path, now),
+            Some(AuxKind::Claim) => super::epoch::seal_is_stale(self, entry, now),
+            None if super::epoch::is_readers_pin(self.lock, entry) => self.stale_reader(path, now),
+            _ => false,
+        }
     }
 
     /// Whether the reader whose link (or pin) is `path` is stale.

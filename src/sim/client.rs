@@ -58,6 +58,14 @@ fn short(name: &OsStr) -> String {
     if s == LOCK {
         return "LOCK".into();
     }
+    // A breaker's name for a reader's link: `.<link>.nfslock-<kind>...`.
+    if let Some(i) = s
+        .rfind(".nfslock-")
+        .filter(|&i| s[..i].contains(".nfslock-"))
+    {
+        let inner = OsStr::new(&s[1..i]);
+        return format!("{}({})", short(OsStr::new(&s[i..])), short(inner));
+    }
     match s.split_once(".nfslock-") {
         Some((_, rest)) => {
             let mut parts = rest.split('.');

@@ -186,9 +186,15 @@ fn readers_and_writers_keep_every_invariant() {
 /// The first seed in `1..=limit` on which `mutant` breaks an invariant
 /// that the correct protocol keeps on the same seed.
 fn catches(mutant: Mutant, limit: u64, acquisitions: u64) -> u64 {
+    catches_with(mutant, limit, acquisitions, false)
+}
+
+/// [`catches`], with readers among the clients or not.
+fn catches_with(mutant: Mutant, limit: u64, acquisitions: u64, readers: bool) -> u64 {
     for seed in 1..=limit {
         let mut cfg = Config::new(seed, acquisitions);
         cfg.mutant = mutant;
+        cfg.readers = readers;
         if let Some(v) = run(&cfg).violation {
             eprintln!(
                 "{mutant:?} caught by seed {seed}: {}",
@@ -224,6 +230,38 @@ fn catches_ages_from_the_clients_clock() {
     catches(Mutant::ClientClockAges, 100, 60);
 }
 
+#[test]
+fn catches_a_reader_that_ignores_writers() {
+    catches_with(Mutant::ReaderIgnoresWriter, 100, 60, true);
+}
+
+/// Passing seals gives no second holder, only an overtaken writer: the
+/// writer-preference check is what catches it.
+#[test]
+fn catches_a_reader_that_overtakes_a_waiting_writer() {
+    let found = (1..=200).find_map(|seed| {
+        let mut cfg = Config::new(seed, 100);
+        cfg.mutant = Mutant::ReaderPassesSeals;
+        cfg.readers = true;
+        run(&cfg).violation.map(|v| (cfg, v))
+    });
+    let (mut cfg, v) = found.expect("the simulator did not catch ReaderPassesSeals");
+    assert!(
+        v.contains("writer preference"),
+        "{}",
+        v.lines().next().unwrap_or("")
+    );
+    cfg.mutant = Mutant::None;
+    if let Some(v) = run(&cfg).violation {
+        panic!("the correct protocol fails this seed too:\n{v}");
+    }
+}
+
+#[test]
+fn catches_a_writer_that_does_not_wait_for_readers() {
+    catches_with(Mutant::WriterSkipsDrain, 100, 60, true);
+}
+
 /// Same seed, same run: everything that decides is drawn from the seed.
 /// With `SIM_SEED` set, replays that seed and prints its trace.
 #[test]
@@ -244,6 +282,9 @@ fn replay() {
                 "blind-release" => Mutant::BlindRelease,
                 "break-no-verify" => Mutant::BreakWithoutReverify,
                 "client-clock" => Mutant::ClientClockAges,
+                "reader-ignores-writer" => Mutant::ReaderIgnoresWriter,
+                "reader-passes-seals" => Mutant::ReaderPassesSeals,
+                "writer-skips-drain" => Mutant::WriterSkipsDrain,
                 _ => panic!("unknown SIM_MUTANT {m}"),
             };
         }

@@ -265,6 +265,9 @@ pub(super) struct World {
     /// Held instances removed by a justified break.
     broken: BTreeSet<u64>,
     displaced: Vec<Displacement>,
+    /// Readers' links removed by a justified break: a breaker that finds
+    /// the reader refreshed puts the link back.
+    broken_members: BTreeSet<OsString>,
     /// Readers' directories whose shared lock was displaced for good (the
     /// window): their readers are told at their next touch.
     broken_epochs: BTreeMap<OsString, u64>,
@@ -319,6 +322,7 @@ impl World {
             name_at: BTreeMap::new(),
             broken: BTreeSet::new(),
             broken_epochs: BTreeMap::new(),
+            broken_members: BTreeSet::new(),
             displaced: Vec::new(),
             told_lost: BTreeSet::new(),
             disturbed: BTreeMap::new(),
@@ -764,6 +768,7 @@ impl World {
                 .into_iter()
                 .chain(self.members())
                 .chain(self.displaced.iter().map(|d| d.name.clone()))
+                .chain(self.broken_members.iter().cloned())
                 .collect::<BTreeSet<_>>()
                 .into_iter()
                 .map(|n| {
@@ -910,6 +915,9 @@ impl World {
                 if believed && actor != owner {
                     self.broken.insert(ino);
                     self.report.breaks += 1;
+                    if is_member(name) {
+                        self.broken_members.insert(name.to_owned());
+                    }
                 }
                 let line = format!(
                     "oracle: instance {ino} of {} removed by {} ({why})",
@@ -1004,7 +1012,15 @@ impl World {
                 continue;
             }
             if let Some(i) = c.holding {
-                if self.broken.contains(&i) || self.displaced_now(i) || c.phase == Phase::Releasing
+                // A reader whose lock was displaced for good leaves at its
+                // next touch, taking its link out before it is told.
+                let epoch_gone = c.shared
+                    && MemFs::parent(&c.lock_name)
+                        .is_some_and(|e| self.broken_epochs.contains_key(e));
+                if self.broken.contains(&i)
+                    || self.displaced_now(i)
+                    || c.phase == Phase::Releasing
+                    || epoch_gone
                 {
                     continue;
                 }
