@@ -12,6 +12,7 @@ use crate::error::Error;
 use crate::fs::{FsTime, Meta};
 use crate::names::AuxKind;
 use crate::record::{self, Record};
+use crate::sys;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -32,6 +33,9 @@ pub(super) struct Claim {
     /// A reader's claim whose readers' directory was made once: that name
     /// is never made again, so another epoch needs another claim.
     pub(super) epoch_spent: bool,
+    /// A reader's claim whose link a breaker took while it was joining:
+    /// judged stale once, and its breaker removes it, so it is replaced.
+    pub(super) broken: bool,
 }
 
 impl Claim {
@@ -85,6 +89,7 @@ pub(super) fn new_claim(ctx: &Ctx, opts: &AcquireOptions) -> Result<Claim, Error
         member: None,
         seal: None,
         epoch_spent: false,
+        broken: false,
     })
 }
 
@@ -165,6 +170,12 @@ pub(super) fn abandon(ctx: &Ctx, c: &Claim) {
     if super::mutants::abandon_by_return_code(ctx, c) {
         return;
     }
+    // A reader's lock (its claim, when it opened the epoch) is everyone's
+    // who joined: it goes only if we were the last one in.
+    if !abandon_member(ctx, c) {
+        let _ = ctx.unlink_ours(&c.path);
+        return;
+    }
     // I4: retry transient errors here too: giving up on this look would
     // leave a lock that nobody knows it holds.
     if let Ok(Ok(l)) = ctx.lock_meta(&c.meta, Phase::Cleanup) {
@@ -176,11 +187,9 @@ pub(super) fn abandon(ctx: &Ctx, c: &Claim) {
             let _ = ctx.remove_instance(&expected, Same::Instance);
         }
     }
-    abandon_member(ctx, c);
     let _ = ctx.unlink_ours(&c.path);
 }
 
-/// An error path: our claim out of any epoch, and the epoch we opened gone.
 /// Takes down a writer's seal when its wait for those readers is over,
 /// and their directory with it if that left it empty: a directory with
 /// nobody in it is no longer the lock's (the writer moved on because the
@@ -194,15 +203,26 @@ pub(super) fn drop_seal(ctx: &Ctx, c: &mut Claim) {
     }
 }
 
-fn abandon_member(ctx: &Ctx, c: &Claim) {
+/// An error path: our seal down, our claim out of any epoch, and the
+/// epoch gone if nobody else is in it. Whether nobody else is (always,
+/// for a writer).
+fn abandon_member(ctx: &Ctx, c: &Claim) -> bool {
     if let Some(seal) = &c.seal {
         let _ = ctx.fs.remove_dir(seal);
         if let Some(epoch) = seal.parent() {
             let _ = ctx.fs.remove_dir(epoch);
         }
     }
-    if let Some((epoch, member)) = &c.member {
-        let _ = ctx.unlink_ours(member);
-        let _ = ctx.fs.remove_dir(epoch);
-    }
+    let Some((epoch, member)) = &c.member else {
+        return true;
+    };
+    let _ = ctx.unlink_ours(member);
+    let closed = ctx.retrying("rmdir", epoch, Phase::Cleanup, || {
+        match ctx.fs.remove_dir(epoch) {
+            Err(e) if sys::is_not_empty(&e) => Ok(false),
+            Err(e) if sys::is_not_found(&e) => Ok(true),
+            other => other.map(|()| true),
+        }
+    });
+    matches!(closed, Ok(Ok(true)))
 }

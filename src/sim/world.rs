@@ -214,6 +214,9 @@ pub(super) struct Client {
     pub lock_name: OsString,
     /// Its current acquisition is a reader's.
     pub shared: bool,
+    /// It took its own link out of its readers' directory in the current
+    /// operation (a reader that found its lock moved, leaving).
+    pub left: bool,
     /// One of its unlinks in the current operation lost its reply (the
     /// retransmission says ENOENT).
     pub lost_unlink: bool,
@@ -268,6 +271,8 @@ pub(super) struct World {
     /// Readers' links removed by a justified break: a breaker that finds
     /// the reader refreshed puts the link back.
     broken_members: BTreeSet<OsString>,
+    /// When each readers' directory's lock was last moved aside by a pin.
+    epoch_disturbed: BTreeMap<OsString, u64>,
     /// Readers' directories whose shared lock was displaced for good (the
     /// window): their readers are told at their next touch.
     broken_epochs: BTreeMap<OsString, u64>,
@@ -323,6 +328,7 @@ impl World {
             broken: BTreeSet::new(),
             broken_epochs: BTreeMap::new(),
             broken_members: BTreeSet::new(),
+            epoch_disturbed: BTreeMap::new(),
             displaced: Vec::new(),
             told_lost: BTreeSet::new(),
             disturbed: BTreeMap::new(),
@@ -469,6 +475,7 @@ impl World {
             lock_name: OsString::from(LOCK),
             shared: false,
             lost_unlink: false,
+            left: false,
             uncertain: BTreeSet::new(),
             dentries: BTreeMap::new(),
             attrs: BTreeMap::new(),
@@ -836,6 +843,9 @@ impl World {
     }
 
     fn instance_removed(&mut self, actor: usize, name: &OsStr, ino: u64, inode: &Inode) {
+        if actor == inode.creator && is_member(name) {
+            self.clients[actor].left = true;
+        }
         // The shared lock at the lock name is held by its readers (each at
         // its own link), not by the reader that opened it.
         let shared_lock = if is_member(name) {
@@ -934,6 +944,9 @@ impl World {
                     age as f64 / 1e9
                 );
                 self.log(line);
+                if let Some(e) = &shared_lock {
+                    self.epoch_disturbed.insert(e.clone(), self.now);
+                }
                 self.displaced.push(Displacement {
                     ino,
                     by: actor,
@@ -1015,8 +1028,12 @@ impl World {
                 // A reader whose lock was displaced for good leaves at its
                 // next touch, taking its link out before it is told.
                 let epoch_gone = c.shared
-                    && MemFs::parent(&c.lock_name)
-                        .is_some_and(|e| self.broken_epochs.contains_key(e));
+                    && c.left
+                    && MemFs::parent(&c.lock_name).is_some_and(|e| {
+                        self.epoch_disturbed.get(e).is_some_and(|&t| t >= c.since)
+                            || self.broken_epochs.contains_key(e)
+                            || self.displaced.iter().any(|d| d.epoch.as_deref() == Some(e))
+                    });
                 if self.broken.contains(&i)
                     || self.displaced_now(i)
                     || c.phase == Phase::Releasing
@@ -1155,6 +1172,7 @@ impl World {
         let c = &mut self.clients[id];
         c.phase = phase;
         c.lost_unlink = false;
+        c.left = false;
         c.stale_after = stale_after;
         c.since = now;
         c.away_at_begin = c.holding.is_some() && c.holding != lock;
@@ -1294,7 +1312,11 @@ impl World {
             moved_at.is_some() || lock.and_then(|i| Self::epoch_of(&self.fs.inodes[&i])) != epoch;
         // Moved before the touch began: the touch must have seen it.
         let moved_before = moved_at.is_some_and(|t| t < since);
-        let pinned = self.pinned.get(&ino).is_some_and(|&t| t >= since);
+        let pinned = self.pinned.get(&ino).is_some_and(|&t| t >= since)
+            || epoch
+                .as_ref()
+                .and_then(|e| self.epoch_disturbed.get(e))
+                .is_some_and(|&t| t >= since);
         match outcome {
             Outcome::Ok if broken => self.violation(format!(
                 "I1: {what} by {who} succeeded although it was broken as a reader"

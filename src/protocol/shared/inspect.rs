@@ -116,50 +116,16 @@ pub(crate) fn break_shared(
         Err(e) if sys::is_not_found(&e) => Vec::new(),
         Err(e) => return Err(ctx.dir_error("list", &epoch, e)),
     };
-    let by = BreakBy::from_force(opts.force);
     let mut first: Option<BreakOutcome> = None;
     let (mut left, mut seals) = (0, Vec::new());
     for name in names {
         match ctx.lock.parse_aux(&name).map(|a| a.kind) {
             Some(AuxKind::Claim) => seals.push(epoch.join(&name)),
             Some(AuxKind::Share) => {
-                let member = epoch.join(&name);
-                let Ok(sub) = LockPath::new(&member) else {
-                    continue;
-                };
-                let sctx = Ctx { lock: &sub, ..*ctx };
-                let Ok(snap) = ctx.snapshot(&member, Phase::Work)? else {
-                    continue;
-                };
-                let reader = sctx.judge(snap, info.now, Duration::ZERO, opts.older_than);
-                let reason = reader.verdict.stale.clone();
-                if reason.is_none() && !opts.force {
-                    left += 1;
-                    continue;
-                }
-                if opts.dry_run {
-                    first.get_or_insert(BreakOutcome::WouldBreak {
-                        info: reader,
-                        reason,
-                    });
-                    left += 1;
-                    continue;
-                }
-                match sctx.remove_instance(&reader.snapshot, by.same())? {
-                    Removal::Removed | Removal::Gone => {
-                        if let Some(rec) = reader.record() {
-                            let _ = ctx.remove_claim_of(rec, &reader.snapshot.meta);
-                        }
-                        first.get_or_insert(BreakOutcome::Broken {
-                            info: reader,
-                            reason,
-                        });
-                    }
-                    Removal::Denied(why) => {
-                        left += 1;
-                        first.get_or_insert(BreakOutcome::NotPermitted { info: reader, why });
-                    }
-                    _ => left += 1,
+                let (outcome, stays) = break_reader(ctx, &info, &epoch.join(&name), opts)?;
+                left += usize::from(stays);
+                if let Some(o) = outcome {
+                    first.get_or_insert(o);
                 }
             }
             // A dead breaker's pin of a reader: judged as the reader.
@@ -199,4 +165,52 @@ pub(crate) fn break_shared(
         return Ok(first.unwrap_or(BreakOutcome::Broken { info, reason: None }));
     }
     Ok(first.unwrap_or(BreakOutcome::Refused { info }))
+}
+
+/// `break` of one reader (its link `member`): judged by its own claim,
+/// removed if stale (or forced) and still the instance judged. What to
+/// report of it, and whether it is still in.
+fn break_reader(
+    ctx: &Ctx,
+    lock: &LockInfo,
+    member: &Path,
+    opts: BreakOptions,
+) -> Result<(Option<BreakOutcome>, bool), Error> {
+    let Ok(sub) = LockPath::new(member) else {
+        return Ok((None, false));
+    };
+    let sctx = Ctx { lock: &sub, ..*ctx };
+    let Ok(snap) = ctx.snapshot(member, Phase::Work)? else {
+        return Ok((None, false));
+    };
+    let reader = sctx.judge(snap, lock.now, Duration::ZERO, opts.older_than);
+    let reason = reader.verdict.stale.clone();
+    if reason.is_none() && !opts.force {
+        return Ok((None, true));
+    }
+    if opts.dry_run {
+        let o = BreakOutcome::WouldBreak {
+            info: reader,
+            reason,
+        };
+        return Ok((Some(o), true));
+    }
+    let by = BreakBy::from_force(opts.force);
+    Ok(match sctx.remove_instance(&reader.snapshot, by.same())? {
+        // Gone by itself: the reader left (its claim may be in use again);
+        // nothing was broken.
+        Removal::Gone => (None, false),
+        Removal::Removed => {
+            if let Some(rec) = reader.record() {
+                let _ = ctx.remove_claim_of(rec, &reader.snapshot.meta);
+            }
+            let o = BreakOutcome::Broken {
+                info: reader,
+                reason,
+            };
+            (Some(o), false)
+        }
+        Removal::Denied(why) => (Some(BreakOutcome::NotPermitted { info: reader, why }), true),
+        _ => (None, true),
+    })
 }

@@ -42,7 +42,9 @@ pub(super) fn close_own_epoch(ctx: &Ctx, c: &mut Claim) {
 /// Takes our claim out of an epoch we joined and will not stay in.
 pub(super) fn step_out(ctx: &Ctx, c: &mut Claim) {
     if let Some((_, member)) = c.member.take() {
-        let _ = ctx.unlink_ours(&member);
+        let out = ctx.retrying("unlink", &member, Phase::Cleanup, || ctx.fs.unlink(&member));
+        // Gone before we took it out: a breaker judged us stale.
+        c.broken |= matches!(out, Ok(Err(e)) if sys::is_not_found(&e));
     }
 }
 

@@ -12,6 +12,12 @@ impl Attempts<'_> {
         slot: &mut Option<Claim>,
     ) -> Result<Result<Joined, Step>, Error> {
         let ctx = self.ctx;
+        if slot.as_ref().is_some_and(|c| c.broken) {
+            // Its breaker removes it: a new claim, not a race with that.
+            let spent = slot.take().expect("claim present");
+            let _ = ctx.unlink_ours(&spent.path);
+            *slot = Some(crate::protocol::claim::new_claim(&ctx, self.opts)?);
+        }
         let snap = match ctx.snapshot(&ctx.lock.path, Phase::Work)? {
             Ok(s) => s,
             Err(e) if sys::is_not_found(&e) => {
@@ -53,7 +59,12 @@ impl Attempts<'_> {
         let epoch = epoch_dir(ctx.lock, name_of(&c.path)).expect("a reader's claim name");
         let member = epoch.join(name_of(&c.path));
         if c.member.is_none() {
-            let made = ctx.retrying("mkdir", &epoch, Phase::Work, || ctx.fs.make_dir(&epoch))?;
+            // Given up (the deadline): it may have been made unseen.
+            let made = ctx
+                .retrying("mkdir", &epoch, Phase::Work, || ctx.fs.make_dir(&epoch))
+                .inspect_err(|_| {
+                    let _ = ctx.fs.remove_dir(&epoch);
+                })?;
             match made {
                 Ok(()) => {}
                 // A retransmitted mkdir of ours: the name is fresh.
@@ -67,9 +78,14 @@ impl Attempts<'_> {
             }
             // A link that reports success was made (only failures can be
             // false, after a lost reply): look only then.
-            let linked = ctx.retrying("link", &member, Phase::Work, || {
-                ctx.fs.hard_link(&c.path, &member)
-            })?;
+            let linked = ctx
+                .retrying("link", &member, Phase::Work, || {
+                    ctx.fs.hard_link(&c.path, &member)
+                })
+                .inspect_err(|_| {
+                    let _ = ctx.unlink_ours(&member);
+                    let _ = ctx.fs.remove_dir(&epoch);
+                })?;
             match linked.as_ref().map_err(|_| ctx.fs.lstat(&member)) {
                 Ok(()) => {}
                 Err(Ok(m)) if m.same_file(&c.meta) => {}

@@ -30,8 +30,13 @@ impl Attempts<'_> {
         }
         let seal = epoch.join(name_of(&c.path));
         match ctx.fs.make_dir(&seal) {
+            // There already: ours from an earlier try, or made unseen (a
+            // lost reply); the name is our claim's, so it is ours to take
+            // down either way.
             Ok(()) => slot.as_mut().expect("claim present").seal = Some(seal.clone()),
-            Err(e) if sys::is_exists(&e) => {}
+            Err(e) if sys::is_exists(&e) => {
+                slot.as_mut().expect("claim present").seal = Some(seal.clone())
+            }
             Err(e) if sys::is_not_found(&e) => {
                 return self.remove_ended(&info.snapshot, Closer::Other)
             }
@@ -175,7 +180,10 @@ impl Attempts<'_> {
             return Ok(false);
         }
         match sctx.remove_instance(&info.snapshot, Same::Unrefreshed)? {
-            Removal::Removed | Removal::Gone => {
+            // Gone by itself: the reader left, and may be joining again
+            // with the same claim, which is not ours to remove.
+            Removal::Gone => Ok(true),
+            Removal::Removed => {
                 ctx.env.event(Event::Broke {
                     path: member,
                     info: &info,
