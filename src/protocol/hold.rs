@@ -139,7 +139,12 @@ fn own_reader(
         return Ok(None);
     }
     let me = ctx.env.identity();
-    match shared::find_reader(ctx, snap, &|r| owns(r, who, me))? {
+    // A reader's name carries its pid and its token: read only those.
+    let name_may = |aux: &crate::names::AuxName| match who {
+        Who::Owner(o) => aux.pid == o.pid,
+        Who::Token(t) => aux.nonce == *t,
+    };
+    match shared::find_reader(ctx, snap, &name_may, &|r| owns(r, who, me))? {
         Some((claim, joined, _)) => Ok(Some((claim, joined))),
         None => Err(lost(
             ctx,

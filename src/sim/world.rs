@@ -828,6 +828,7 @@ impl World {
             self.instance_removed(actor, name, ino, &inode);
         }
         if let Some(j) = after {
+            self.broken_members.remove(name);
             if self.broken.remove(&j) {
                 self.log(format!("oracle: instance {j} is back at the lock name"));
             }
@@ -1294,7 +1295,9 @@ impl World {
         let member = self.clients[id].lock_name.clone();
         let epoch = MemFs::parent(&member).map(OsStr::to_owned);
         let in_epoch = self.ino_at(&member) == Some(ino);
-        let broken = self.broken.contains(&ino);
+        // Broken as a reader, at its link (an opener's claim is also the
+        // lock, which the removal window can break for all its readers).
+        let broken = self.broken.contains(&ino) && self.broken_members.contains(&member);
         let lock = self.ino_at(OsStr::new(LOCK));
         let since = self.clients[id].since;
         // When its lock left the lock name for good (or for a pin).

@@ -3,6 +3,7 @@
 //! and `break`.
 
 use super::*;
+use std::ffi::OsString;
 
 /// The readers of a shared lock and the writers waiting for them, for
 /// `status` and `list`.
@@ -20,6 +21,7 @@ pub struct Readers {
 pub(crate) fn find_reader(
     ctx: &Ctx,
     snap: &Snapshot,
+    name_may: &dyn Fn(&crate::names::AuxName) -> bool,
     matches: &dyn Fn(&Record) -> bool,
 ) -> Result<Option<(PathBuf, Joined, Record)>, Error> {
     let Some(epoch) = shared_record(snap).and_then(|rec| epoch_dir(ctx.lock, &rec.claim)) else {
@@ -30,9 +32,13 @@ pub(crate) fn find_reader(
         Err(e) if sys::is_not_found(&e) => return Ok(None),
         Err(e) => return Err(ctx.dir_error("list", &epoch, e)),
     };
+    // The newest of several: an owner's older link is one a failed
+    // release left behind.
+    let mut found: Option<(crate::fs::FsTime, OsString, Record)> = None;
     for name in names {
-        if ctx.lock.parse_aux(&name).map(|a| a.kind) != Some(AuxKind::Share) {
-            continue;
+        match ctx.lock.parse_aux(&name) {
+            Some(aux) if aux.kind == AuxKind::Share && name_may(&aux) => {}
+            _ => continue,
         }
         let member = epoch.join(&name);
         let s = match ctx.snapshot(&member, Phase::Work)? {
@@ -44,17 +50,19 @@ pub(crate) fn find_reader(
             continue;
         };
         if let Content::Ours(r) = record::trusted(bytes, s.meta.uid) {
-            if matches(&r) {
-                let joined = Joined {
-                    epoch: epoch.clone(),
-                    member,
-                    lock: snap.clone(),
-                };
-                return Ok(Some((ctx.lock.in_dir(&name), joined, r)));
+            if matches(&r) && found.as_ref().is_none_or(|(t, _, _)| s.meta.mtime > *t) {
+                found = Some((s.meta.mtime, name, r));
             }
         }
     }
-    Ok(None)
+    Ok(found.map(|(_, name, r)| {
+        let joined = Joined {
+            epoch: epoch.clone(),
+            member: epoch.join(&name),
+            lock: snap.clone(),
+        };
+        (ctx.lock.in_dir(&name), joined, r)
+    }))
 }
 
 impl Ctx<'_> {
