@@ -347,7 +347,9 @@ impl Ctx<'_> {
             // Other names may link a claim too (a dead breaker's guard, a
             // dead remover's private name): only the lock itself makes it
             // worth keeping, and then it is not a leftover.
-            if meta.nlink != 1 {
+            // A reader's claim is never needed by name: a shared lock
+            // lives at the lock name and in its readers' directory.
+            if meta.nlink != 1 && !rec.shared {
                 // Retried and confirmed like every give-up path's look: one
                 // EIO here used to leave the claim behind (seed 3000520).
                 let lock =

@@ -1026,15 +1026,11 @@ impl World {
                 continue;
             }
             if let Some(i) = c.holding {
-                // A reader whose lock was displaced for good leaves at its
-                // next touch, taking its link out before it is told.
-                let epoch_gone = c.shared
-                    && c.left
-                    && MemFs::parent(&c.lock_name).is_some_and(|e| {
-                        self.epoch_disturbed.get(e).is_some_and(|&t| t >= c.since)
-                            || self.broken_epochs.contains_key(e)
-                            || self.displaced.iter().any(|d| d.epoch.as_deref() == Some(e))
-                    });
+                // A reader that took its own link out in this operation is
+                // leaving (it found itself broken or its lock moved): that
+                // never overlaps anyone, and what it is told is judged when
+                // the operation ends.
+                let epoch_gone = c.shared && c.left;
                 if self.broken.contains(&i)
                     || self.displaced_now(i)
                     || c.phase == Phase::Releasing
@@ -1170,13 +1166,18 @@ impl World {
     pub fn begin(&mut self, id: usize, phase: Phase, stale_after: Option<Duration>) {
         let now = self.now;
         let lock = self.lock_of(id);
+        // A reader whose lock is moved aside by a pin as it begins.
+        let epoch = MemFs::parent(&self.clients[id].lock_name).map(OsStr::to_owned);
+        let epoch_away = self.clients[id].shared
+            && epoch.is_some()
+            && self.displaced.iter().any(|d| d.epoch == epoch);
         let c = &mut self.clients[id];
         c.phase = phase;
         c.lost_unlink = false;
         c.left = false;
         c.stale_after = stale_after;
         c.since = now;
-        c.away_at_begin = c.holding.is_some() && c.holding != lock;
+        c.away_at_begin = c.holding.is_some() && (c.holding != lock || epoch_away);
         let line = format!("{} begins {phase:?}", self.who(id));
         self.log(line);
     }
@@ -1316,6 +1317,7 @@ impl World {
         // Moved before the touch began: the touch must have seen it.
         let moved_before = moved_at.is_some_and(|t| t < since);
         let pinned = self.pinned.get(&ino).is_some_and(|&t| t >= since)
+            || self.clients[id].away_at_begin
             || epoch
                 .as_ref()
                 .and_then(|e| self.epoch_disturbed.get(e))

@@ -181,6 +181,7 @@ impl Attempts<'_> {
         let c = slot.as_ref().expect("claim present");
         let member = epoch.join(name_of(&c.path));
         let linked = ctx.fs.hard_link(&c.path, &member);
+        let unseen = linked.is_err();
         let inside =
             linked.is_ok() || matches!(ctx.fs.lstat(&member), Ok(m) if m.same_file(&c.meta));
         if !inside {
@@ -219,7 +220,10 @@ impl Attempts<'_> {
                     true => crate::fs::Meta { nlink: 2, ..d },
                     false => d,
                 };
-                if d.nlink > 2 && self.live_seal(&epoch, slot)? {
+                // The link count is a hint from the reply to our link; a
+                // link whose reply was lost leaves a cached count, so then
+                // the directory is listed.
+                if (d.nlink > 2 || unseen) && self.live_seal(&epoch, slot)? {
                     step_out(&ctx, slot.as_mut().expect("claim present"));
                     let info = ctx.judge(snap, None, Duration::ZERO, None);
                     return Ok(Err(self.wait_behind_writer(slot, info)?));
