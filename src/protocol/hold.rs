@@ -318,8 +318,8 @@ impl Ctx<'_> {
         };
         let me = self.env.identity();
         let mut lock_now: Option<Result<Option<Meta>, ()>> = None;
-        for name in names {
-            let Some(aux) = self.lock.parse_aux(&name) else {
+        for name in &names {
+            let Some(aux) = self.lock.parse_aux(name) else {
                 continue;
             };
             // A claim's name carries the pid of the process that made it,
@@ -332,7 +332,7 @@ impl Ctx<'_> {
             if !plausible {
                 continue;
             }
-            let path = self.lock.in_dir(&name);
+            let path = self.lock.in_dir(name);
             let Ok(Ok((meta, Some(bytes)))) = self.retrying("read", &path, Phase::Cleanup, || {
                 self.fs.read(&path, READ_LIMIT)
             }) else {
@@ -363,7 +363,27 @@ impl Ctx<'_> {
                     continue;
                 }
             }
+            if rec.shared {
+                self.leave_epochs(&names, name);
+            }
             let _ = self.unlink_ours(&path);
+        }
+    }
+
+    /// A reader told it is no longer in: its link out of whichever readers'
+    /// directory (of `names`, the listing) still has it, and the directory
+    /// it opened itself if that leaves it empty (no lock names it now).
+    fn leave_epochs(&self, names: &[std::ffi::OsString], claim: &std::ffi::OsStr) {
+        let own = shared::epoch_dir(self.lock, claim);
+        for name in names {
+            if self.lock.parse_aux(name).map(|a| a.kind) != Some(crate::names::AuxKind::Epoch) {
+                continue;
+            }
+            let epoch = self.lock.in_dir(name);
+            let _ = self.unlink_ours(&epoch.join(claim));
+            if own.as_deref() == Some(epoch.as_path()) {
+                let _ = self.fs.remove_dir(&epoch);
+            }
         }
     }
 }

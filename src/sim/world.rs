@@ -829,7 +829,10 @@ impl World {
         }
         if let Some(j) = after {
             self.broken_members.remove(name);
-            if self.broken.remove(&j) {
+            // A shared lock back at the lock name restores no reader: each
+            // is in by its own link (the opener's claim is both).
+            let shared_lock = !is_member(name) && Self::epoch_of(&self.fs.inodes[&j]).is_some();
+            if !shared_lock && self.broken.remove(&j) {
                 self.log(format!("oracle: instance {j} is back at the lock name"));
             }
             self.displaced.retain(|d| d.ino != j);
