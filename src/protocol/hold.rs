@@ -139,9 +139,10 @@ fn own_reader(
         return Ok(None);
     }
     let me = ctx.env.identity();
-    // A reader's name carries its pid and its token: read only those.
+    // A reader's name carries its token, and the host (not the owner's
+    // pid: the process that made it): read only those that may match.
     let name_may = |aux: &crate::names::AuxName| match who {
-        Who::Owner(o) => aux.pid == o.pid,
+        Who::Owner(_) => ctx.lock.spells_host(&aux.host, &me.host),
         Who::Token(t) => aux.nonce == *t,
     };
     match shared::find_reader(ctx, snap, &name_may, &|r| owns(r, who, me))? {
