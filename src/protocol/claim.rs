@@ -33,8 +33,9 @@ pub(super) struct Claim {
     /// A reader's claim whose readers' directory was made once: that name
     /// is never made again, so another epoch needs another claim.
     pub(super) epoch_spent: bool,
-    /// A reader's claim whose link a breaker took while it was joining:
-    /// judged stale once, and its breaker removes it, so it is replaced.
+    /// A reader's claim to replace before the next try: a breaker took its
+    /// link while it was joining (and removes the claim), or it became the
+    /// lock of readers who joined while its opener could not see it.
     pub(super) broken: bool,
 }
 

@@ -372,8 +372,10 @@ impl Ctx<'_> {
     }
 
     /// A reader told it is no longer in: its link out of whichever readers'
-    /// directory (of `names`, the listing) still has it, and the directory
-    /// it opened itself if that leaves it empty (no lock names it now).
+    /// directory (of `names`, the listing) still has it, and that directory
+    /// too if it was the last one in (an empty readers' directory holds
+    /// nobody, whether a lock still names it or not), and the one it opened
+    /// itself if that is empty.
     fn leave_epochs(&self, names: &[std::ffi::OsString], claim: &std::ffi::OsStr) {
         let own = shared::epoch_dir(self.lock, claim);
         for name in names {
@@ -381,8 +383,8 @@ impl Ctx<'_> {
                 continue;
             }
             let epoch = self.lock.in_dir(name);
-            let _ = self.unlink_ours(&epoch.join(claim));
-            if own.as_deref() == Some(epoch.as_path()) {
+            let was_in = self.fs.unlink(&epoch.join(claim)).is_ok();
+            if was_in || own.as_deref() == Some(epoch.as_path()) {
                 let _ = self.fs.remove_dir(&epoch);
             }
         }

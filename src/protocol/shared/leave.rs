@@ -27,16 +27,21 @@ pub(super) fn last_out(ctx: &Ctx, claim: &Path, lock: &Snapshot) -> Result<Remov
 
 /// Takes our claim out of the epoch we opened but did not publish (or
 /// whose lock vanished), and the directory with it unless a reader got in.
-pub(super) fn close_own_epoch(ctx: &Ctx, c: &mut Claim) {
-    if let Some((epoch, member)) = c.member.take() {
-        let _ = ctx.unlink_ours(&member);
-        let _ = ctx.retrying("rmdir", &epoch, Phase::Cleanup, || {
-            match ctx.fs.remove_dir(&epoch) {
-                Err(e) if sys::is_not_empty(&e) => Ok(()),
-                other => other,
-            }
-        });
-    }
+/// Whether nobody else is in (then our claim's lock, if it is one, is ours
+/// alone to give up; otherwise it is theirs).
+pub(super) fn close_own_epoch(ctx: &Ctx, c: &mut Claim) -> bool {
+    let Some((epoch, member)) = c.member.take() else {
+        return true;
+    };
+    let _ = ctx.unlink_ours(&member);
+    let closed = ctx.retrying("rmdir", &epoch, Phase::Cleanup, || {
+        match ctx.fs.remove_dir(&epoch) {
+            Err(e) if sys::is_not_empty(&e) => Ok(false),
+            Err(e) if sys::is_not_found(&e) => Ok(true),
+            other => other.map(|()| true),
+        }
+    });
+    matches!(closed, Ok(Ok(true)))
 }
 
 /// Takes our claim out of an epoch we joined and will not stay in.

@@ -117,14 +117,20 @@ impl Attempts<'_> {
                 Ok(Ok(joined))
             }
             crate::protocol::look::Look::Busy(snap) => {
-                close_own_epoch(&ctx, slot.as_mut().expect("claim present"));
+                let _ = close_own_epoch(&ctx, slot.as_mut().expect("claim present"));
                 match shared_record(&snap) {
                     Some(rec) => self.join(slot, snap, &rec),
                     None => Ok(Err(self.busy(slot, snap)?)),
                 }
             }
             other => {
-                close_own_epoch(&ctx, slot.as_mut().expect("claim present"));
+                if !close_own_epoch(&ctx, slot.as_mut().expect("claim present")) {
+                    // Readers joined through our lock while we could not see
+                    // it (moved aside by a pin): it is theirs now, and our
+                    // claim's name goes before the next try.
+                    slot.as_mut().expect("claim present").broken = true;
+                    return Ok(Err(Step::Now));
+                }
                 Ok(Err(self.missed(slot, other, linked)?))
             }
         }
