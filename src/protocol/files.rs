@@ -86,7 +86,12 @@ impl Ctx<'_> {
                         break;
                     }
                     Err(e) if sys::is_transient(&e) => {
-                        budget.pause(self, "create", &path, e, phase)?
+                        if let Err(given_up) = budget.pause(self, "create", &path, e, phase) {
+                            // The create may have been done unseen (EIO
+                            // after the server did it): not ours to leave.
+                            let _ = self.remove_if_ours(&path, data.len(), Phase::Cleanup);
+                            return Err(given_up);
+                        }
                     }
                     // ENOENT for a new name in a directory that is there:
                     // the client's view lags (seen on the NFS lab); retry.
