@@ -197,10 +197,17 @@ pub(super) fn abandon(ctx: &Ctx, c: &Claim) {
 /// lock changed) or is closed by the writer itself next.
 pub(super) fn drop_seal(ctx: &Ctx, c: &mut Claim) {
     if let Some(seal) = c.seal.take() {
-        let _ = ctx.fs.remove_dir(&seal);
-        if let Some(epoch) = seal.parent() {
-            let _ = ctx.fs.remove_dir(epoch);
-        }
+        take_down_seal(ctx, &seal);
+    }
+}
+
+/// Removes our seal (transient errors retried: one left behind keeps its
+/// readers' directory from ever going), then its directory if that left it
+/// empty.
+fn take_down_seal(ctx: &Ctx, seal: &std::path::Path) {
+    let _ = ctx.retrying("rmdir", seal, Phase::Cleanup, || ctx.fs.remove_dir(seal));
+    if let Some(epoch) = seal.parent() {
+        let _ = ctx.fs.remove_dir(epoch);
     }
 }
 
@@ -209,10 +216,7 @@ pub(super) fn drop_seal(ctx: &Ctx, c: &mut Claim) {
 /// for a writer).
 fn abandon_member(ctx: &Ctx, c: &Claim) -> bool {
     if let Some(seal) = &c.seal {
-        let _ = ctx.fs.remove_dir(seal);
-        if let Some(epoch) = seal.parent() {
-            let _ = ctx.fs.remove_dir(epoch);
-        }
+        take_down_seal(ctx, seal);
     }
     let Some((epoch, member)) = &c.member else {
         return true;
