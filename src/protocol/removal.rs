@@ -216,8 +216,14 @@ impl Ctx<'_> {
                     // Our link failed, or it took and the owner has released
                     // the lock since. Only a holder that still has its claim
                     // (a second link to the inode) wants it back.
+                    // A shared lock is wanted while its readers' directory
+                    // is there: its readers hold it by their own links, and
+                    // its opener's claim may be long gone.
+                    let readers_in = super::epoch::shared_record(&moved)
+                        .and_then(|r| super::epoch::epoch_dir(self.lock, &r.claim))
+                        .is_some_and(|e| self.fs.lstat(&e).is_ok());
                     let wanted = match self.snapshot(private, Phase::Cleanup)? {
-                        Ok(p) => p.meta.same_file(&moved.meta) && p.meta.nlink >= 2,
+                        Ok(p) => p.meta.same_file(&moved.meta) && (p.meta.nlink >= 2 || readers_in),
                         Err(_) => false,
                     };
                     if !wanted {
