@@ -495,17 +495,17 @@ pub fn is_persistent(e: &io::Error) -> bool {
     )
 }
 
-/// Everything else is treated as a moment's trouble: EIO, ESTALE and
-/// ETIMEDOUT from NFS, but also whatever odd errno a client maps a failed
-/// call to (one FUSE client gives EFAULT for a read of a file another host
-/// just removed). The caller looks at what really happened and retries
-/// with a backoff until `--io-timeout`.
 /// rmdir(2) of a directory with names in it (POSIX allows EEXIST too).
 pub fn is_not_empty(e: &io::Error) -> bool {
     use nix::libc::*;
     matches!(e.raw_os_error(), Some(ENOTEMPTY | EEXIST))
 }
 
+/// Everything else is treated as a moment's trouble: EIO, ESTALE and
+/// ETIMEDOUT from NFS, but also whatever odd errno a client maps a failed
+/// call to (one FUSE client gives EFAULT for a read of a file another host
+/// just removed). The caller looks at what really happened and retries
+/// with a backoff until `--io-timeout`.
 pub fn is_transient(e: &io::Error) -> bool {
     !is_persistent(e) && !is_not_found(e) && !is_exists(e)
 }

@@ -12,7 +12,6 @@ use crate::error::Error;
 use crate::fs::{FsTime, Meta};
 use crate::names::AuxKind;
 use crate::record::{self, Record};
-use crate::sys;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -30,13 +29,12 @@ pub(super) struct Claim {
     pub(super) member: Option<(PathBuf, PathBuf)>,
     /// A writer's seal on the readers' directory it waits for.
     pub(super) seal: Option<PathBuf>,
-    /// A reader's claim whose readers' directory was made once: that name
-    /// is never made again, so another epoch needs another claim.
-    pub(super) epoch_spent: bool,
-    /// A reader's claim to replace before the next try: a breaker took its
-    /// link while it was joining (and removes the claim), or it became the
-    /// lock of readers who joined while its opener could not see it.
-    pub(super) broken: bool,
+    /// A reader's claim to replace before the next try: a readers'
+    /// directory was made and closed with it (that name is never made
+    /// again), a breaker took its link while it was joining (and removes
+    /// the claim), or it became the lock of readers who joined while its
+    /// opener could not see it.
+    pub(super) spent: bool,
 }
 
 impl Claim {
@@ -89,8 +87,7 @@ pub(super) fn new_claim(ctx: &Ctx, opts: &AcquireOptions) -> Result<Claim, Error
         mono_base: env.monotonic(),
         member: None,
         seal: None,
-        epoch_spent: false,
-        broken: false,
+        spent: false,
     })
 }
 
@@ -222,12 +219,5 @@ fn abandon_member(ctx: &Ctx, c: &Claim) -> bool {
         return true;
     };
     let _ = ctx.unlink_ours(member);
-    let closed = ctx.retrying("rmdir", epoch, Phase::Cleanup, || {
-        match ctx.fs.remove_dir(epoch) {
-            Err(e) if sys::is_not_empty(&e) => Ok(false),
-            Err(e) if sys::is_not_found(&e) => Ok(true),
-            other => other.map(|()| true),
-        }
-    });
-    matches!(closed, Ok(Ok(true)))
+    super::epoch::close_epoch_dir(ctx, epoch).is_ok_and(super::epoch::Closing::nobody_in)
 }

@@ -85,3 +85,47 @@ pub(crate) fn is_readers_pin(lock: &LockPath, name: &OsStr) -> bool {
         .strip_prefix(b".")
         .is_some_and(|rest| rest.starts_with(&share) && rest.windows(9).any(|w| w == b".nfslock-"))
 }
+
+/// How an rmdir(2) of a readers' directory went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Closing {
+    /// Removed: nobody was in it.
+    Closed,
+    /// Readers (or seals) are still in it.
+    Others,
+    /// Not there: removed by someone else, or by our own try whose reply
+    /// was lost (`after_failed_try`).
+    Gone { after_failed_try: bool },
+    /// It could not be told (an error that stayed).
+    Unknown,
+}
+
+impl Closing {
+    /// Nobody else is in it any more.
+    pub(crate) fn nobody_in(self) -> bool {
+        matches!(self, Closing::Closed | Closing::Gone { .. })
+    }
+}
+
+/// Tries to remove the readers' directory `epoch`, transient errors
+/// retried ("not empty" is an answer, not a fault).
+pub(crate) fn close_epoch_dir(ctx: &Ctx, epoch: &Path) -> Result<Closing, crate::error::Error> {
+    let mut failed = false;
+    let seen = ctx.retrying("rmdir", epoch, super::ctx::Phase::Cleanup, || {
+        match ctx.fs.remove_dir(epoch) {
+            Ok(()) => Ok(Closing::Closed),
+            Err(e) if sys::is_not_empty(&e) => Ok(Closing::Others),
+            Err(e) => {
+                failed |= sys::is_transient(&e);
+                Err(e)
+            }
+        }
+    })?;
+    Ok(match seen {
+        Ok(c) => c,
+        Err(e) if sys::is_not_found(&e) => Closing::Gone {
+            after_failed_try: failed,
+        },
+        Err(_) => Closing::Unknown,
+    })
+}

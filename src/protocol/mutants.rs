@@ -135,7 +135,6 @@ pub(super) fn read_anyway(
         return None;
     }
     c.member = Some((epoch.clone(), member.clone()));
-    c.epoch_spent = true;
     Some(super::shared::Joined {
         epoch,
         member,

@@ -162,11 +162,7 @@ impl Ctx<'_> {
         {
             return None;
         }
-        if let Ok((m, Some(bytes))) = self.fs.read(&self.lock.path, READ_LIMIT) {
-            let snap = super::Snapshot {
-                meta: m,
-                bytes: Some(bytes),
-            };
+        if let Ok(Ok(snap)) = self.snapshot(&self.lock.path, super::ctx::Phase::Cleanup) {
             let named = super::epoch::shared_record(&snap)
                 .and_then(|r| super::epoch::epoch_dir(self.lock, &r.claim));
             if named.as_deref() == Some(path) {

@@ -33,15 +33,9 @@ pub(super) fn close_own_epoch(ctx: &Ctx, c: &mut Claim) -> bool {
     let Some((epoch, member)) = c.member.take() else {
         return true;
     };
+    c.spent = true;
     let _ = ctx.unlink_ours(&member);
-    let closed = ctx.retrying("rmdir", &epoch, Phase::Cleanup, || {
-        match ctx.fs.remove_dir(&epoch) {
-            Err(e) if sys::is_not_empty(&e) => Ok(false),
-            Err(e) if sys::is_not_found(&e) => Ok(true),
-            other => other.map(|()| true),
-        }
-    });
-    matches!(closed, Ok(Ok(true)))
+    close_epoch_dir(ctx, &epoch).is_ok_and(Closing::nobody_in)
 }
 
 /// Takes our claim out of an epoch we joined and will not stay in.
@@ -49,7 +43,7 @@ pub(super) fn step_out(ctx: &Ctx, c: &mut Claim) {
     if let Some((_, member)) = c.member.take() {
         let out = ctx.retrying("unlink", &member, Phase::Cleanup, || ctx.fs.unlink(&member));
         // Gone before we took it out: a breaker judged us stale.
-        c.broken |= matches!(out, Ok(Err(e)) if sys::is_not_found(&e));
+        c.spent |= matches!(out, Ok(Err(e)) if sys::is_not_found(&e));
     }
 }
 
@@ -74,22 +68,17 @@ pub(crate) fn release_reader(ctx: &Ctx, claim: &Path, joined: &Joined) -> Result
         Err(e) => return Err(ctx.dir_error("unlink", &joined.member, e)),
     }
     // Readers still in is the usual answer, not a fault to retry.
-    let mut retried = false;
-    let closed = ctx.retrying("rmdir", &joined.epoch, Phase::Cleanup, || {
-        match ctx.fs.remove_dir(&joined.epoch) {
-            Err(e) if sys::is_not_empty(&e) => Ok(false),
-            Err(e) => {
-                retried |= sys::is_transient(&e);
-                Err(e)
-            }
-            Ok(()) => Ok(true),
-        }
-    })?;
     // Gone after a failed try: ours may have gone through unseen, and then
     // nobody else would close the epoch soon. Gone at once: whoever
     // removed it removes its lock.
-    let gone_ours = retried && closed.as_ref().is_err_and(sys::is_not_found);
-    if matches!(closed, Ok(true)) || gone_ours {
+    let closed = close_epoch_dir(ctx, &joined.epoch)?;
+    if matches!(
+        closed,
+        Closing::Closed
+            | Closing::Gone {
+                after_failed_try: true
+            }
+    ) {
         // Last out: nobody can join any more, so the lock is free.
         if let Removal::Denied(why) = last_out(ctx, claim, &joined.lock)? {
             let _ = ctx.unlink_ours(claim);

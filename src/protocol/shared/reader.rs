@@ -12,8 +12,9 @@ impl Attempts<'_> {
         slot: &mut Option<Claim>,
     ) -> Result<Result<Joined, Step>, Error> {
         let ctx = self.ctx;
-        if slot.as_ref().is_some_and(|c| c.broken) {
-            // Its breaker removes it: a new claim, not a race with that.
+        if slot.as_ref().is_some_and(|c| c.spent) {
+            // Never the same readers' directory twice, and never a race
+            // with a breaker's removal of it: a new claim.
             let spent = slot.take().expect("claim present");
             let _ = ctx.unlink_ours(&spent.path);
             *slot = Some(crate::protocol::claim::new_claim(&ctx, self.opts)?);
@@ -45,16 +46,6 @@ impl Attempts<'_> {
     /// claim linked to the lock name, judged by `look` as a writer's is.
     fn open_epoch(&mut self, slot: &mut Option<Claim>) -> Result<Result<Joined, Step>, Error> {
         let ctx = self.ctx;
-        if slot
-            .as_ref()
-            .is_some_and(|c| c.epoch_spent && c.member.is_none())
-        {
-            // A reader that read our lock's record once may still join the
-            // directory it named: it must never exist again.
-            let spent = slot.take().expect("claim present");
-            let _ = ctx.unlink_ours(&spent.path);
-            *slot = Some(crate::protocol::claim::new_claim(&ctx, self.opts)?);
-        }
         let c = slot.as_mut().expect("claim present");
         let epoch = epoch_dir(ctx.lock, name_of(&c.path)).expect("a reader's claim name");
         let member = epoch.join(name_of(&c.path));
@@ -99,7 +90,6 @@ impl Attempts<'_> {
                 }
             }
             c.member = Some((epoch.clone(), member.clone()));
-            c.epoch_spent = true;
         }
         let c = slot.as_ref().expect("claim present");
         let linked = ctx.fs.hard_link(&c.path, &ctx.lock.path);
@@ -128,7 +118,6 @@ impl Attempts<'_> {
                     // Readers joined through our lock while we could not see
                     // it (moved aside by a pin): it is theirs now, and our
                     // claim's name goes before the next try.
-                    slot.as_mut().expect("claim present").broken = true;
                     return Ok(Err(Step::Now));
                 }
                 Ok(Err(self.missed(slot, other, linked)?))

@@ -92,11 +92,16 @@ fn an_uncontended_shared_cycle_costs_twelve_operations_and_a_join_eight() {
     let opened = total(&f);
     let second = acquire(&f.ctx(), &opts).unwrap();
     let joined = total(&f) - opened;
+    // A reader's beat: touch and lstat its claim, read the lock name, read
+    // its link among the readers (the README counts four).
+    second.toucher().touch(&f.ctx()).unwrap();
+    let beat = total(&f) - opened - joined;
     second.release(&f.ctx()).unwrap();
-    let left = total(&f) - opened - joined;
+    let left = total(&f) - opened - joined - beat;
     first.release(&f.ctx()).unwrap();
-    let closed = total(&f) - opened - joined - left;
+    let closed = total(&f) - opened - joined - beat - left;
     assert_eq!((opened, closed), (6, 6), "open, close");
     assert_eq!((joined, left), (4, 3), "join, leave");
+    assert_eq!(beat, 4, "a reader's touch");
     assert!(f.names().is_empty(), "{:?}", f.names());
 }

@@ -101,3 +101,45 @@ fn the_sweep_removes_dead_claims_and_old_pins_only() {
     );
     assert_eq!(removed, 0);
 }
+
+/// An opener that died between making its readers' directory and
+/// publishing its lock: `break` and `sweep` take the directory (and the
+/// reader in it) once it is ORPHAN_AGE old and its reader is stale, and
+/// never before, nor while a live reader is in one.
+#[test]
+fn the_sweep_takes_an_old_readers_directory_no_lock_names_with_only_stale_readers() {
+    let f = Fixture::new();
+    let orphan = |owner: Owner, lease: Option<Duration>| {
+        let mut o = f.opts();
+        o.owner = owner;
+        o.shared = true;
+        o.lease = lease;
+        let c = new_claim(&f.ctx(), &o).unwrap();
+        let name = c.path.file_name().unwrap().to_owned();
+        let epoch = super::epoch::epoch_dir(&f.lock, &name).unwrap();
+        std::fs::create_dir(&epoch).unwrap();
+        std::fs::hard_link(&c.path, epoch.join(&name)).unwrap();
+        (c, epoch)
+    };
+    let dead_owner = Owner {
+        pid: 4_194_305,
+        start: Some(1),
+    };
+    let (dead, dead_epoch) = orphan(dead_owner, Some(Duration::from_secs(1)));
+    // A live reader of this host without a lease is never stale.
+    let (live, live_epoch) = orphan(f.opts().owner, None);
+    let made = f.fs.lstat(&dead_epoch).unwrap().ctime;
+    // Young: an opener may be about to publish.
+    let young = made.plus(Duration::from_secs(60));
+    f.ctx().sweep(Some(young), None, Sweep::Thorough);
+    assert!(
+        dead_epoch.exists() && live_epoch.exists(),
+        "{:?}",
+        f.names()
+    );
+    let old = made.plus(ORPHAN_AGE + Duration::from_secs(1));
+    f.ctx().sweep(Some(old), None, Sweep::Thorough);
+    assert!(!dead_epoch.exists(), "{:?}", f.names());
+    assert!(!dead.path.exists(), "the dead reader's claim goes too");
+    assert!(live_epoch.exists() && live.path.exists(), "{:?}", f.names());
+}
