@@ -329,6 +329,10 @@ pub fn report(event: Event<'_>) {
             path.display()
         )),
         Event::Swept { path } => ui::explain(&format!("removed leftover {}", path.display())),
+        Event::GaveWay { path } => ui::explain(&format!(
+            "{}: gave the lock back to a reader that came first",
+            path.display()
+        )),
         Event::ReleaseFailed { error } => ui::say(&format!("release failed: {error}")),
     }
 }

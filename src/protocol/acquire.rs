@@ -207,7 +207,7 @@ impl Attempts<'_> {
         if self.opts.shared {
             return Ok(match self.shared_attempt(slot)? {
                 Ok(joined) => {
-                    let mut held = self.take(slot);
+                    let mut held = self.take(slot, None);
                     held.shared = Some(joined);
                     Ok(held)
                 }
@@ -227,7 +227,11 @@ impl Attempts<'_> {
         }
         let seen = look(ctx, c, &linked, self.watch.as_ref().map(|(s, _)| s))?;
         Ok(match seen {
-            Look::Ours => Ok(self.take(slot)),
+            Look::Ours if self.contended => match self.yield_to_reader(slot)? {
+                Ok(names) => Ok(self.take(slot, names)),
+                Err(step) => Err(step),
+            },
+            Look::Ours => Ok(self.take(slot, None)),
             Look::Busy(snap) => Err(self.busy(slot, snap)?),
             other => Err(self.missed(slot, other, linked)?),
         })
@@ -272,16 +276,23 @@ impl Attempts<'_> {
     }
 
     /// The lock is ours: sweep what a contended wait may have left around
-    /// it, and hand it over.
-    pub(super) fn take(&mut self, slot: &mut Option<Claim>) -> Held {
+    /// it (from `listed`, the directory as just read, if given), and hand
+    /// it over.
+    pub(super) fn take(
+        &mut self,
+        slot: &mut Option<Claim>,
+        listed: Option<Vec<std::ffi::OsString>>,
+    ) -> Held {
         let mut c = slot.take().expect("claim present");
         super::claim::drop_seal(&self.ctx, &mut c);
         if self.contended {
-            self.ctx.sweep(
-                Some(c.estimate_now(self.ctx.env)),
-                Some(&c.path),
-                Sweep::Quick,
-            );
+            let now = Some(c.estimate_now(self.ctx.env));
+            match listed {
+                Some(names) => self
+                    .ctx
+                    .sweep_listed(names, now, Some(&c.path), Sweep::Quick),
+                None => self.ctx.sweep(now, Some(&c.path), Sweep::Quick),
+            };
         }
         Held {
             claim: c.path,

@@ -100,6 +100,11 @@ pub enum Event<'a> {
     Swept {
         path: &'a Path,
     },
+    /// A writer that had waited gave the lock it just took back to a
+    /// reader that came before it.
+    GaveWay {
+        path: &'a Path,
+    },
     ReleaseFailed {
         error: &'a Error,
     },

@@ -81,8 +81,11 @@ impl Ctx<'_> {
                         })
                     }
                     // I10: a name that is taken is never used as ours.
+                    // If an earlier try of this very create was done unseen,
+                    // the file is ours: removing it is clean-up, which the
+                    // deadline must not cut short (it would be left).
                     Err(e) if sys::is_exists(&e) => {
-                        self.remove_if_ours(&path, data.len(), phase)?;
+                        self.remove_if_ours(&path, data.len(), Phase::Cleanup)?;
                         break;
                     }
                     Err(e) if sys::is_transient(&e) => {

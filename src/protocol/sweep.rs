@@ -39,6 +39,17 @@ impl Ctx<'_> {
         let Ok(names) = self.fs.list(&self.lock.dir) else {
             return 0;
         };
+        self.sweep_listed(names, now, keep, depth)
+    }
+
+    /// [`Ctx::sweep`] of the lock directory's `names`, as just listed.
+    pub(crate) fn sweep_listed(
+        &self,
+        names: Vec<OsString>,
+        now: Option<FsTime>,
+        keep: Option<&Path>,
+        depth: Sweep,
+    ) -> usize {
         let ours: Vec<(OsString, AuxName)> = names
             .into_iter()
             .filter_map(|n| self.lock.parse_aux(&n).map(|a| (n, a)))

@@ -564,6 +564,10 @@ impl Env for SimEnv {
                 short(path.file_name().unwrap_or_default())
             ),
             Event::Retrying { op, error, .. } => format!("event: retrying {op} after {error}"),
+            Event::GaveWay { .. } => {
+                self.report(|w| w.report.gave_way += 1);
+                "event: gave the lock back to a reader".into()
+            }
             Event::Waiting { .. } | Event::ReleaseFailed { .. } => return,
         };
         self.report(|w| {

@@ -172,7 +172,7 @@ fn readers_and_writers_keep_every_invariant_seeds_21_to_40() {
 fn readers_and_writers(seeds: std::ops::RangeInclusive<u64>) {
     let n = seeds.clone().count() as u64;
     let mut t = Totals::default();
-    let (mut shared, mut most) = (0, 0);
+    let (mut shared, mut most, mut gave_way) = (0, 0, 0);
     for seed in seeds {
         let mut cfg = Config::new(seed, 100);
         cfg.readers = true;
@@ -184,12 +184,20 @@ fn readers_and_writers(seeds: std::ops::RangeInclusive<u64>) {
         }
         shared += r.shared;
         most = most.max(r.most_readers);
+        gave_way += r.gave_way;
         t.add(&r);
     }
-    eprintln!("readers: {t:?}, {shared} shared acquisitions, at most {most} readers at once");
+    eprintln!(
+        "readers: {t:?}, {shared} shared acquisitions, at most {most} readers at once, \
+         {gave_way} locks given back to readers"
+    );
     assert!(t.acquisitions >= n * 100, "{t:?}");
     assert!(shared * 3 > t.acquisitions, "{shared} of {t:?}");
     assert!(most >= 3, "readers never held together: {most}");
+    assert!(
+        gave_way > 0,
+        "no writer ever gave way to a reader that came first"
+    );
 }
 
 /// The first seed in `1..=limit` on which `mutant` breaks an invariant

@@ -102,6 +102,8 @@ pub struct Report {
     /// Shared acquisitions, and the most readers that held at once.
     pub shared: u64,
     pub most_readers: u64,
+    /// Locks a writer gave back to a reader that had waited longer.
+    pub gave_way: u64,
     /// The first invariant violation, with the trace that led to it.
     pub violation: Option<String>,
 }

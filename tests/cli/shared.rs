@@ -196,3 +196,37 @@ fn a_reader_that_came_after_a_waiting_writer_lets_it_go_first() {
     assert_eq!(std::fs::read_to_string(s.path("order")).unwrap(), "w\nr\n");
     s.assert_no_litter();
 }
+
+/// The other way round: a writer that came after a waiting reader gives
+/// the lock back to it (on local disk both watch the lock, and the
+/// writer, first in the waiters' queue, would otherwise win every time).
+#[test]
+fn a_reader_waiting_behind_a_writer_goes_before_writers_that_come_after_it() {
+    let s = Scratch::new();
+    let first = s.hold("l", &[]);
+    let reader = piped(s.cmd([
+        "run",
+        "-s",
+        "l",
+        "--",
+        "sh",
+        "-c",
+        "sleep 0.3; echo r >> order",
+    ]));
+    eventually("the reader to wait", || {
+        s.litter().iter().any(|n| n.contains(".nfslock-share."))
+    });
+    let writer = piped(s.cmd(["run", "-v", "l", "--", "sh", "-c", "echo w >> order"]));
+    eventually("the writer to wait", || {
+        s.litter()
+            .iter()
+            .filter(|n| n.contains(".nfslock-claim."))
+            .count()
+            == 2
+    });
+    s.run(["release", "--pid", &first.pid, "l"]).code(0);
+    wait_out(reader, "the reader").code(0);
+    wait_out(writer, "the writer").code(0);
+    assert_eq!(std::fs::read_to_string(s.path("order")).unwrap(), "r\nw\n");
+    s.assert_no_litter();
+}

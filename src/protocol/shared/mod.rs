@@ -29,6 +29,7 @@
 
 mod inspect;
 mod leave;
+mod order;
 mod reader;
 mod writer;
 

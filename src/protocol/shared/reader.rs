@@ -125,33 +125,6 @@ impl Attempts<'_> {
         }
     }
 
-    /// Whether a writer that came before us still waits (its claim is
-    /// older than ours, fresh, and not of a process gone here): a reader
-    /// that has waited lets it have the free lock first. Fairness only,
-    /// from a listing; only readers that waited pay for it.
-    fn writer_ahead(&self, slot: &Option<Claim>) -> bool {
-        let ctx = self.ctx;
-        let Some(c) = slot.as_ref() else {
-            return false;
-        };
-        let Ok(names) = ctx.fs.list(&ctx.lock.dir) else {
-            return false;
-        };
-        let key = |m: &crate::fs::Meta| m.born.unwrap_or(m.ctime);
-        let now = c.estimate_now(ctx.env);
-        names.iter().any(|name| {
-            let Some(aux) = ctx.lock.parse_aux(name) else {
-                return false;
-            };
-            if aux.kind != AuxKind::Claim || writer_gone(&ctx, &ctx.lock.in_dir(name), &aux) {
-                return false;
-            }
-            matches!(ctx.fs.lstat(&ctx.lock.in_dir(name)), Ok(m)
-                if key(&m) < key(&c.meta)
-                    && now.secs_since(m.mtime) < SEAL_STALE.as_secs_f64())
-        })
-    }
-
     pub(super) fn is_our_dir(&self, path: &Path) -> Result<bool, Error> {
         let ctx = self.ctx;
         let uid = ctx.env.identity().uid;

@@ -30,18 +30,15 @@ impl Attempts<'_> {
         }
         let seal = epoch.join(name_of(&c.path));
         match ctx.fs.make_dir(&seal) {
-            // There already: ours from an earlier try, or made unseen (a
-            // lost reply); the name is our claim's, so it is ours to take
-            // down either way.
-            Ok(()) => slot.as_mut().expect("claim present").seal = Some(seal.clone()),
-            Err(e) if sys::is_exists(&e) => {
-                slot.as_mut().expect("claim present").seal = Some(seal.clone())
-            }
             Err(e) if sys::is_not_found(&e) => {
                 return self.remove_ended(&info.snapshot, Closer::Other)
             }
             Err(e) if sys::is_persistent(&e) => return Err(ctx.dir_error("mkdir", &seal, e)),
-            Err(_) => {}
+            // Made, there already (ours from an earlier try, or made unseen
+            // after a lost reply), or perhaps made before an error came
+            // back: the name is our claim's, so it is ours to take down,
+            // on every exit path.
+            _ => slot.as_mut().expect("claim present").seal = Some(seal.clone()),
         }
         let names = match ctx.fs.list(&epoch) {
             Ok(n) => n,
