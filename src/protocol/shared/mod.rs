@@ -26,6 +26,11 @@
 //!   seals again and waits for it.
 //! - Seals are fairness only: a seal whose writer's claim is gone, dead, or
 //!   unrefreshed for [`SEAL_STALE`] is removed by any reader.
+//! - When the lock falls free, the contender that came first goes first
+//!   (`order`): a reader that waited lets an older writer have it, and a
+//!   writer that waited gives a lock it just took back to an older reader,
+//!   so neither kind starves behind a stream of the other. Also fairness
+//!   only, from a listing.
 
 mod inspect;
 mod leave;
