@@ -119,29 +119,42 @@ impl Cli {
 
 /// `defer`: only the subcommand being run has its arguments built; building
 /// all of them took a tenth of an uncontended lock cycle.
+///
+/// Each command's help ends with examples (`after_help`); the man pages
+/// print them as their EXAMPLES section, and a test parses every one.
 #[derive(Debug, Subcommand)]
 #[command(defer = true)]
 pub enum Command {
     /// Take the lock for a process (by default the calling shell), then exit.
+    #[command(after_help = examples::ACQUIRE)]
     Acquire(AcquireArgs),
     /// Release a lock taken by `acquire`. Exit 76 if it is not yours.
+    #[command(after_help = examples::RELEASE)]
     Release(OwnerArgs),
     /// Refresh the lock's mtime (file-system time). Exit 76 if not yours.
+    #[command(after_help = examples::TOUCH)]
     Touch(OwnerArgs),
     /// Show who holds the lock. Exit 0 free, 75 held, 1 held but stale.
-    #[command(visible_alias = "inspect")]
+    #[command(visible_alias = "inspect", after_help = examples::STATUS)]
     Status(StatusArgs),
     /// Break a stale lock (dead owner, expired lease, or older than DUR).
+    #[command(after_help = examples::BREAK)]
     Break(BreakArgs),
     /// Hold the lock while a command runs, refreshing it; exit with the
     /// command's status (76 if the lock was lost meanwhile).
+    #[command(after_help = examples::RUN)]
     Run(RunArgs),
     /// List the locks in directories (or at lock paths) with their holders.
     /// Read-only. Exit 0 when the listing is complete.
+    #[command(after_help = examples::LIST)]
     List(ListArgs),
     /// Break every stale lock in directories, by the rules of `break`, and
     /// remove leftovers of dead processes.
+    #[command(after_help = examples::SWEEP)]
     Sweep(SweepArgs),
+    /// Print a shell completion script (bash, zsh or fish) on stdout.
+    #[command(after_help = examples::COMPLETIONS)]
+    Completions(CompletionsArgs),
     /// The detached keeper behind `acquire --keepalive` (internal).
     #[command(hide = true)]
     Keeper(KeeperArgs),
@@ -159,6 +172,7 @@ impl Command {
             Command::List(a) => &a.common,
             Command::Sweep(a) => &a.common,
             Command::Keeper(a) => &a.common,
+            Command::Completions(a) => &a.common,
         }
     }
 }
@@ -289,6 +303,82 @@ pub struct RunArgs {
         value_name = "CMD"
     )]
     pub cmd: Vec<std::ffi::OsString>,
+}
+
+/// The shells `completions` knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+/// What `run` gives its command in the environment, for the man pages.
+pub const RUN_ENVIRONMENT: &[(&str, &str)] = &[
+    ("NFSLOCK_PATH", "the lock's path, as given"),
+    (
+        "NFSLOCK_TOKEN",
+        "the lock's token (for `release --token` and `touch --token`)",
+    ),
+    (
+        "NFSLOCK_FENCE",
+        "with --fence: the fencing counter, larger at every fenced acquisition",
+    ),
+    ("NFSLOCK_SLOT", "with --slots N: the slot held, 1 to N"),
+    ("NFSLOCK_SLOTS", "with --slots N: N"),
+];
+
+/// The examples that end each command's help (and its man page).
+pub mod examples {
+    pub const ACQUIRE: &str = "\
+Examples:
+  nfslock acquire -w 10m /srv/locks/nightly.lock && trap 'nfslock release /srv/locks/nightly.lock' EXIT
+  nfslock acquire --keepalive --pid $$ /srv/locks/deploy.lock
+  nfslock acquire -s -n /srv/locks/db.lock || echo 'a writer has it'";
+    pub const RELEASE: &str = "\
+Examples:
+  nfslock release /srv/locks/nightly.lock
+  nfslock release --token \"$TOKEN\" /srv/locks/nightly.lock";
+    pub const TOUCH: &str = "\
+Examples:
+  nfslock touch /srv/locks/nightly.lock
+  nfslock touch --pid $$ /srv/locks/nightly.lock";
+    pub const STATUS: &str = "\
+Examples:
+  nfslock status /srv/locks/nightly.lock
+  nfslock status --json /srv/locks/nightly.lock | jq -r .holder.host";
+    pub const BREAK: &str = "\
+Examples:
+  nfslock break /srv/locks/nightly.lock
+  nfslock break --older-than 2h --dry-run /srv/locks/nightly.lock
+  nfslock break --force /srv/locks/nightly.lock";
+    pub const RUN: &str = "\
+Examples:
+  nfslock run -n /srv/locks/backup.lock -- /usr/local/bin/backup
+  nfslock run -s -w 5m /srv/locks/db.lock -- report db.json
+  nfslock run --slots 4 /srv/locks/encode.lock -- encode input.mkv
+  nfslock run -n --min-interval 1h /srv/locks/feeds.lock -- fetch-feeds";
+    pub const LIST: &str = "\
+Examples:
+  nfslock list /srv/locks
+  nfslock list --stale-only --json /srv/locks /var/lock/team";
+    pub const SWEEP: &str = "\
+Examples:
+  nfslock sweep --dry-run /srv/locks
+  nfslock sweep --rebooted /srv/locks";
+    pub const COMPLETIONS: &str = "\
+Examples:
+  nfslock completions bash > /etc/bash_completion.d/nfslock
+  nfslock completions fish > ~/.config/fish/completions/nfslock.fish";
 }
 
 #[derive(Debug, Args)]

@@ -90,6 +90,7 @@ fn run(cli: Cli) -> u8 {
         Command::Break(a) => (break_cmd(&env, io_timeout, a), None),
         Command::List(a) => (crate::admin::list(&env, io_timeout, a), None),
         Command::Sweep(a) => (crate::admin::sweep(&env, io_timeout, a), None),
+        Command::Completions(a) => (completions(a.shell), None),
     };
     let code = match result {
         Ok(code) => code,
@@ -106,6 +107,26 @@ fn run(cli: Cli) -> u8 {
     };
     env.leave();
     code
+}
+
+/// Prints a completion script. The scripts are generated from the CLI's
+/// definition by a test that fails when they drift (`tests/cli/manual.rs`),
+/// so the binary carries text, not a generator.
+fn completions(shell: crate::cli::Shell) -> Result<u8, Error> {
+    use crate::cli::Shell;
+    let script = match shell {
+        Shell::Bash => include_str!("../contrib/completions/nfslock.bash"),
+        Shell::Zsh => include_str!("../contrib/completions/_nfslock"),
+        Shell::Fish => include_str!("../contrib/completions/nfslock.fish"),
+    };
+    let mut out = Stdout::default();
+    out.raw(script.trim_end());
+    out.finish().map_err(|source| Error::Io {
+        op: "write the completion script to",
+        path: "standard output".into(),
+        source,
+    })?;
+    Ok(exit::OK)
 }
 
 /// The owner process: `--pid`, or the parent (the shell that ran us).

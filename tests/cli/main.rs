@@ -23,3 +23,4 @@ mod slots;
 mod run;
 // The README and the code agree on the exit-code table.
 mod docs;
+mod manual;
