@@ -227,7 +227,14 @@ impl Ctx<'_> {
     /// than [`ORPHAN_AGE`] in file-system time.
     fn old_orphan(&self, path: &Path, kind: AuxKind, now: Option<FsTime>) -> Option<String> {
         let (now, meta) = (now?, self.fs.lstat(path).ok()?);
-        let age = now.secs_since(meta.ctime);
+        // A pin whose inode has no other name pins nothing, and its ctime
+        // moved when the lock it pinned was removed (a dead breaker's pin
+        // would look new for as long again): its age is its inode's.
+        let since = match (kind, meta.nlink) {
+            (AuxKind::Guard, 1) => meta.mtime,
+            _ => meta.ctime,
+        };
+        let age = now.secs_since(since);
         let old = meta.kind == Kind::File
             && meta.size < READ_LIMIT as u64
             && age > ORPHAN_AGE.as_secs_f64();
