@@ -54,7 +54,8 @@ fn pid(s: &str) -> Result<u32, String> {
     name = "nfslock",
     version,
     propagate_version = true,
-    max_term_width = 100
+    max_term_width = 100,
+    after_help = examples::NFSLOCK
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -339,9 +340,14 @@ pub const RUN_ENVIRONMENT: &[(&str, &str)] = &[
 
 /// The examples that end each command's help (and its man page).
 pub mod examples {
+    pub const NFSLOCK: &str = "\
+Examples:
+  nfslock run -n /srv/locks/backup.lock -- /usr/local/bin/backup
+  nfslock status /srv/locks/backup.lock
+  nfslock list /srv/locks";
     pub const ACQUIRE: &str = "\
 Examples:
-  nfslock acquire -w 10m /srv/locks/nightly.lock && trap 'nfslock release /srv/locks/nightly.lock' EXIT
+  nfslock acquire -w 10m /srv/locks/nightly.lock || exit 75
   nfslock acquire --keepalive --pid $$ /srv/locks/deploy.lock
   nfslock acquire -s -n /srv/locks/db.lock || echo 'a writer has it'";
     pub const RELEASE: &str = "\

@@ -314,6 +314,7 @@ fn bash_completes_the_commands() {
 fn every_help_ends_with_examples_that_parse() {
     use clap::Parser;
     let all = [
+        examples::NFSLOCK,
         examples::ACQUIRE,
         examples::RELEASE,
         examples::TOUCH,
@@ -325,7 +326,11 @@ fn every_help_ends_with_examples_that_parse() {
         examples::COMPLETIONS,
     ];
     let cmd = command();
-    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set())
+        .chain([&cmd])
+    {
         let after = sub
             .get_after_help()
             .map(|a| a.to_string())
