@@ -1,7 +1,8 @@
 //! The exit-code table: the one place that says which number a script sees.
 //!
-//! Scripts branch on these numbers, so they are a contract. The README repeats
-//! this table; `tests/cli/exit_codes.rs` keeps the two in step.
+//! Scripts branch on these numbers, so they are a contract. The README and the
+//! man pages repeat this table; `tests/cli/docs.rs` and
+//! `tests/cli/manual.rs` keep them in step.
 
 /// Success: acquired, released, touched, broken, or `status` found it free.
 pub const OK: u8 = 0;

@@ -142,3 +142,34 @@ fn every_readme_recipe_works_and_fails_safely() {
         }
     }
 }
+
+/// The README stays a short page for users, and every relative link in it
+/// and in docs/ names a file that exists.
+#[test]
+fn readme_is_short_and_links_resolve() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let lines = readme.lines().count();
+    assert!(lines <= 300, "README has {lines} lines");
+    let mut pages = vec![(root.to_path_buf(), readme)];
+    for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        pages.push((root.join("docs"), std::fs::read_to_string(path).unwrap()));
+    }
+    for (base, text) in &pages {
+        for link in text.split("](").skip(1) {
+            let target = &link[..link.find(')').unwrap()];
+            if target.contains("://") {
+                continue;
+            }
+            let file = target.split('#').next().unwrap();
+            if !file.is_empty() {
+                assert!(
+                    base.join(file).exists(),
+                    "broken link {target} in {}",
+                    base.display()
+                );
+            }
+        }
+    }
+}

@@ -27,7 +27,7 @@ fn refreshing_a_waiting_claim_costs_one_operation() {
 
 /// Every lock-directory operation is a round trip on NFS: an
 /// uncontended cycle costs eight, whichever way it is released
-/// (README, "What a lock costs").
+/// (docs/protocol.md, "What a lock costs").
 #[test]
 fn an_uncontended_cycle_costs_eight_operations() {
     let ops = [
@@ -93,7 +93,7 @@ fn an_uncontended_shared_cycle_costs_twelve_operations_and_a_join_eight() {
     let second = acquire(&f.ctx(), &opts).unwrap();
     let joined = total(&f) - opened;
     // A reader's beat: touch and lstat its claim, read the lock name, read
-    // its link among the readers (the README counts four).
+    // its link among the readers (docs/protocol.md counts four).
     second.toucher().touch(&f.ctx()).unwrap();
     let beat = total(&f) - opened - joined;
     second.release(&f.ctx()).unwrap();
