@@ -162,6 +162,28 @@ pub enum Command {
 }
 
 impl Command {
+    /// The lock (or the one directory) the command is about, as typed:
+    /// every error line names it first.
+    pub fn subject(&self) -> Option<&std::path::Path> {
+        fn one(v: &[PathBuf]) -> Option<&std::path::Path> {
+            match v {
+                [p] => Some(p),
+                _ => None,
+            }
+        }
+        match self {
+            Command::Acquire(a) => Some(&a.lock),
+            Command::Release(a) | Command::Touch(a) => Some(&a.lock),
+            Command::Status(a) => Some(&a.lock),
+            Command::Break(a) => Some(&a.lock),
+            Command::Run(a) => Some(&a.lock),
+            Command::Keeper(a) => Some(&a.lock),
+            Command::List(a) => one(&a.paths),
+            Command::Sweep(a) => one(&a.dirs),
+            Command::Completions(_) => None,
+        }
+    }
+
     /// The options given after the command's name.
     pub fn common(&self) -> &Common {
         match self {

@@ -74,6 +74,7 @@ fn run(cli: Cli) -> u8 {
         _ => SysEnv::taking_signals(&[]),
     };
     let io_timeout = options.io_timeout;
+    let subject = cli.command.subject().map(std::path::Path::to_path_buf);
     let (result, conflict_code) = match cli.command {
         Command::Acquire(a) => {
             let code = a.conflict_exit_code;
@@ -95,7 +96,7 @@ fn run(cli: Cli) -> u8 {
     let code = match result {
         Ok(code) => code,
         Err(e) => {
-            ui::say(&e.to_string());
+            ui::say(&e.line(subject.as_deref()));
             match (&e, conflict_code) {
                 (
                     Error::Busy { .. } | Error::TooSoon { .. } | Error::SlotsBusy { .. },
@@ -121,9 +122,8 @@ fn completions(shell: crate::cli::Shell) -> Result<u8, Error> {
     };
     let mut out = Stdout::default();
     out.raw(script.trim_end());
-    out.finish().map_err(|source| Error::Io {
-        op: "write the completion script to",
-        path: "standard output".into(),
+    out.finish().map_err(|source| Error::Output {
+        what: "the completion script",
         source,
     })?;
     Ok(exit::OK)
@@ -186,9 +186,8 @@ fn acquire(env: &SysEnv, io_timeout: Duration, a: AcquireArgs) -> Result<u8, Err
         out.raw(held.token());
         if let Err(source) = out.finish() {
             let _ = held.release(&ctx);
-            return Err(Error::Io {
-                op: "write the token to",
-                path: "standard output".into(),
+            return Err(Error::Output {
+                what: "the token (the lock is given back)",
                 source,
             });
         }

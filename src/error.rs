@@ -35,7 +35,7 @@ pub enum Error {
     NotOwner { path: PathBuf, why: String },
     #[error("{}: refusing to break: {why}", path.display())]
     Refused { path: PathBuf, why: String },
-    #[error("{}: not a lock file ({what}); nfslock never removes or replaces it", path.display())]
+    #[error("{}: {what}; nfslock never removes or replaces it", path.display())]
     NotALock { path: PathBuf, what: String },
     #[error("{}: {why}", path.display())]
     BadData { path: PathBuf, why: String },
@@ -55,7 +55,7 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    #[error("{}: directory does not exist", dir.display())]
+    #[error("directory {} does not exist", dir.display())]
     NoDir { dir: PathBuf },
     #[error("{}: no such file or directory", path.display())]
     Missing { path: PathBuf },
@@ -80,7 +80,13 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    #[error("interrupted by signal {signal}")]
+    #[error("cannot write {what} to standard output: {source}")]
+    Output {
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("interrupted by signal {signal} while waiting; nothing was taken")]
     Interrupted { signal: i32 },
     #[error("{0}")]
     Usage(String),
@@ -89,6 +95,64 @@ pub enum Error {
 }
 
 impl Error {
+    /// The one line a person sees (after `nfslock: `): the lock first
+    /// (`lock`, as the user typed it, where the message does not begin
+    /// with a path of its own), what happened, and what to do next where
+    /// there is something to do.
+    pub fn line(&self, lock: Option<&std::path::Path>) -> String {
+        let text = self.to_string();
+        let text = match lock {
+            Some(l) if !self.names_its_path() => format!("{}: {text}", l.display()),
+            _ => text,
+        };
+        match self.next_step() {
+            Some(step) => format!("{text}; {step}"),
+            None => text,
+        }
+    }
+
+    /// Whether the message begins with the lock's own path.
+    fn names_its_path(&self) -> bool {
+        !matches!(
+            self,
+            Error::Denied { .. }
+                | Error::Unwritable { .. }
+                | Error::CannotCreate { .. }
+                | Error::Io { .. }
+                | Error::Output { .. }
+                | Error::NoDir { .. }
+                | Error::Interrupted { .. }
+                | Error::Usage(_)
+                | Error::Internal(_)
+        )
+    }
+
+    /// What a person can do about it, where the message itself does not
+    /// say already.
+    fn next_step(&self) -> Option<&'static str> {
+        Some(match self {
+            Error::NotOwner { .. } => "`nfslock status` shows who holds it",
+            Error::NotALock { .. } => "choose another lock path",
+            Error::NotPermitted { .. } | Error::Denied { .. } => {
+                "only its owner, the directory's owner or root may"
+            }
+            Error::Unwritable { .. } | Error::CannotCreate { .. } => {
+                "check the directory's permissions and free space"
+            }
+            Error::NoDir { .. } => "create it, or mount the filesystem it is on",
+            Error::Missing { .. } => "check the path",
+            Error::Unsupported { .. } => {
+                "keep locks on a filesystem with working hard links (local disk, NFS)"
+            }
+            Error::NameTooLong { .. } => "use a shorter lock name",
+            Error::Io { .. } => {
+                "the file server may be unreachable: try again, or give a longer --io-timeout"
+            }
+            Error::Internal(_) => "this is a bug in nfslock: please report it",
+            _ => return None,
+        })
+    }
+
     /// The exit status a script sees for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
@@ -104,7 +168,7 @@ impl Error {
             Error::NoDir { .. } | Error::Missing { .. } => exit::NO_DIR,
             Error::Unsupported { .. } => exit::UNSUPPORTED,
             Error::CannotCreate { .. } | Error::NameTooLong { .. } => exit::CANT_CREATE,
-            Error::Io { .. } => exit::IO,
+            Error::Io { .. } | Error::Output { .. } => exit::IO,
             Error::Interrupted { signal } => exit::for_signal(*signal),
             Error::Usage(_) => exit::USAGE,
             Error::Internal(_) => exit::INTERNAL,
@@ -226,13 +290,30 @@ mod tests {
                 },
                 74,
             ),
+            (
+                Error::Output {
+                    what: "the token",
+                    source: e(),
+                },
+                74,
+            ),
             (Error::Interrupted { signal: 15 }, 143),
             (Error::Usage("x".into()), 64),
             (Error::Internal("x".into()), 70),
         ];
+        let mut seen = Vec::new();
         for (err, code) in cases {
             assert_eq!(err.exit_code(), code, "{err}");
-            assert!(!err.to_string().contains('\n'), "one line: {err}");
+            // One line, the lock first, whoever's path the error carries.
+            let line = err.line(Some(std::path::Path::new("/l")));
+            assert!(!line.contains('\n'), "one line: {line}");
+            assert!(line.starts_with("/l: "), "the lock first: {line}");
+            seen.push(code);
+        }
+        // Every error code of the table has a message (0 and 1 are not
+        // errors: `status` answers on stdout).
+        for (code, _) in exit::TABLE.iter().filter(|(c, _)| *c > exit::STALE) {
+            assert!(seen.contains(code), "no message for exit {code}");
         }
     }
 }

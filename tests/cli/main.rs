@@ -24,3 +24,4 @@ mod run;
 // The README and the code agree on the exit-code table.
 mod docs;
 mod manual;
+mod messages;

@@ -216,13 +216,14 @@ fn a_reader_waiting_behind_a_writer_goes_before_writers_that_come_after_it() {
     eventually("the reader to wait", || {
         s.litter().iter().any(|n| n.contains(".nfslock-share."))
     });
-    let writer = piped(s.cmd(["run", "-v", "l", "--", "sh", "-c", "echo w >> order"]));
+    // Waiting, not merely started: a writer that finds the lock free
+    // before it ever waited takes it (a newcomer between two holders).
+    let mut w = s.cmd(["run", "-v", "l", "--", "sh", "-c", "echo w >> order"]);
+    w.stdout(Stdio::piped());
+    w.stderr(std::fs::File::create(s.path("w.err")).unwrap());
+    let writer = w.spawn().unwrap();
     eventually("the writer to wait", || {
-        s.litter()
-            .iter()
-            .filter(|n| n.contains(".nfslock-claim."))
-            .count()
-            == 2
+        std::fs::read_to_string(s.path("w.err")).is_ok_and(|e| e.contains("waiting: "))
     });
     s.run(["release", "--pid", &first.pid, "l"]).code(0);
     wait_out(reader, "the reader").code(0);
