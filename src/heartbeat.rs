@@ -283,7 +283,10 @@ fn beat_once(ctx: &Ctx, target: &Target) -> Beat {
         }
         Err(e @ Error::Unsupported { .. }) => Beat::Lost(Lost::Unsupported(e.to_string())),
         Err(e) => {
-            ui::say(&format!("heartbeat failed: {e}"));
+            ui::say(&format!(
+                "{}: heartbeat failed: {e}; trying again at the next beat",
+                ctx.lock.path.display()
+            ));
             Beat::Failed
         }
     }

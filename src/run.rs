@@ -90,11 +90,17 @@ pub fn shell_status(status: ExitStatus) -> u8 {
     }
 }
 
-fn exec_error(argv0: &OsString, e: &io::Error) -> (u8, String) {
-    let name = argv0.to_string_lossy();
+fn exec_error(lock: &std::path::Path, argv0: &OsString, e: &io::Error) -> (u8, String) {
+    let (lock, name) = (lock.display(), argv0.to_string_lossy());
     match e.kind() {
-        io::ErrorKind::NotFound => (exit::NOT_FOUND, format!("{name}: command not found")),
-        _ => (exit::CANNOT_EXECUTE, format!("{name}: cannot execute: {e}")),
+        io::ErrorKind::NotFound => (
+            exit::NOT_FOUND,
+            format!("{lock}: {name}: command not found; the lock was released"),
+        ),
+        _ => (
+            exit::CANNOT_EXECUTE,
+            format!("{lock}: {name}: cannot execute: {e}; the lock was released"),
+        ),
     }
 }
 
@@ -136,7 +142,7 @@ pub fn supervise(env: &SysEnv, ctx: &Ctx, held: Held, spec: &RunSpec) -> Result<
     let mut child = match spawn(&spec.argv, &child_env, terminal.as_ref()) {
         Ok(c) => c,
         Err(e) => {
-            let (code, msg) = exec_error(&spec.argv[0], &e);
+            let (code, msg) = exec_error(&ctx.lock.path, &spec.argv[0], &e);
             held.release(ctx)?;
             ui::say(&msg);
             return Ok(code);

@@ -70,6 +70,18 @@ fn every_exit_code_says_what_happened_in_one_line_naming_the_lock() {
     let o = s.run(["release", "--pid", "1", "l"]);
     o.code(76);
     says(&o, "l", "`nfslock status` shows who holds it");
+    // 126 and 127: the command could not be run (the lock is let go).
+    let o = s.run(["run", "-n", "c", "--", "./no-such-command"]);
+    o.code(127);
+    says(
+        &o,
+        "c",
+        "./no-such-command: command not found; the lock was released",
+    );
+    std::fs::write(s.path("not-executable"), "").unwrap();
+    let o = s.run(["run", "-n", "c", "--", "./not-executable"]);
+    o.code(126);
+    says(&o, "c", "cannot execute");
     // 128+n: stopped while waiting.
     let mut c = s.cmd(["acquire", "-w", "30s", "l"]);
     let child = c.stderr(Stdio::piped()).spawn().unwrap();
