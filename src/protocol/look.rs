@@ -59,13 +59,18 @@ pub(super) fn look(
     let Some(mut lock) = stat_lock()? else {
         return Ok(Look::Vanished);
     };
-    if !lock.same_file(&c.meta) {
+    let ours_by_lstat = lock.same_file(&c.meta);
+    // A failed link with our inode at the name: a lost reply to a link
+    // that took, or a cached lstat from when this claim was the lock
+    // before (a writer that gave the lock back keeps its claim, and the
+    // cache may still show it there). The read decides that too.
+    if !ours_by_lstat || linked.is_err() {
         // Polling a lock we have read: the same attributes (inode, links,
         // size, mtime, ctime) mean the same instance, so its record is
         // known. A stale cache can only delay us here: our link's EEXIST
         // would then be our own lock, found at a later poll or by the
         // clean-up's fresh read.
-        if let Some(last) = last {
+        if let Some(last) = last.filter(|_| !ours_by_lstat) {
             if linked.is_err() && lock == last.meta {
                 return Ok(Look::Busy(last.clone()));
             }

@@ -422,7 +422,10 @@ fn regression_seeds() {
     //    reported EIO after it was done was left when it gave up. 5000270:
     //    a dead breaker's pin of a shared lock looked new after the lock
     //    was removed (its ctime moved), so the final sweep kept it.
-    for seed in [3_000_100, 4_000_154, 5_000_270] {
+    //    6000475: a writer that gave the lock back to a reader kept its
+    //    claim, tried again, met EEXIST and a cached lstat showing its own
+    //    claim at the lock name, and believed it held the lock.
+    for seed in [3_000_100, 4_000_154, 5_000_270, 6_000_475] {
         let mut cfg = Config::new(seed, 500);
         cfg.readers = true;
         cfg.reboots = true;
