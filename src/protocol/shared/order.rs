@@ -91,9 +91,15 @@ impl Attempts<'_> {
     }
 
     /// A writer that has waited and just took the lock: if a reader that
-    /// came before it still waits, the lock is given back (removed, our
-    /// claim kept for the next try) and the writer pauses. Returns the
-    /// listing it read, for the sweep that follows a contended take.
+    /// came before it still waits, the lock is given back and the writer
+    /// pauses. Returns the listing it read, for the sweep that follows a
+    /// contended take.
+    ///
+    /// The claim goes with the lock, and the next try makes a new one: a
+    /// claim that has been a lock is never a waiter's again. A breaker of
+    /// that lock (it may have expired under a stalled writer) removes the
+    /// claim as its broken holder's, and a cached lstat can show it at the
+    /// lock name after it left; either would confuse a later try.
     pub(crate) fn yield_to_reader(
         &mut self,
         slot: &mut Option<Claim>,
@@ -106,17 +112,13 @@ impl Attempts<'_> {
         if !self.ahead_of_us(c, &names, AuxKind::Share) {
             return Ok(Ok(Some(names)));
         }
-        let ours = Snapshot {
-            meta: c.meta,
-            bytes: Some(c.bytes.clone()),
-        };
         ctx.env.event(Event::GaveWay {
             path: &ctx.lock.path,
         });
-        Ok(Err(match ctx.remove_instance(&ours, Same::Instance)? {
-            Removal::Removed => Step::Pause,
-            // Not ours to remove after all (broken meanwhile): look again.
-            _ => Step::Now,
-        }))
+        // Its token is remembered: a remover that had our lock aside in
+        // that instant puts it back, held by nobody, and our next look
+        // removes it as its owner would.
+        self.give_up_claim(slot);
+        Ok(Err(Step::Pause))
     }
 }
