@@ -54,7 +54,7 @@ impl Attempts<'_> {
             let made = ctx
                 .retrying("mkdir", &epoch, Phase::Work, || ctx.fs.make_dir(&epoch))
                 .inspect_err(|_| {
-                    let _ = ctx.fs.remove_dir(&epoch);
+                    let _ = close_epoch_dir(&ctx, &epoch);
                 })?;
             match made {
                 Ok(()) => {}
@@ -63,7 +63,7 @@ impl Attempts<'_> {
                 Err(e) if sys::is_exists(&e) => return Err(ctx.dir_error("mkdir", &epoch, e)),
                 Err(e) => {
                     // It may have been made before the error came back.
-                    let _ = ctx.fs.remove_dir(&epoch);
+                    let _ = close_epoch_dir(&ctx, &epoch);
                     return Err(ctx.dir_error("mkdir", &epoch, e));
                 }
             }
@@ -75,14 +75,16 @@ impl Attempts<'_> {
                 })
                 .inspect_err(|_| {
                     let _ = ctx.unlink_ours(&member);
-                    let _ = ctx.fs.remove_dir(&epoch);
+                    let _ = close_epoch_dir(&ctx, &epoch);
                 })?;
-            match linked.as_ref().map_err(|_| ctx.fs.lstat(&member)) {
+            let seen =
+                |ctx: &Ctx| ctx.retrying("lstat", &member, Phase::Work, || ctx.fs.lstat(&member));
+            match linked.as_ref().map_err(|_| seen(&ctx)) {
                 Ok(()) => {}
-                Err(Ok(m)) if m.same_file(&c.meta) => {}
+                Err(Ok(Ok(m))) if m.same_file(&c.meta) => {}
                 _ => {
                     let _ = ctx.unlink_ours(&member);
-                    let _ = ctx.fs.remove_dir(&epoch);
+                    let _ = close_epoch_dir(&ctx, &epoch);
                     let e = linked
                         .err()
                         .unwrap_or_else(|| std::io::Error::other("no link"));
