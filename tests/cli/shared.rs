@@ -216,6 +216,17 @@ fn a_reader_waiting_behind_a_writer_goes_before_writers_that_come_after_it() {
     eventually("the reader to wait", || {
         s.litter().iter().any(|n| n.contains(".nfslock-share."))
     });
+    // Where the filesystem keeps no birth time (NFS), who came first is
+    // the second a claim's record was written: the writer must come in a
+    // later one, or they tie and the lock decides.
+    let secs = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let seen = secs();
+    eventually("the next second", || secs() > seen);
     // Waiting, not merely started: a writer that finds the lock free
     // before it ever waited takes it (a newcomer between two holders).
     let mut w = s.cmd(["run", "-v", "l", "--", "sh", "-c", "echo w >> order"]);
