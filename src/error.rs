@@ -141,9 +141,7 @@ impl Error {
             }
             Error::NoDir { .. } => "create it, or mount the filesystem it is on",
             Error::Missing { .. } => "check the path",
-            Error::Unsupported { .. } => {
-                "keep locks on a filesystem with working hard links (local disk, NFS)"
-            }
+            Error::Unsupported { .. } => "keep the locks on another filesystem",
             Error::NameTooLong { .. } => "use a shorter lock name",
             Error::Io { .. } => {
                 "the file server may be unreachable: try again, or give a longer --io-timeout"
