@@ -108,6 +108,9 @@ pub(super) struct Attempts<'a> {
     pub(super) last: Option<LockInfo>,
     /// Our first refresh was read back: touches stamp file-system time.
     pub(super) touch_verified: bool,
+    /// When this acquisition first gave the lock back to a waiting reader
+    /// (monotonic): it does so only for a while (`shared::GIVE_WAY_FOR`).
+    pub(super) gave_way_at: Option<Duration>,
 }
 
 pub(super) fn acquire_loop(
@@ -139,6 +142,7 @@ pub(super) fn acquire_loop(
         abandoned: Vec::new(),
         last: None,
         touch_verified: false,
+        gave_way_at: None,
     };
     loop {
         if let Some(signal) = ctx.env.interrupted() {

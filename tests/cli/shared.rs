@@ -242,3 +242,42 @@ fn a_reader_waiting_behind_a_writer_goes_before_writers_that_come_after_it() {
     assert_eq!(std::fs::read_to_string(s.path("order")).unwrap(), "r\nw\n");
     s.assert_no_litter();
 }
+
+/// A reader that came first but is stopped (or a reader's claim another
+/// user planted with an old record) stays fresh-looking for a while; a
+/// writer gives way to it only briefly, then keeps the lock.
+#[test]
+fn a_stopped_reader_does_not_keep_a_writer_out() {
+    let s = Scratch::new();
+    let first = s.hold("l", &[]);
+    let reader = piped(s.cmd(["run", "-s", "l", "--", "true"]));
+    eventually("the reader to wait", || {
+        s.litter().iter().any(|n| n.contains(".nfslock-share."))
+    });
+    let rpid = nix::unistd::Pid::from_raw(reader.id() as i32);
+    nix::sys::signal::kill(rpid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let secs = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let seen = secs();
+    eventually("the next second", || secs() > seen);
+    let mut w = s.cmd(["run", "-v", "-w", "10s", "l", "--", "true"]);
+    w.stdout(Stdio::piped());
+    w.stderr(std::fs::File::create(s.path("w.err")).unwrap());
+    let writer = w.spawn().unwrap();
+    eventually("the writer to wait", || {
+        std::fs::read_to_string(s.path("w.err")).is_ok_and(|e| e.contains("waiting: "))
+    });
+    s.run(["release", "--pid", &first.pid, "l"]).code(0);
+    // The stopped reader's claim looks fresh for 15 s: without a bound the
+    // writer would give way until its -w 10s ran out (75).
+    wait_out(writer, "the writer").code(0);
+    let err = std::fs::read_to_string(s.path("w.err")).unwrap();
+    assert!(err.contains("gave the lock back"), "{err}");
+    nix::sys::signal::kill(rpid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    wait_out(reader, "the reader").code(0);
+    s.assert_no_litter();
+}

@@ -9,6 +9,14 @@
 use super::*;
 use crate::fs::{FsTime, Meta};
 
+/// How long one writer's acquisition keeps giving the lock back to older
+/// readers, from its first give-back. An older reader that is really
+/// waiting gets in within a poll or two; one that is stopped, or a reader's
+/// claim planted by another user with an old record, must not keep a
+/// writer out for longer than this (each later writer gives way again, so
+/// a real reader still cannot starve).
+pub(crate) const GIVE_WAY_FOR: Duration = Duration::from_secs(2);
+
 /// When a contender came: its claim's birth time where the filesystem
 /// keeps one, else the time its record was written (whole seconds, by its
 /// own host's clock). A claim's mtime and ctime move at every refresh, so
@@ -92,7 +100,7 @@ impl Attempts<'_> {
 
     /// A writer that has waited and just took the lock: if a reader that
     /// came before it still waits, the lock is given back and the writer
-    /// pauses. Returns the listing it read, for the sweep that follows a
+    /// pauses (for at most [`GIVE_WAY_FOR`] in all). Returns the listing it read, for the sweep that follows a
     /// contended take.
     ///
     /// The claim goes with the lock, and the next try makes a new one: a
@@ -109,9 +117,14 @@ impl Attempts<'_> {
         let Ok(names) = ctx.fs.list(&ctx.lock.dir) else {
             return Ok(Ok(None));
         };
-        if !self.ahead_of_us(c, &names, AuxKind::Share) {
+        let now = ctx.env.monotonic();
+        let patient = self
+            .gave_way_at
+            .is_none_or(|first| now.saturating_sub(first) < GIVE_WAY_FOR);
+        if !patient || !self.ahead_of_us(c, &names, AuxKind::Share) {
             return Ok(Ok(Some(names)));
         }
+        self.gave_way_at.get_or_insert(now);
         ctx.env.event(Event::GaveWay {
             path: &ctx.lock.path,
         });
