@@ -361,7 +361,7 @@ pub const RUN_ENVIRONMENT: &[(&str, &str)] = &[
 ];
 
 /// The examples that end each command's help (and its man page).
-pub mod examples {
+mod examples {
     pub const NFSLOCK: &str = "\
 Examples:
   nfslock run -n /srv/locks/backup.lock -- /usr/local/bin/backup
