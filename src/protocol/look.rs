@@ -62,8 +62,9 @@ pub(super) fn look(
     let ours_by_lstat = lock.same_file(&c.meta);
     // A failed link with our inode at the name: a lost reply to a link
     // that took, or a cached lstat from when this claim was the lock
-    // before (a writer that gave the lock back keeps its claim, and the
-    // cache may still show it there). The read decides that too.
+    // before. No path reuses such a claim today (a writer that gives the
+    // lock back makes a new one), but a cached "ours" must never count as
+    // holding: the read decides, one round trip on a rare path.
     if !ours_by_lstat || linked.is_err() {
         // Polling a lock we have read: the same attributes (inode, links,
         // size, mtime, ctime) mean the same instance, so its record is

@@ -425,10 +425,17 @@ fn regression_seeds() {
     //    6000475: a writer that gave the lock back to a reader kept its
     //    claim, tried again, met EEXIST and a cached lstat showing its own
     //    claim at the lock name, and believed it held the lock.
-    for seed in [3_000_100, 4_000_154, 5_000_270, 6_000_475] {
+    // With readers and the waiters' queue: 6000305: that kept claim was
+    //    removed by the breaker of the lock it had been, and a reader got
+    //    past the seal it had made as a waiter. 7000023: an opener's new
+    //    readers' directory was left after one EIO on its rmdir.
+    let reboots = [3_000_100, 4_000_154, 5_000_270, 6_000_475].map(|s| (s, true));
+    let queued = [6_000_305, 7_000_023].map(|s| (s, false));
+    for (seed, reboots) in reboots.into_iter().chain(queued) {
         let mut cfg = Config::new(seed, 500);
         cfg.readers = true;
-        cfg.reboots = true;
+        cfg.reboots = reboots;
+        cfg.watchers = !reboots;
         if let Some(v) = run(&cfg).violation {
             panic!("{v}");
         }
