@@ -186,6 +186,16 @@ fn a_reader_that_came_after_a_waiting_writer_lets_it_go_first() {
     };
     let writer = piped(s.cmd(["run", "l", "--", "sh", "-c", "sleep 0.3; echo w >> order"]));
     eventually("the writer to wait", || claims() == 2);
+    // Without birth times (NFS) arrivals are whole seconds: the reader
+    // must come in a later one than the writer, or they tie.
+    let secs = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let seen = secs();
+    eventually("the next second", || secs() > seen);
     let reader = piped(s.cmd(["run", "-s", "l", "--", "sh", "-c", "echo r >> order"]));
     eventually("the reader to wait", || {
         s.litter().iter().any(|n| n.contains(".nfslock-share."))
