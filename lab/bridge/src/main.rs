@@ -7,7 +7,8 @@
 //! caller sees what a real client returns after a retransmit: EEXIST for
 //! CREATE and LINK, ENOENT for REMOVE and RENAME), EIO with the operation done
 //! or not done (soft mounts), and a delay per call. Every RPC and every fault
-//! is counted; the counts go to stderr and `--stats` at unmount.
+//! is counted; the counts go to stderr and `--stats` at unmount (and to
+//! `--stats` every 100 ms while RPCs flow, for benchmarks).
 //!
 //! Two more faults mimic clients and servers that bend the rules:
 //! `--client-time-touch` sends the client's clock, in whole seconds, for
@@ -186,7 +187,14 @@ struct Inner {
     next_dir: u64,
     rng: u64,
     counts: BTreeMap<String, u64>,
+    /// Where the counters go while mounted too (the `--stats` file), and
+    /// when they last went there: a benchmark reads them over a window.
+    live: Option<PathBuf>,
+    written: std::time::Instant,
 }
+
+/// How often the counters are rewritten while RPCs flow.
+const LIVE_STATS_EVERY: Duration = Duration::from_millis(100);
 
 struct Bridge {
     inner: Mutex<Inner>,
@@ -339,6 +347,12 @@ impl Inner {
 
     fn count(&mut self, what: &str) {
         *self.counts.entry(what.to_string()).or_default() += 1;
+        if let Some(p) = &self.live {
+            if self.written.elapsed() >= LIVE_STATS_EVERY {
+                let _ = std::fs::write(p, counts_text(&self.counts));
+                self.written = std::time::Instant::now();
+            }
+        }
     }
 
     fn roll(&mut self) -> f64 {
@@ -482,16 +496,16 @@ impl Bridge {
 
     fn dump_stats(&self) {
         let inner = self.lock();
-        let text: String = inner
-            .counts
-            .iter()
-            .map(|(k, v)| format!("{k} {v}\n"))
-            .collect();
+        let text = counts_text(&inner.counts);
         eprint!("nfslab-bridge counters:\n{text}");
         if let Some(p) = &self.stats {
             let _ = std::fs::write(p, &text);
         }
     }
+}
+
+fn counts_text(counts: &BTreeMap<String, u64>) -> String {
+    counts.iter().map(|(k, v)| format!("{k} {v}\n")).collect()
 }
 
 impl Filesystem for Bridge {
@@ -1142,6 +1156,8 @@ fn main() {
             next_dir: 0,
             rng: args.seed.max(1),
             counts: BTreeMap::new(),
+            live: args.stats.clone(),
+            written: std::time::Instant::now(),
         }),
         ttl: Duration::from_millis(args.attr_ttl_ms),
         lose_reply: args.lose_reply,
