@@ -334,6 +334,11 @@ pub fn report(event: Event<'_>) {
             path.display()
         )),
         Event::ReleaseFailed { error } => ui::say(&format!("release failed: {error}")),
+        Event::InLine { path, ahead } if ahead >= 2 => ui::explain(&format!(
+            "{}: {ahead} or more waiters ahead in line; polling at the poll cap",
+            path.display()
+        )),
+        Event::InLine { .. } => {}
     }
 }
 

@@ -111,6 +111,12 @@ pub(super) struct Attempts<'a> {
     /// When this acquisition first gave the lock back to a waiting reader
     /// (monotonic): it does so only for a while (`shared::GIVE_WAY_FOR`).
     pub(super) gave_way_at: Option<Duration>,
+    /// Our place in line (`pace`) and the holder (device, inode) it was
+    /// counted under.
+    pub(super) line: Option<((u64, u64), usize)>,
+    /// The pace of a waiter behind the first in line: at the cap, never
+    /// started over.
+    pub(super) quiet: Backoff,
 }
 
 pub(super) fn acquire_loop(
@@ -143,6 +149,8 @@ pub(super) fn acquire_loop(
         last: None,
         touch_verified: false,
         gave_way_at: None,
+        line: None,
+        quiet: Backoff::new(opts.poll_max, opts.poll_max),
     };
     loop {
         if let Some(signal) = ctx.env.interrupted() {

@@ -67,12 +67,15 @@ pub(super) fn new_claim(ctx: &Ctx, opts: &AcquireOptions) -> Result<Claim, Error
         cmd: opts.cmd.clone(),
         shared: opts.shared,
     };
-    let made = ctx.create_aux(
+    // A claim's nonce begins with its time: the waiters' line on NFS is
+    // read off the names (`pace`).
+    let made = ctx.create_aux_with(
         if opts.shared {
             AuxKind::Share
         } else {
             AuxKind::Claim
         },
+        &|| super::pace::claim_nonce(env),
         &|token, name| record_for(token, name).encode(),
         opts.durable,
         Phase::Work,

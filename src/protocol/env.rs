@@ -108,6 +108,12 @@ pub enum Event<'a> {
     ReleaseFailed {
         error: &'a Error,
     },
+    /// A waiter on a filesystem without change events counted the live
+    /// waiters ahead of it (up to two: then it polls quietly).
+    InLine {
+        path: &'a Path,
+        ahead: usize,
+    },
 }
 
 /// One step of xorshift64: cheap jitter and tokens from a kernel seed.

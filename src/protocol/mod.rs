@@ -89,6 +89,7 @@ mod look;
 #[cfg(test)]
 pub(crate) mod mutants;
 mod owner;
+mod pace;
 mod queue;
 mod removal;
 pub(crate) mod shared;

@@ -4,6 +4,7 @@
 
 use super::acquire::{Attempts, Step};
 use super::claim::Claim;
+use super::pace;
 use super::{Event, LockInfo};
 use crate::error::Error;
 use crate::stale::{self, Liveness};
@@ -32,7 +33,7 @@ impl Attempts<'_> {
             };
             WATCH_FALLBACK.min(stale_in)
         } else {
-            self.backoff.next(env)
+            self.remote_pause(claim, &info)
         };
         if let Some(r) = remaining {
             pause = pause.min(r);
@@ -51,6 +52,40 @@ impl Attempts<'_> {
 }
 
 impl Attempts<'_> {
+    /// A poll's pause on a filesystem that reports no changes, by our
+    /// place in line (see `pace`), asked again at each new holder: the
+    /// first in line back off from the poll floor, starting over at each
+    /// new holder; the rest poll quietly, at the cap. Readers keep the
+    /// plain backoff (their line is the writers' order, `shared`).
+    fn remote_pause(&mut self, claim: &Claim, info: &LockInfo) -> Duration {
+        let env = self.ctx.env;
+        if self.opts.shared {
+            return self.backoff.next(env);
+        }
+        let m = &info.snapshot.meta;
+        let holder = (m.dev, m.ino);
+        let place = match self.line {
+            Some((h, place)) if h == holder => place,
+            _ => {
+                let mine = claim.path.file_name().unwrap_or_default();
+                let theirs = info.record().map(|r| r.claim.as_os_str());
+                let now = claim.estimate_now(env);
+                let place = pace::waiters_ahead(&self.ctx, mine, &claim.record.token, theirs, now);
+                env.event(Event::InLine {
+                    path: &self.ctx.lock.path,
+                    ahead: place,
+                });
+                self.line = Some((holder, place));
+                place
+            }
+        };
+        if place < pace::FAST_PLACES {
+            self.backoff.next(env)
+        } else {
+            self.quiet.next(env)
+        }
+    }
+
     /// Before a wait: busy at the deadline, else the time left (`None`:
     /// no deadline), announced once.
     pub(super) fn may_wait(

@@ -568,6 +568,10 @@ impl Env for SimEnv {
                 self.report(|w| w.report.gave_way += 1);
                 "event: gave the lock back to a reader".into()
             }
+            Event::InLine { ahead, .. } => {
+                self.report(|w| w.report.in_line[ahead.min(2)] += 1);
+                return;
+            }
             Event::Waiting { .. } | Event::ReleaseFailed { .. } => return,
         };
         self.report(|w| {

@@ -104,6 +104,9 @@ pub struct Report {
     pub most_readers: u64,
     /// Locks a writer gave back to a reader that had waited longer.
     pub gave_way: u64,
+    /// Places counted by polling waiters (`pace`): first, second, and
+    /// behind two or more (quiet).
+    pub in_line: [u64; 3],
     /// The first invariant violation, with the trace that led to it.
     pub violation: Option<String>,
 }

@@ -11,6 +11,7 @@ mod faults;
 mod filesystems;
 mod hold;
 mod names;
+mod pace;
 mod slots;
 mod sweep;
 mod waiting;

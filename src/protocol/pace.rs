@@ -1,0 +1,87 @@
+//! The waiters' line on filesystems that report no changes (NFS): how
+//! fast a waiter polls, by its place among the waiters. Each poll is a
+//! round trip or two on NFS, and waiters that all poll fast crowd out the
+//! holder's own round trips; so only the first two in line poll fast
+//! (backing off, and starting over at each new holder), and every waiter
+//! behind them polls quietly, at its poll cap, whatever the holder does.
+//!
+//! A place is told by names: an exclusive claim's nonce begins with the
+//! wall-clock time it was made at ([`claim_nonce`]), so one listing shows
+//! the line in arrival order (across hosts, as far as their clocks agree).
+//! A claim ahead counts while its waiter lives: on this host, while its
+//! process exists; on another, while its link count says it waits and its
+//! mtime (a waiter refreshes its claim at every poll) is recent.
+//!
+//! Only pace is decided here. Nobody defers to the line: a quiet waiter
+//! still tries the lock at every poll and takes it when it is free, so a
+//! waiter ahead that crashed, stalled or lost its claim costs the ones
+//! behind it at most their poll cap per hand-over, and every guarantee is
+//! kept by the attempt that follows, whatever the line said.
+
+use super::ctx::Ctx;
+use super::Env;
+use crate::fs::FsTime;
+use crate::names::AuxKind;
+use std::cmp::Reverse;
+use std::ffi::OsStr;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// How many live waiters ahead make a waiter quiet.
+pub(super) const FAST_PLACES: usize = 2;
+
+/// A claim of another host not refreshed for this long (file-system
+/// time) holds no place: its waiter polls at least every poll cap.
+pub(super) const CLAIM_STALE: Duration = Duration::from_secs(10);
+
+/// A claim's nonce: 12 hex digits of wall-clock milliseconds, then 4
+/// random ones. The names sort in arrival order; the creation never
+/// adopts a taken name, so uniqueness does not rest on the random part.
+pub(super) fn claim_nonce(env: &dyn Env) -> String {
+    let ms = env
+        .wall_clock()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+        .min(0xffff_ffff_ffff) as u64;
+    format!("{ms:012x}{:04x}", env.token() & 0xffff)
+}
+
+/// How many live waiters are ahead of our claim `mine` (its nonce
+/// `my_nonce`), counted up to [`FAST_PLACES`]: one listing, a pid probe
+/// for each claim of this host, an lstat for each of another host's
+/// (nearest first, only until enough are found). The holder's claim
+/// (`holder`, as its record names it) does not wait; `now` is file-system
+/// time, estimated. A listing that fails puts us first: the pace of today.
+pub(super) fn waiters_ahead(
+    ctx: &Ctx,
+    mine: &OsStr,
+    my_nonce: &str,
+    holder: Option<&OsStr>,
+    now: FsTime,
+) -> usize {
+    let Ok(names) = ctx.fs.list(&ctx.lock.dir) else {
+        return 0;
+    };
+    let me = &ctx.env.identity().host;
+    let mut ahead: Vec<_> = names
+        .iter()
+        .filter(|n| n.as_os_str() != mine && Some(n.as_os_str()) != holder)
+        .filter_map(|n| ctx.lock.parse_aux(n).map(|a| (n, a)))
+        .filter(|(_, a)| a.kind == AuxKind::Claim && a.nonce.as_str() < my_nonce)
+        .collect();
+    ahead.sort_by_key(|(_, a)| Reverse(a.nonce.clone()));
+    let mut live = 0;
+    for (name, aux) in ahead {
+        let waits = if ctx.lock.spells_host(&aux.host, me) {
+            !ctx.env.pid_gone(aux.pid)
+        } else {
+            // Two links: the holder's claim, or one pinned by a breaker.
+            matches!(ctx.fs.lstat(&ctx.lock.in_dir(name)),
+                Ok(m) if m.nlink == 1 && now.secs_since(m.mtime) < CLAIM_STALE.as_secs_f64())
+        };
+        live += usize::from(waits);
+        if live >= FAST_PLACES {
+            break;
+        }
+    }
+    live
+}

@@ -1,0 +1,94 @@
+use super::*;
+use crate::protocol::pace::{waiters_ahead, FAST_PLACES};
+
+fn now_ms() -> i64 {
+    let d = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    d.as_millis() as i64
+}
+
+/// A claim of `host`'s `pid` whose nonce says it was made `ms_ago`
+/// milliseconds ago, with a fresh mtime unless `old`.
+fn plant_claim(f: &Fixture, host: &str, pid: u32, ms_ago: i64, old: bool) -> PathBuf {
+    let nonce = format!("{:012x}0000", now_ms() - ms_ago);
+    let path = f
+        .lock
+        .in_dir(&f.lock.aux_name(AuxKind::Claim, &nonce, pid, host));
+    let file = std::fs::File::create(&path).unwrap();
+    if old {
+        file.set_modified(SystemTime::now() - Duration::from_secs(60))
+            .unwrap();
+    }
+    path
+}
+
+/// Our place in line counts the waiters that came before us and still
+/// wait: not those that came after, nor the holder's claim, nor a claim
+/// with two links (the holder's, or one a breaker pinned), nor one not
+/// refreshed for long, nor one of a process gone from this host.
+#[test]
+fn a_place_counts_live_earlier_waiters_only() {
+    let f = Fixture::new();
+    let ctx = f.ctx();
+    let here = f.env.identity().host.clone();
+    let place = |holder: Option<&std::ffi::OsStr>| {
+        let mine = plant_claim(&f, &here, std::process::id(), 0, false);
+        let nonce = f.lock.parse_aux(mine.file_name().unwrap()).unwrap().nonce;
+        let ms = now_ms();
+        let now = FsTime::from_parts(ms / 1000, ms % 1000 * 1_000_000);
+        let n = waiters_ahead(&ctx, mine.file_name().unwrap(), &nonce, holder, now);
+        std::fs::remove_file(&mine).unwrap();
+        n
+    };
+    assert_eq!(place(None), 0);
+    // Later, stale, pinned, gone: none of them counts.
+    plant_claim(&f, "elsewhere", 7, -5000, false);
+    plant_claim(&f, "elsewhere", 8, 5000, true);
+    let pinned = plant_claim(&f, "elsewhere", 9, 5000, false);
+    std::fs::hard_link(&pinned, f.dir.path().join("pin")).unwrap();
+    let dead = LiveOwner::new();
+    let gone = dead.owner.pid;
+    drop(dead);
+    plant_claim(&f, &here, gone, 5000, false);
+    assert_eq!(place(None), 0, "{:?}", f.names());
+    // A live waiter of another host, and the holder's claim.
+    let theirs = plant_claim(&f, "elsewhere", 10, 4000, false);
+    assert_eq!(place(None), 1);
+    assert_eq!(place(theirs.file_name()), 0);
+    // A live process of this host: counted without a look at its claim.
+    let alive = LiveOwner::new();
+    plant_claim(&f, &here, alive.owner.pid, 3000, false);
+    let lstats = f.fs.calls(Op::Lstat);
+    assert_eq!(place(None), FAST_PLACES);
+    // Nearest first, and no further than two live ones: one lstat at most
+    // (the other host's claim), none for this host's.
+    assert!(f.fs.calls(Op::Lstat) - lstats <= 1);
+}
+
+/// On NFS (no change events) a waiter with two live waiters ahead of it
+/// polls quietly, at its poll cap, where the first in line starts at the
+/// poll floor; and it says so under -v.
+#[test]
+fn a_waiter_behind_two_others_polls_at_the_cap() {
+    let first_pause = |ahead: usize| {
+        let f = Fixture::new();
+        f.plant_other_lock(b"theirs");
+        for k in 0..ahead {
+            plant_claim(&f, "elsewhere", 100 + k as u32, 2000 + k as i64, false);
+        }
+        let mut opts = f.opts();
+        opts.watch = Some(false);
+        opts.wait = Some(Duration::from_millis(300));
+        opts.poll_min = Duration::from_millis(20);
+        opts.poll_max = Duration::from_millis(200);
+        acquire(&f.ctx(), &opts).unwrap_err();
+        assert!(f.env.saw(&format!("ahead: {}", ahead.min(FAST_PLACES))));
+        let sleeps = f.env.sleeps.lock().unwrap().clone();
+        sleeps[0]
+    };
+    assert!(first_pause(0) <= Duration::from_millis(20));
+    assert!(first_pause(1) <= Duration::from_millis(20));
+    let quiet = first_pause(2);
+    assert!(quiet >= Duration::from_millis(100), "{quiet:?}");
+}
