@@ -92,12 +92,12 @@ pub fn watch(dir: &Path, allowance: Duration) {
 /// The real filesystem, its calls watched where the lock's directory may
 /// be remote, so that a server that stops answering cannot hold us past
 /// `io_timeout` (see above).
-pub fn real_fs(dir: &Path, io_timeout: Duration) -> GuardedFs<crate::realfs::RealFs> {
+pub fn real_fs(dir: &Path, io_timeout: Duration) -> GuardedFs<crate::anchored::AnchoredFs> {
     if crate::sys::under_remote_mount(dir) {
         watch(dir, io_timeout);
     }
     GuardedFs {
-        inner: crate::realfs::RealFs,
+        inner: crate::anchored::AnchoredFs::new(dir),
         allowance: io_timeout,
     }
 }

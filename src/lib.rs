@@ -59,6 +59,7 @@ pub mod commands;
 pub mod process;
 
 mod admin;
+mod anchored;
 mod duration;
 #[cfg(test)]
 mod faultfs;

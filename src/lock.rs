@@ -3,11 +3,11 @@
 //! releases it when dropped. Everything else of the crate is the `nfslock`
 //! command's.
 
+use crate::anchored::AnchoredFs;
 use crate::error::Error;
 use crate::info::LockInfo;
 use crate::names::{BadLockPath, LockPath, MAX_LOCK_NAME};
 use crate::protocol::{self, AcquireOptions, BreakOptions, BreakOutcome, Ctx, Event, Held, Owner};
-use crate::realfs::RealFs;
 use crate::sysenv::SysEnv;
 use std::path::Path;
 use std::time::Duration;
@@ -18,6 +18,7 @@ pub struct Lock {
     path: LockPath,
     env: SysEnv,
     io_timeout: Duration,
+    fs: AnchoredFs,
 }
 
 /// How [`Lock::acquire`] takes the lock.
@@ -40,8 +41,10 @@ impl Lock {
     /// Fails only for a path that names no file, ends in '/', or has a name
     /// too long to leave room for the lock's claim files.
     pub fn new(path: impl AsRef<Path>) -> Result<Lock, Error> {
+        let path = lock_path(path.as_ref())?;
         Ok(Lock {
-            path: lock_path(path.as_ref())?,
+            fs: AnchoredFs::new(&path.dir),
+            path,
             env: SysEnv::new(),
             io_timeout: Duration::from_secs(30),
         })
@@ -59,7 +62,7 @@ impl Lock {
     }
 
     fn ctx(&self) -> Ctx<'_> {
-        Ctx::new(&RealFs, &self.env, &self.path, self.io_timeout)
+        Ctx::new(&self.fs, &self.env, &self.path, self.io_timeout)
     }
 
     /// Takes the lock for this process, waiting as `opts` says. Busy at the

@@ -16,7 +16,7 @@ use std::path::Path;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RealFs;
 
-fn meta_of(m: &std::fs::Metadata) -> Meta {
+pub(crate) fn meta_of(m: &std::fs::Metadata) -> Meta {
     let ft = m.file_type();
     let kind = if ft.is_file() {
         Kind::File
@@ -83,43 +83,83 @@ fn read_small(mut f: &File, size: u64, limit: usize) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Writes a new file's data and makes it what a claim must be: readable
+/// by others whatever the umask, on stable storage where `durable` says.
+/// A file that could not be filled is useless and would be litter:
+/// `remove` takes it away.
+pub(crate) fn fill_new(
+    mut f: File,
+    path: &Path,
+    data: &[u8],
+    durable: Durability,
+    remove: &dyn Fn(),
+) -> io::Result<Meta> {
+    // The new file's own attributes tell which filesystem it is on: no
+    // statfs of the directory, a round trip on NFS.
+    let written = f.write_all(data).and_then(|()| f.metadata()).and_then(|m| {
+        let mut meta = meta_of(&m);
+        // Others must read a record to judge it, whatever our umask
+        // (077 would make our locks unbreakable to a team); one more
+        // SETATTR, only when the umask took a read bit away.
+        if meta.mode & 0o644 != 0o644 {
+            f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+            meta.mode = 0o644;
+        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let remote = || crate::sys::is_remote_dev(meta.dev, dir, Some(f.as_fd()));
+        let sync = match durable {
+            Durability::NoSync => false,
+            Durability::IfRemote => remote(),
+        };
+        if sync {
+            f.sync_all()?;
+        }
+        Ok(meta)
+    });
+    if written.is_err() {
+        drop(f);
+        remove();
+    }
+    written
+}
+
+/// What a read of a lock name finds, from its open (O_NOFOLLOW,
+/// O_NONBLOCK): the attributes, and the content of a regular file up to
+/// `limit`; for a symlink, socket or device, what `lstat` says is there,
+/// without touching it.
+pub(crate) fn read_opened(
+    opened: io::Result<File>,
+    limit: usize,
+    lstat: &dyn Fn() -> io::Result<Meta>,
+) -> io::Result<(Meta, Option<Vec<u8>>)> {
+    let f: File = match opened {
+        Ok(f) => f,
+        // ELOOP: a symlink at the final component. Report what is there
+        // without touching the target.
+        Err(e) if e.raw_os_error() == Some(libc_flags::ELOOP) => return Ok((lstat()?, None)),
+        // A socket cannot be opened; a device may refuse. Describe it.
+        Err(e) if e.raw_os_error() == Some(libc_flags::ENXIO) => return Ok((lstat()?, None)),
+        Err(e) => return Err(e),
+    };
+    let meta = meta_of(&f.metadata()?);
+    if meta.kind != Kind::File {
+        return Ok((meta, None));
+    }
+    Ok((meta, Some(read_small(&f, meta.size, limit)?)))
+}
+
 impl LockFs for RealFs {
-    /// Files are created 0644 whatever the umask: see below.
+    /// Files are created 0644 whatever the umask: see [`fill_new`].
     fn create_exclusive(&self, path: &Path, data: &[u8], durable: Durability) -> io::Result<Meta> {
-        let mut f = OpenOptions::new()
+        let f = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o644)
             .custom_flags(libc_flags::O_NOFOLLOW)
             .open(path)?;
-        // The new file's own attributes tell which filesystem it is on: no
-        // statfs of the directory, a round trip on NFS.
-        let written = f.write_all(data).and_then(|()| f.metadata()).and_then(|m| {
-            let mut meta = meta_of(&m);
-            // Others must read a record to judge it, whatever our umask
-            // (077 would make our locks unbreakable to a team); one more
-            // SETATTR, only when the umask took a read bit away.
-            if meta.mode & 0o644 != 0o644 {
-                f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-                meta.mode = 0o644;
-            }
-            let dir = path.parent().unwrap_or(Path::new("."));
-            let remote = || crate::sys::is_remote_dev(meta.dev, dir, Some(f.as_fd()));
-            let sync = match durable {
-                Durability::NoSync => false,
-                Durability::IfRemote => remote(),
-            };
-            if sync {
-                f.sync_all()?;
-            }
-            Ok(meta)
-        });
-        if written.is_err() {
-            // A claim we could not fill is useless and would be litter.
-            drop(f);
+        fill_new(f, path, data, durable, &|| {
             let _ = std::fs::remove_file(path);
-        }
-        written
+        })
     }
 
     fn is_remote(&self, dev: u64, dir: &Path) -> bool {
@@ -141,24 +181,7 @@ impl LockFs for RealFs {
             .read(true)
             .custom_flags(libc_flags::O_NOFOLLOW | libc_flags::O_NONBLOCK)
             .open(path);
-        let f: File = match opened {
-            Ok(f) => f,
-            // ELOOP: a symlink at the final component. Report what is there
-            // without touching the target.
-            Err(e) if e.raw_os_error() == Some(libc_flags::ELOOP) => {
-                return Ok((self.lstat(path)?, None));
-            }
-            // A socket cannot be opened; a device may refuse. Describe it.
-            Err(e) if e.raw_os_error() == Some(libc_flags::ENXIO) => {
-                return Ok((self.lstat(path)?, None));
-            }
-            Err(e) => return Err(e),
-        };
-        let meta = meta_of(&f.metadata()?);
-        if meta.kind != Kind::File {
-            return Ok((meta, None));
-        }
-        Ok((meta, Some(read_small(&f, meta.size, limit)?)))
+        read_opened(opened, limit, &|| self.lstat(path))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
@@ -204,7 +227,7 @@ impl LockFs for RealFs {
 }
 
 /// The few libc constants std does not name.
-mod libc_flags {
+pub(crate) mod libc_flags {
     pub use nix::libc::{ELOOP, ENXIO, O_NOFOLLOW, O_NONBLOCK};
 }
 

@@ -19,6 +19,7 @@ mod window;
 
 use super::*;
 use super::{acquire::*, breaking::*, claim::*, ctx::*, hold::*, removal::*, sweep::*, wait::*};
+use crate::anchored::AnchoredFs;
 use crate::error::Error;
 use crate::faultfs::{Fault, FaultFs, Op};
 use crate::fs::{FsTime, LockFs};
@@ -103,7 +104,9 @@ impl Env for TestEnv {
 struct Fixture {
     dir: tempfile::TempDir,
     lock: LockPath,
-    fs: FaultFs<RealFs>,
+    /// Anchored at the lock's directory, as the command's is; waiters
+    /// made by the tests go by path (`RealFs`): both are covered.
+    fs: FaultFs<AnchoredFs>,
     env: TestEnv,
 }
 
@@ -112,9 +115,9 @@ impl Fixture {
         let dir = tempfile::tempdir().unwrap();
         let lock = LockPath::new(&dir.path().join("l")).unwrap();
         Fixture {
+            fs: FaultFs::new(AnchoredFs::new(&lock.dir)),
             dir,
             lock,
-            fs: FaultFs::new(RealFs),
             env: TestEnv::new(),
         }
     }

@@ -1,0 +1,268 @@
+//! The production [`LockFs`] for one lock directory: every call on a name
+//! in that directory goes through one descriptor of it (openat, linkat,
+//! renameat, unlinkat, ...), and only paths elsewhere go by path (the
+//! plain [`RealFs`]).
+//!
+//! Why: each call by path walks every component again, and a client that
+//! revalidates names (the NFS lab's has no name cache at all; a kernel
+//! client whose attribute cache has timed out is the same) pays a LOOKUP
+//! per component per call; relative to the directory it pays one, for the
+//! name itself. And all of a command's calls stay in one directory even
+//! if someone renames or replaces a component of its path meanwhile.
+//!
+//! The directory is opened (O_PATH) at the first call, inside whatever
+//! guards that call (the hang watchdog), not when the value is made. If it
+//! cannot be opened, every call goes by path, as before, and reports the
+//! errors it meets there.
+
+use crate::fs::{Durability, LockFs, Meta};
+use crate::realfs::{fill_new, libc_flags, meta_of, read_opened, RealFs};
+use nix::fcntl::{openat, renameat, renameat2, OFlag, RenameFlags};
+use nix::sys::stat::{mkdirat, utimensat, Mode, UtimensatFlags};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{linkat, unlinkat, UnlinkatFlags};
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The real filesystem, anchored at one directory.
+#[derive(Debug)]
+pub struct AnchoredFs {
+    dir: PathBuf,
+    fd: OnceLock<Option<OwnedFd>>,
+}
+
+impl AnchoredFs {
+    pub fn new(dir: &Path) -> AnchoredFs {
+        AnchoredFs {
+            dir: dir.to_path_buf(),
+            fd: OnceLock::new(),
+        }
+    }
+
+    /// The directory's descriptor and the name, for a path directly in it.
+    fn at<'p>(&self, path: &'p Path) -> Option<(&OwnedFd, &'p OsStr)> {
+        let name = path.file_name()?;
+        if path.parent()? != self.dir {
+            return None;
+        }
+        Some((self.anchor()?, name))
+    }
+
+    /// The directory's descriptor, opened at the first call that needs it.
+    fn anchor(&self) -> Option<&OwnedFd> {
+        self.fd
+            .get_or_init(|| {
+                let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+                nix::fcntl::open(&self.dir, flags, Mode::empty()).ok()
+            })
+            .as_ref()
+    }
+
+    fn open_at(&self, fd: &OwnedFd, name: &OsStr, flags: OFlag, mode: u32) -> io::Result<File> {
+        let fd = openat(
+            fd,
+            name,
+            flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+            Mode::from_bits_truncate(mode),
+        )?;
+        Ok(File::from(fd))
+    }
+}
+
+impl LockFs for AnchoredFs {
+    fn create_exclusive(&self, path: &Path, data: &[u8], durable: Durability) -> io::Result<Meta> {
+        let Some((fd, name)) = self.at(path) else {
+            return RealFs.create_exclusive(path, data, durable);
+        };
+        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL;
+        let f = self.open_at(fd, name, flags, 0o644)?;
+        fill_new(f, path, data, durable, &|| {
+            let _ = unlinkat(fd, name, UnlinkatFlags::NoRemoveDir);
+        })
+    }
+
+    fn is_remote(&self, dev: u64, dir: &Path) -> bool {
+        RealFs.is_remote(dev, dir)
+    }
+
+    fn hard_link(&self, existing: &Path, new: &Path) -> io::Result<()> {
+        match (self.at(existing), self.at(new)) {
+            // Like link(2): a symlink at `existing` is not followed.
+            (Some((fd, from)), Some((_, to))) => {
+                Ok(linkat(fd, from, fd, to, nix::fcntl::AtFlags::empty())?)
+            }
+            _ => RealFs.hard_link(existing, new),
+        }
+    }
+
+    fn lstat(&self, path: &Path) -> io::Result<Meta> {
+        let Some((fd, name)) = self.at(path) else {
+            return RealFs.lstat(path);
+        };
+        // An O_PATH descriptor of the name itself (a symlink's own, with
+        // O_NOFOLLOW), for std's statx-based attributes (birth time).
+        let f = self.open_at(fd, name, OFlag::O_PATH, 0)?;
+        Ok(meta_of(&f.metadata()?))
+    }
+
+    fn read(&self, path: &Path, limit: usize) -> io::Result<(Meta, Option<Vec<u8>>)> {
+        let Some((fd, name)) = self.at(path) else {
+            return RealFs.read(path, limit);
+        };
+        let flags = OFlag::O_RDONLY | OFlag::from_bits_truncate(libc_flags::O_NONBLOCK);
+        let opened = self.open_at(fd, name, flags, 0);
+        read_opened(opened, limit, &|| self.lstat(path))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        match (self.at(from), self.at(to)) {
+            (Some((fd, a)), Some((_, b))) => Ok(renameat(fd, a, fd, b)?),
+            _ => RealFs.rename(from, to),
+        }
+    }
+
+    fn rename_noreplace(&self, from: &Path, to: &Path) -> io::Result<()> {
+        match (self.at(from), self.at(to)) {
+            (Some((fd, a)), Some((_, b))) => {
+                Ok(renameat2(fd, a, fd, b, RenameFlags::RENAME_NOREPLACE)?)
+            }
+            _ => RealFs.rename_noreplace(from, to),
+        }
+    }
+
+    fn unlink(&self, path: &Path) -> io::Result<()> {
+        match self.at(path) {
+            Some((fd, name)) => Ok(unlinkat(fd, name, UnlinkatFlags::NoRemoveDir)?),
+            None => RealFs.unlink(path),
+        }
+    }
+
+    fn touch_now(&self, path: &Path) -> io::Result<()> {
+        let Some((fd, name)) = self.at(path) else {
+            return RealFs.touch_now(path);
+        };
+        let now = TimeSpec::UTIME_NOW;
+        Ok(utimensat(
+            fd,
+            name,
+            &now,
+            &now,
+            UtimensatFlags::NoFollowSymlink,
+        )?)
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<OsString>> {
+        let Some(fd) = self.anchor().filter(|_| dir == self.dir) else {
+            return RealFs.list(dir);
+        };
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let mut d = nix::dir::Dir::openat(fd, ".", flags, Mode::empty())?;
+        let mut names = Vec::new();
+        for entry in d.iter() {
+            let name = entry?.file_name().to_bytes().to_vec();
+            if name != b"." && name != b".." {
+                names.push(std::os::unix::ffi::OsStringExt::from_vec(name));
+            }
+        }
+        Ok(names)
+    }
+
+    fn make_dir(&self, path: &Path) -> io::Result<()> {
+        match self.at(path) {
+            Some((fd, name)) => Ok(mkdirat(fd, name, Mode::from_bits_truncate(0o777))?),
+            None => RealFs.make_dir(path),
+        }
+    }
+
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        match self.at(path) {
+            Some((fd, name)) => Ok(unlinkat(fd, name, UnlinkatFlags::RemoveDir)?),
+            None => RealFs.remove_dir(path),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Calls on names in the directory go through the descriptor: they
+    /// stay in the directory first opened even after its path names
+    /// another (renamed away, a new one made in its place); paths
+    /// elsewhere go by path.
+    #[test]
+    fn names_in_the_directory_stay_in_the_directory_first_opened() {
+        let top = tempfile::tempdir().unwrap();
+        let dir = top.path().join("locks");
+        std::fs::create_dir(&dir).unwrap();
+        let fs = AnchoredFs::new(&dir);
+        let claim = dir.join("claim");
+        fs.create_exclusive(&claim, b"record", Durability::NoSync)
+            .unwrap();
+        std::fs::rename(&dir, top.path().join("moved")).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        fs.hard_link(&claim, &dir.join("lock")).unwrap();
+        assert_eq!(fs.lstat(&dir.join("lock")).unwrap().nlink, 2);
+        let (_, bytes) = fs.read(&dir.join("lock"), 100).unwrap();
+        assert_eq!(bytes.as_deref(), Some(&b"record"[..]));
+        let mut names = fs.list(&dir).unwrap();
+        names.sort();
+        assert_eq!(names, ["claim", "lock"]);
+        assert!(std::fs::read_dir(&dir).unwrap().next().is_none());
+        fs.rename(&dir.join("lock"), &dir.join("aside")).unwrap();
+        fs.touch_now(&dir.join("aside")).unwrap();
+        fs.unlink(&dir.join("aside")).unwrap();
+        fs.make_dir(&dir.join("sub")).unwrap();
+        fs.remove_dir(&dir.join("sub")).unwrap();
+        assert_eq!(fs.list(&dir).unwrap(), ["claim"]);
+        // Elsewhere: by path.
+        let other = top.path().join("other");
+        fs.create_exclusive(&other, b"x", Durability::NoSync)
+            .unwrap();
+        assert!(other.exists());
+    }
+
+    /// A directory that cannot be opened leaves every call going by path,
+    /// with the errors found there.
+    #[test]
+    fn a_directory_that_cannot_be_opened_goes_by_path() {
+        let top = tempfile::tempdir().unwrap();
+        let dir = top.path().join("not-yet");
+        let fs = AnchoredFs::new(&dir);
+        let e = fs.lstat(&dir.join("lock")).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        std::fs::create_dir(&dir).unwrap();
+        fs.create_exclusive(&dir.join("lock"), b"x", Durability::NoSync)
+            .unwrap();
+        assert_eq!(fs.list(&dir).unwrap(), ["lock"]);
+    }
+
+    /// A symlink at a name is reported, never followed: not by lstat, not
+    /// by read, not by a touch.
+    #[test]
+    fn a_symlink_at_a_name_is_not_followed() {
+        let top = tempfile::tempdir().unwrap();
+        let target = top.path().join("data");
+        std::fs::write(&target, b"precious").unwrap();
+        let dir = top.path().join("locks");
+        std::fs::create_dir(&dir).unwrap();
+        std::os::unix::fs::symlink(&target, dir.join("lock")).unwrap();
+        let fs = AnchoredFs::new(&dir);
+        let m = fs.lstat(&dir.join("lock")).unwrap();
+        assert_eq!(m.kind, crate::fs::Kind::Symlink);
+        let (m, bytes) = fs.read(&dir.join("lock"), 100).unwrap();
+        assert_eq!((m.kind, bytes), (crate::fs::Kind::Symlink, None));
+        let before = std::fs::metadata(&target).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let _ = fs.touch_now(&dir.join("lock"));
+        assert_eq!(
+            std::fs::metadata(&target).unwrap().modified().unwrap(),
+            before
+        );
+        assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+    }
+}
