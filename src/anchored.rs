@@ -13,7 +13,9 @@
 //! The directory is opened (O_PATH) at the first call, inside whatever
 //! guards that call (the hang watchdog), not when the value is made. If it
 //! cannot be opened, every call goes by path, as before, and reports the
-//! errors it meets there.
+//! errors it meets there. Made with [`AnchoredFs::where_remote`], it is
+//! anchored only under a remote mount: on local disk a path walk costs no
+//! round trip, and the open would be one more call per command.
 
 use crate::fs::{Durability, LockFs, Meta};
 use crate::realfs::{fill_new, libc_flags, meta_of, read_opened, RealFs};
@@ -41,6 +43,16 @@ impl AnchoredFs {
             dir: dir.to_path_buf(),
             fd: OnceLock::new(),
         }
+    }
+
+    /// Anchored at `dir` where it is under a remote mount (mountinfo, no
+    /// call on the directory), else by path.
+    pub fn where_remote(dir: &Path) -> AnchoredFs {
+        let fs = AnchoredFs::new(dir);
+        if !crate::sys::under_remote_mount(dir) {
+            let _ = fs.fd.set(None);
+        }
+        fs
     }
 
     /// The directory's descriptor and the name, for a path directly in it.

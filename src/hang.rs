@@ -97,7 +97,7 @@ pub fn real_fs(dir: &Path, io_timeout: Duration) -> GuardedFs<crate::anchored::A
         watch(dir, io_timeout);
     }
     GuardedFs {
-        inner: crate::anchored::AnchoredFs::new(dir),
+        inner: crate::anchored::AnchoredFs::where_remote(dir),
         allowance: io_timeout,
     }
 }

@@ -43,7 +43,7 @@ impl Lock {
     pub fn new(path: impl AsRef<Path>) -> Result<Lock, Error> {
         let path = lock_path(path.as_ref())?;
         Ok(Lock {
-            fs: AnchoredFs::new(&path.dir),
+            fs: AnchoredFs::where_remote(&path.dir),
             path,
             env: SysEnv::new(),
             io_timeout: Duration::from_secs(30),
