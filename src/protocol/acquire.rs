@@ -30,7 +30,10 @@ pub struct AcquireOptions {
     pub durable: Durability,
     pub cmd: Option<String>,
     /// Refresh the claim's mtime before a link attempt once it is older
-    /// than this, so that a lock is never born old.
+    /// than this, so that a lock is never born old. With a lease, up to a
+    /// sixth of it (at most [`LEASED_REFRESH_MAX`]) is allowed instead: a
+    /// lock born that old keeps most of its lease past its holder's first
+    /// heartbeat, and a waiter at the poll cap saves a SETATTR a second.
     pub refresh_claim_after: Duration,
     /// Wait for events instead of polling, with a slow poll as a fallback;
     /// `None`: where the filesystem reports changes (a local one).
@@ -80,6 +83,19 @@ pub(super) enum Step {
     Pause,
     /// The attempt has waited already (for the holder, or out an error).
     Waited,
+}
+
+/// The longest a leased claim goes unrefreshed while its waiter polls:
+/// others take a claim not refreshed for `pace::CLAIM_STALE` as no
+/// waiter's.
+pub const LEASED_REFRESH_MAX: Duration = Duration::from_secs(5);
+
+/// How long a claim may go unrefreshed before a link attempt.
+fn refresh_after(opts: &AcquireOptions) -> Duration {
+    let leased = opts
+        .lease
+        .map_or(Duration::ZERO, |l| (l / 6).min(LEASED_REFRESH_MAX));
+    opts.refresh_claim_after.max(leased)
 }
 
 /// How many attempts in a row may follow each other without a pause.
@@ -211,7 +227,7 @@ impl Attempts<'_> {
         if env
             .monotonic()
             .saturating_sub(slot.as_ref().expect("claim present").mono_base)
-            > self.opts.refresh_claim_after
+            > refresh_after(self.opts)
         {
             refresh_claim(ctx, slot, Stamp::first(!self.touch_verified))?;
             self.touch_verified = true;

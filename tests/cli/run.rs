@@ -541,6 +541,10 @@ fn a_command_can_use_the_terminal() {
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         c.pre_exec(move || {
+            // A runner started in the background (a non-interactive
+            // shell's `&`) ignores INT, and ignored it stays across exec:
+            // Ctrl-C must reach the command as at a real terminal.
+            nix::libc::signal(nix::libc::SIGINT, nix::libc::SIG_DFL);
             nix::unistd::setsid()?;
             if nix::libc::ioctl(slave_fd, nix::libc::TIOCSCTTY, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
@@ -553,6 +557,13 @@ fn a_command_can_use_the_terminal() {
     }
     let mut child = c.spawn().unwrap();
     drop(slave);
+    // Non-blocking, so that the deadlines below are checked while the
+    // terminal is quiet.
+    nix::fcntl::fcntl(
+        &master,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .unwrap();
     let mut term = std::fs::File::from(master);
     term.write_all(b"hello\n").unwrap();
     let mut seen = Vec::new();
@@ -579,7 +590,9 @@ fn a_command_can_use_the_terminal() {
             began.elapsed() < Duration::from_secs(30),
             "Ctrl-C did nothing"
         );
-        let _ = term.read(&mut buf);
+        if !matches!(term.read(&mut buf), Ok(n) if n > 0) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     };
     assert_eq!(status.code(), Some(130), "{status:?}");
     s.assert_no_litter();

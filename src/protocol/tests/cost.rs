@@ -105,3 +105,25 @@ fn an_uncontended_shared_cycle_costs_twelve_operations_and_a_join_eight() {
     assert_eq!(beat, 4, "a reader's touch");
     assert!(f.names().is_empty(), "{:?}", f.names());
 }
+
+/// A waiter with a lease refreshes its claim once a sixth of the lease
+/// (at most 5 s) has passed, not every second: a lock born that old
+/// keeps most of its lease. Without a lease, every second as before.
+#[test]
+fn a_leased_waiter_refreshes_its_claim_by_its_lease() {
+    let touches = |lease: Option<Duration>| {
+        let f = Fixture::new();
+        f.plant_other_lock(b"theirs");
+        let mut opts = f.opts();
+        opts.wait = Some(Duration::from_millis(1500));
+        opts.watch = Some(false);
+        opts.poll_max = Duration::from_millis(5);
+        opts.lease = lease;
+        acquire(&f.ctx(), &opts).unwrap_err();
+        f.fs.calls(Op::Touch)
+    };
+    assert!(touches(None) >= 1);
+    assert_eq!(touches(Some(Duration::from_secs(60))), 0);
+    // A short lease: a sixth of it is less than a second; a second it is.
+    assert!(touches(Some(Duration::from_secs(3))) >= 1);
+}
