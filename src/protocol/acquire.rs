@@ -313,14 +313,15 @@ impl Attempts<'_> {
     ) -> Held {
         let mut c = slot.take().expect("claim present");
         super::claim::drop_seal(&self.ctx, &mut c);
+        let mut waiters = false;
         if self.contended {
             let now = Some(c.estimate_now(self.ctx.env));
-            match listed {
-                Some(names) => self
-                    .ctx
-                    .sweep_listed(names, now, Some(&c.path), Sweep::Quick),
-                None => self.ctx.sweep(now, Some(&c.path), Sweep::Quick),
-            };
+            let names = listed.or_else(|| self.ctx.fs.list(&self.ctx.lock.dir).ok());
+            if let Some(names) = names {
+                waiters = super::pace::others_wait(&self.ctx, &names, &c.path);
+                self.ctx
+                    .sweep_listed(names, now, Some(&c.path), Sweep::Quick);
+            }
         }
         Held {
             claim: c.path,
@@ -328,6 +329,7 @@ impl Attempts<'_> {
             record: c.record,
             bytes: c.bytes,
             shared: None,
+            waiters,
         }
     }
 }

@@ -31,6 +31,9 @@ pub struct Held {
     pub(super) bytes: Vec<u8>,
     /// A reader's place: where its claim is linked among the readers.
     pub(super) shared: Option<Joined>,
+    /// Others' claims were beside the lock when we took it after a wait:
+    /// the release gives them a moment to take it (`pace::hand_over`).
+    pub(super) waiters: bool,
 }
 
 impl Held {
@@ -293,7 +296,12 @@ impl Held {
             });
         }
         let result = match ctx.remove_instance(&expected, Same::Instance)? {
-            Removal::Removed => Ok(()),
+            Removal::Removed => {
+                if self.waiters {
+                    super::pace::hand_over(ctx);
+                }
+                Ok(())
+            }
             Removal::Denied(why) => Err(Error::NotPermitted {
                 path: ctx.lock.path.clone(),
                 why,

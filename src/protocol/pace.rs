@@ -12,6 +12,11 @@
 //! process exists; on another, while its link count says it waits and its
 //! mtime (a waiter refreshes its claim at every poll) is recent.
 //!
+//! A holder that took the lock after a wait, with others' claims beside
+//! it, gives them a moment after its release ([`hand_over`]) before it
+//! returns: otherwise the releaser's own next acquisition, a newcomer that
+//! links at once, would take the lock again before the first in line polls.
+//!
 //! Only pace is decided here. Nobody defers to the line: a quiet waiter
 //! still tries the lock at every poll and takes it when it is free, so a
 //! waiter ahead that crashed, stalled or lost its claim costs the ones
@@ -84,4 +89,36 @@ pub(super) fn waiters_ahead(
         }
     }
     live
+}
+
+/// How long a releasing holder waits, at most, for a waiter to take the
+/// lock: a few of the first waiter's polls from the poll floor.
+pub(super) const HAND_OVER_WAIT: Duration = Duration::from_millis(80);
+
+/// Whether `names` (the lock's directory, as listed) hold a claim other
+/// than `ours`: someone waits, or did when the listing was made.
+pub(super) fn others_wait(ctx: &Ctx, names: &[std::ffi::OsString], ours: &std::path::Path) -> bool {
+    let ours = ours.file_name();
+    names.iter().any(|n| {
+        Some(n.as_os_str()) != ours && ctx.lock.parse_aux(n).is_some_and(|a| a.kind.is_claim())
+    })
+}
+
+/// After a release: waits until someone holds the lock again (an lstat
+/// after 5, 15, 35 and 75 ms, at most [`HAND_OVER_WAIT`]), so that the
+/// first in line can take it before our caller's next acquisition would.
+/// Best effort: a signal ends it, and an lstat that fails is "not yet".
+pub(super) fn hand_over(ctx: &Ctx) {
+    let env = ctx.env;
+    let end = env.monotonic() + HAND_OVER_WAIT;
+    let mut nap = Duration::from_millis(5);
+    while env.monotonic() + nap <= end {
+        if env.sleep(nap).is_some() {
+            return;
+        }
+        if ctx.fs.lstat(&ctx.lock.path).is_ok() {
+            return;
+        }
+        nap *= 2;
+    }
 }

@@ -92,3 +92,60 @@ fn a_waiter_behind_two_others_polls_at_the_cap() {
     let quiet = first_pause(2);
     assert!(quiet >= Duration::from_millis(100), "{quiet:?}");
 }
+
+/// Takes the lock after a wait: someone else's lock is there until a
+/// helper removes it. With `waiter`, another host's claim waits too.
+fn take_after_a_wait(f: &Fixture, waiter: bool) -> Held {
+    f.plant_other_lock(b"theirs");
+    if waiter {
+        plant_claim(f, "elsewhere", 100, 1000, false);
+    }
+    let mut opts = f.opts();
+    opts.watch = Some(false);
+    opts.wait = Some(Duration::from_secs(20));
+    let lock = f.lock.path.clone();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            std::fs::remove_file(&lock).unwrap();
+        });
+        acquire(&f.ctx(), &opts).unwrap()
+    })
+}
+
+/// A holder that took the lock after a wait, with another's claim beside
+/// it, gives that waiter a moment after its release (naps from 5 ms,
+/// at most 80 ms in all, each followed by an lstat of the lock), so that
+/// the releaser's own next acquisition does not take the lock again
+/// first. Without waiters the release returns at once.
+#[test]
+fn a_release_with_waiters_behind_gives_them_a_moment() {
+    let naps_after_release = |waiter: bool| {
+        let f = Fixture::new();
+        let held = take_after_a_wait(&f, waiter);
+        let before = (f.env.sleeps.lock().unwrap().len(), f.fs.calls(Op::Lstat));
+        held.release(&f.ctx()).unwrap();
+        let naps = f.env.sleeps.lock().unwrap()[before.0..].to_vec();
+        (naps, f.fs.calls(Op::Lstat) - before.1)
+    };
+    let (naps, _) = naps_after_release(false);
+    assert!(naps.is_empty(), "{naps:?}");
+    let (naps, lstats) = naps_after_release(true);
+    assert_eq!(naps.first(), Some(&Duration::from_millis(5)), "{naps:?}");
+    assert!(naps.iter().sum::<Duration>() <= Duration::from_millis(80));
+    // The release's own lstat, then one after each nap.
+    assert_eq!(lstats, 1 + naps.len(), "{naps:?}");
+}
+
+/// The moment ends as soon as someone holds the lock again.
+#[test]
+fn a_hand_over_ends_when_the_lock_is_taken() {
+    let f = Fixture::new();
+    let held = take_after_a_wait(&f, true);
+    let before = f.env.sleeps.lock().unwrap().len();
+    // The release's own lstat is the first; the next finds a new holder.
+    f.fs.on(Op::Lstat, None, 2, f.replace_lock_with(b"next"));
+    held.release(&f.ctx()).unwrap();
+    let naps = f.env.sleeps.lock().unwrap()[before..].to_vec();
+    assert_eq!(naps, [Duration::from_millis(5)]);
+}
