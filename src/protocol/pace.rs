@@ -31,6 +31,14 @@ use std::cmp::Reverse;
 use std::ffi::OsStr;
 use std::time::{Duration, UNIX_EPOCH};
 
+/// For how long after a new holder appears the first in line polls at
+/// most [`HEAD_FAST_STEPS`] poll floors apart, whatever its backoff says.
+pub(super) const HEAD_FAST_FOR: Duration = Duration::from_secs(1);
+
+/// The first in line's longest pause while the holder is new, in poll
+/// floors: within [`HAND_OVER_WAIT`] with its round trips.
+pub(super) const HEAD_FAST_STEPS: u32 = 2;
+
 /// How many live waiters ahead make a waiter quiet.
 pub(super) const FAST_PLACES: usize = 2;
 

@@ -54,8 +54,9 @@ impl Attempts<'_> {
 impl Attempts<'_> {
     /// A poll's pause on a filesystem that reports no changes, by our
     /// place in line (see `pace`), asked again at each new holder: the
-    /// first in line back off from the poll floor, starting over at each
-    /// new holder; the rest poll quietly, at the cap. Readers keep the
+    /// first two in line back off from the poll floor, starting over at
+    /// each new holder (the first no further than twice the floor while
+    /// the holder is new); the rest poll quietly, at the cap. Readers keep the
     /// plain backoff (their line is the writers' order, `shared`).
     fn remote_pause(&mut self, claim: &Claim, info: &LockInfo) -> Duration {
         let env = self.ctx.env;
@@ -79,10 +80,18 @@ impl Attempts<'_> {
                 place
             }
         };
-        if place < pace::FAST_PLACES {
-            self.backoff.next(env)
-        } else {
-            self.quiet.next(env)
+        let held_for = self.watch.as_ref().map_or(Duration::ZERO, |(_, since)| {
+            env.monotonic().saturating_sub(*since)
+        });
+        match place {
+            // The first in line keeps up with a holder that holds briefly
+            // (a releaser that saw it waiting gives it `pace::HAND_OVER_WAIT`).
+            0 if held_for < pace::HEAD_FAST_FOR => self
+                .backoff
+                .next(env)
+                .min(self.opts.poll_min * pace::HEAD_FAST_STEPS),
+            p if p < pace::FAST_PLACES => self.backoff.next(env),
+            _ => self.quiet.next(env),
         }
     }
 

@@ -67,11 +67,13 @@ fn a_place_counts_live_earlier_waiters_only() {
 }
 
 /// On NFS (no change events) a waiter with two live waiters ahead of it
-/// polls quietly, at its poll cap, where the first in line starts at the
-/// poll floor; and it says so under -v.
+/// polls quietly, at its poll cap, where the first two in line start at
+/// the poll floor; and it says so under -v. The first in line, while the
+/// holder is new (a second), pauses no more than two poll floors; the
+/// second backs off to the cap.
 #[test]
 fn a_waiter_behind_two_others_polls_at_the_cap() {
-    let first_pause = |ahead: usize| {
+    let pauses = |ahead: usize| {
         let f = Fixture::new();
         f.plant_other_lock(b"theirs");
         for k in 0..ahead {
@@ -85,11 +87,21 @@ fn a_waiter_behind_two_others_polls_at_the_cap() {
         acquire(&f.ctx(), &opts).unwrap_err();
         assert!(f.env.saw(&format!("ahead: {}", ahead.min(FAST_PLACES))));
         let sleeps = f.env.sleeps.lock().unwrap().clone();
-        sleeps[0]
+        sleeps
     };
-    assert!(first_pause(0) <= Duration::from_millis(20));
-    assert!(first_pause(1) <= Duration::from_millis(20));
-    let quiet = first_pause(2);
+    let first = pauses(0);
+    assert!(first[0] <= Duration::from_millis(20));
+    assert!(
+        first.iter().all(|&p| p <= Duration::from_millis(40)),
+        "{first:?}"
+    );
+    let second = pauses(1);
+    assert!(second[0] <= Duration::from_millis(20));
+    assert!(
+        second.iter().any(|&p| p > Duration::from_millis(40)),
+        "{second:?}"
+    );
+    let quiet = pauses(2)[0];
     assert!(quiet >= Duration::from_millis(100), "{quiet:?}");
 }
 
