@@ -330,6 +330,7 @@ impl Attempts<'_> {
             bytes: c.bytes,
             shared: None,
             waiters,
+            taken_at: self.ctx.env.monotonic(),
         }
     }
 }

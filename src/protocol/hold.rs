@@ -34,6 +34,9 @@ pub struct Held {
     /// Others' claims were beside the lock when we took it after a wait:
     /// the release gives them a moment to take it (`pace::hand_over`).
     pub(super) waiters: bool,
+    /// When we took it (monotonic): a long hold looks for waiters at its
+    /// release.
+    pub(super) taken_at: std::time::Duration,
 }
 
 impl Held {
@@ -297,9 +300,7 @@ impl Held {
         }
         let result = match ctx.remove_instance(&expected, Same::Instance)? {
             Removal::Removed => {
-                if self.waiters {
-                    super::pace::hand_over(ctx);
-                }
+                super::pace::after_release(ctx, self.waiters, self.taken_at, &self.claim);
                 Ok(())
             }
             Removal::Denied(why) => Err(Error::NotPermitted {

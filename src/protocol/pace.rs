@@ -16,6 +16,8 @@
 //! it, gives them a moment after its release ([`hand_over`]) before it
 //! returns: otherwise the releaser's own next acquisition, a newcomer that
 //! links at once, would take the lock again before the first in line polls.
+//! One that took it at once looks for waiters (a listing) only if it held
+//! it for [`LOOK_AFTER`]: an uncontended short cycle spends nothing more.
 //!
 //! Only pace is decided here. Nobody defers to the line: a quiet waiter
 //! still tries the lock at every poll and takes it when it is free, so a
@@ -102,6 +104,24 @@ pub(super) fn waiters_ahead(
 /// How long a releasing holder waits, at most, for a waiter to take the
 /// lock: a few of the first waiter's polls from the poll floor.
 pub(super) const HAND_OVER_WAIT: Duration = Duration::from_millis(80);
+
+/// A hold at least this long, taken without a wait, lists the directory
+/// at its release to see whether anyone waits: long enough that a quick
+/// uncontended cycle never does, short against the holds it serves.
+pub(super) const LOOK_AFTER: Duration = Duration::from_millis(20);
+
+/// After our release of a lock we took at `taken_at` (monotonic): a
+/// moment for the first in line, if anyone waits (`waiters`, as seen when
+/// we took it after a wait, or a listing now for a long hold).
+pub(super) fn after_release(ctx: &Ctx, waiters: bool, taken_at: Duration, ours: &std::path::Path) {
+    let long = ctx.env.monotonic().saturating_sub(taken_at) >= LOOK_AFTER;
+    let wait = waiters
+        || (long
+            && matches!(ctx.fs.list(&ctx.lock.dir), Ok(names) if others_wait(ctx, &names, ours)));
+    if wait {
+        hand_over(ctx);
+    }
+}
 
 /// Whether `names` (the lock's directory, as listed) hold a claim other
 /// than `ours`: someone waits, or did when the listing was made.

@@ -161,3 +161,24 @@ fn a_hand_over_ends_when_the_lock_is_taken() {
     let naps = f.env.sleeps.lock().unwrap()[before..].to_vec();
     assert_eq!(naps, [Duration::from_millis(5)]);
 }
+
+/// A lock taken at once looks for waiters at its release only after a
+/// hold of 20 ms or more (one listing): a quick uncontended cycle spends
+/// nothing more, a long one gives a waiter that came meanwhile its moment.
+#[test]
+fn a_long_hold_taken_at_once_looks_for_waiters_at_its_release() {
+    let release = |hold: Duration| {
+        let f = Fixture::new();
+        let held = acquire(&f.ctx(), &f.opts()).unwrap();
+        plant_claim(&f, "elsewhere", 100, 0, false);
+        std::thread::sleep(hold);
+        let (lists, naps) = (f.fs.calls(Op::List), f.env.sleeps.lock().unwrap().len());
+        held.release(&f.ctx()).unwrap();
+        let naps = f.env.sleeps.lock().unwrap().len() - naps;
+        (f.fs.calls(Op::List) - lists, naps)
+    };
+    assert_eq!(release(Duration::ZERO), (0, 0));
+    let (lists, naps) = release(Duration::from_millis(30));
+    assert_eq!(lists, 1);
+    assert!(naps >= 1);
+}
