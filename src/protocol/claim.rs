@@ -67,15 +67,23 @@ pub(super) fn new_claim(ctx: &Ctx, opts: &AcquireOptions) -> Result<Claim, Error
         cmd: opts.cmd.clone(),
         shared: opts.shared,
     };
-    // A claim's nonce begins with its time: the waiters' line on NFS is
-    // read off the names (`pace`).
+    // An exclusive claim's nonce begins with its time: the waiters' line
+    // on NFS is read off the names (`pace`). A reader's stays random: its
+    // order is the writers' (`shared::order`), and its name is also its
+    // link among the readers.
     let made = ctx.create_aux_with(
         if opts.shared {
             AuxKind::Share
         } else {
             AuxKind::Claim
         },
-        &|| super::pace::claim_nonce(env),
+        &|| {
+            if opts.shared {
+                super::files::hex_token(env)
+            } else {
+                super::pace::claim_nonce(env)
+            }
+        },
         &|token, name| record_for(token, name).encode(),
         opts.durable,
         Phase::Work,

@@ -10,7 +10,7 @@ fn now_ms() -> i64 {
 
 /// A claim of `host`'s `pid` whose nonce says it was made `ms_ago`
 /// milliseconds ago, with a fresh mtime unless `old`.
-fn plant_claim(f: &Fixture, host: &str, pid: u32, ms_ago: i64, old: bool) -> PathBuf {
+pub(super) fn plant_claim(f: &Fixture, host: &str, pid: u32, ms_ago: i64, old: bool) -> PathBuf {
     let nonce = format!("{:012x}0000", now_ms() - ms_ago);
     let path = f
         .lock

@@ -133,11 +133,14 @@ fn polling_an_unchanged_lock_reads_it_once() {
 
 /// Polling (remote filesystems) backs off while the same holder keeps
 /// the lock, and starts fast again when the holder changes: the next
-/// holder may be quick, and its release should not wait a second.
+/// holder may be quick, and its release should not wait a second. (The
+/// second in line, behind another host's waiter: the first keeps its
+/// pauses short while a holder is new, see `pace`.)
 #[test]
 fn polling_backs_off_and_restarts_when_the_holder_changes() {
     let f = Fixture::new();
     f.plant_other_lock(b"first");
+    super::pace::plant_claim(&f, "elsewhere", 100, 1000, false);
     // Before the 9th link attempt (after 8 polls), a new holder.
     f.fs.on(Op::Link, Some("claim"), 9, f.replace_lock_with(b"second"));
     let mut opts = f.opts();
