@@ -313,6 +313,9 @@ impl Attempts<'_> {
     ) -> Held {
         let mut c = slot.take().expect("claim present");
         super::claim::drop_seal(&self.ctx, &mut c);
+        // Waiters woken by events (local disk) need no moment: the first
+        // is woken by the release itself.
+        let polled = !self.watching(&c);
         let mut waiters = false;
         if self.contended {
             let now = Some(c.estimate_now(self.ctx.env));
@@ -329,8 +332,8 @@ impl Attempts<'_> {
             record: c.record,
             bytes: c.bytes,
             shared: None,
-            waiters,
-            taken_at: self.ctx.env.monotonic(),
+            waiters: waiters && polled,
+            taken_at: polled.then(|| self.ctx.env.monotonic()),
         }
     }
 }

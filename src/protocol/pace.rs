@@ -110,11 +110,17 @@ pub(super) const HAND_OVER_WAIT: Duration = Duration::from_millis(80);
 /// uncontended cycle never does, short against the holds it serves.
 pub(super) const LOOK_AFTER: Duration = Duration::from_millis(20);
 
-/// After our release of a lock we took at `taken_at` (monotonic): a
-/// moment for the first in line, if anyone waits (`waiters`, as seen when
-/// we took it after a wait, or a listing now for a long hold).
-pub(super) fn after_release(ctx: &Ctx, waiters: bool, taken_at: Duration, ours: &std::path::Path) {
-    let long = ctx.env.monotonic().saturating_sub(taken_at) >= LOOK_AFTER;
+/// After our release of a lock we took at `taken_at` (monotonic; `None`
+/// where waiters are woken by events, not polling): a moment for the
+/// first in line, if anyone waits (`waiters`, as seen when we took it
+/// after a wait, or a listing now for a long hold).
+pub(super) fn after_release(
+    ctx: &Ctx,
+    waiters: bool,
+    taken_at: Option<Duration>,
+    ours: &std::path::Path,
+) {
+    let long = taken_at.is_some_and(|t| ctx.env.monotonic().saturating_sub(t) >= LOOK_AFTER);
     let wait = waiters
         || (long
             && matches!(ctx.fs.list(&ctx.lock.dir), Ok(names) if others_wait(ctx, &names, ours)));

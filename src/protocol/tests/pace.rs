@@ -165,11 +165,14 @@ fn a_hand_over_ends_when_the_lock_is_taken() {
 /// A lock taken at once looks for waiters at its release only after a
 /// hold of 20 ms or more (one listing): a quick uncontended cycle spends
 /// nothing more, a long one gives a waiter that came meanwhile its moment.
+/// Where waiters are woken by events (local disk), never.
 #[test]
 fn a_long_hold_taken_at_once_looks_for_waiters_at_its_release() {
-    let release = |hold: Duration| {
+    let release_as = |hold: Duration, watch: bool| {
         let f = Fixture::new();
-        let held = acquire(&f.ctx(), &f.opts()).unwrap();
+        let mut opts = f.opts();
+        opts.watch = Some(watch);
+        let held = acquire(&f.ctx(), &opts).unwrap();
         plant_claim(&f, "elsewhere", 100, 0, false);
         std::thread::sleep(hold);
         let (lists, naps) = (f.fs.calls(Op::List), f.env.sleeps.lock().unwrap().len());
@@ -177,8 +180,10 @@ fn a_long_hold_taken_at_once_looks_for_waiters_at_its_release() {
         let naps = f.env.sleeps.lock().unwrap().len() - naps;
         (f.fs.calls(Op::List) - lists, naps)
     };
+    let release = |hold| release_as(hold, false);
     assert_eq!(release(Duration::ZERO), (0, 0));
     let (lists, naps) = release(Duration::from_millis(30));
     assert_eq!(lists, 1);
     assert!(naps >= 1);
+    assert_eq!(release_as(Duration::from_millis(30), true), (0, 0));
 }
