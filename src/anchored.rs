@@ -48,8 +48,14 @@ impl AnchoredFs {
     /// Anchored at `dir` where it is under a remote mount (mountinfo, no
     /// call on the directory), else by path.
     pub fn where_remote(dir: &Path) -> AnchoredFs {
+        AnchoredFs::if_remote(dir, crate::sys::under_remote_mount(dir))
+    }
+
+    /// Anchored at `dir` if `remote` (as the caller already knows), else
+    /// by path.
+    pub fn if_remote(dir: &Path, remote: bool) -> AnchoredFs {
         let fs = AnchoredFs::new(dir);
-        if !crate::sys::under_remote_mount(dir) {
+        if !remote {
             let _ = fs.fd.set(None);
         }
         fs

@@ -93,11 +93,12 @@ pub fn watch(dir: &Path, allowance: Duration) {
 /// be remote, so that a server that stops answering cannot hold us past
 /// `io_timeout` (see above).
 pub fn real_fs(dir: &Path, io_timeout: Duration) -> GuardedFs<crate::anchored::AnchoredFs> {
-    if crate::sys::under_remote_mount(dir) {
+    let remote = crate::sys::under_remote_mount(dir);
+    if remote {
         watch(dir, io_timeout);
     }
     GuardedFs {
-        inner: crate::anchored::AnchoredFs::where_remote(dir),
+        inner: crate::anchored::AnchoredFs::if_remote(dir, remote),
         allowance: io_timeout,
     }
 }

@@ -316,6 +316,7 @@ impl Attempts<'_> {
         // Waiters woken by events (local disk) need no moment: the first
         // is woken by the release itself.
         let polled = !self.watching(&c);
+        let taken_at = polled.then(|| (self.ctx.env.monotonic(), c.estimate_now(self.ctx.env)));
         let mut waiters = false;
         if self.contended {
             let now = Some(c.estimate_now(self.ctx.env));
@@ -333,7 +334,7 @@ impl Attempts<'_> {
             bytes: c.bytes,
             shared: None,
             waiters: waiters && polled,
-            taken_at: polled.then(|| self.ctx.env.monotonic()),
+            taken_at,
         }
     }
 }

@@ -34,9 +34,9 @@ pub struct Held {
     /// Others' claims were beside the lock when we took it after a wait:
     /// the release gives them a moment to take it (`pace::hand_over`).
     pub(super) waiters: bool,
-    /// When we took it (monotonic), where waiters poll: a long hold looks
-    /// for waiters at its release.
-    pub(super) taken_at: Option<std::time::Duration>,
+    /// When we took it (monotonic, and file-system time then), where
+    /// waiters poll: a long hold looks for waiters at its release.
+    pub(super) taken_at: Option<(std::time::Duration, crate::fs::FsTime)>,
 }
 
 impl Held {

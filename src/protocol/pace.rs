@@ -13,8 +13,8 @@
 //! mtime (a waiter refreshes its claim at every poll) is recent.
 //!
 //! A holder that took the lock after a wait, with others' claims beside
-//! it, gives them a moment after its release ([`hand_over`]) before it
-//! returns: otherwise the releaser's own next acquisition, a newcomer that
+//! it, gives the first live waiter a moment after its release
+//! ([`after_release`], [`hand_over`]) before it returns: otherwise the releaser's own next acquisition, a newcomer that
 //! links at once, would take the lock again before the first in line polls.
 //! One that took it at once looks for waiters (a listing) only if it held
 //! it for [`LOOK_AFTER`]: an uncontended short cycle spends nothing more.
@@ -28,9 +28,10 @@
 use super::ctx::Ctx;
 use super::Env;
 use crate::fs::FsTime;
-use crate::names::AuxKind;
+use crate::names::{AuxKind, AuxName};
 use std::cmp::Reverse;
 use std::ffi::OsStr;
+use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
 /// For how long after a new holder appears the first in line polls at
@@ -86,19 +87,25 @@ pub(super) fn waiters_ahead(
     ahead.sort_by_key(|(_, a)| Reverse(a.nonce.clone()));
     let mut live = 0;
     for (name, aux) in ahead {
-        let waits = if ctx.lock.spells_host(&aux.host, me) {
-            !ctx.env.pid_gone(aux.pid)
-        } else {
-            // Two links: the holder's claim, or one pinned by a breaker.
-            matches!(ctx.fs.lstat(&ctx.lock.in_dir(name)),
-                Ok(m) if m.nlink == 1 && now.secs_since(m.mtime) < CLAIM_STALE.as_secs_f64())
-        };
-        live += usize::from(waits);
+        live += usize::from(waits(ctx, name, &aux, me, now));
         if live >= FAST_PLACES {
             break;
         }
     }
     live
+}
+
+/// Whether the claim `name` (parsed: `aux`) is a live waiter's: of this
+/// host (`me`), while its pid exists; of another, while it has one link
+/// (two: the holder's claim, or one pinned by a breaker) and was refreshed
+/// within [`CLAIM_STALE`] of `now` (file-system time, estimated). One
+/// lstat for another host's claim, none for ours.
+fn waits(ctx: &Ctx, name: &OsStr, aux: &AuxName, me: &str, now: FsTime) -> bool {
+    if ctx.lock.spells_host(&aux.host, me) {
+        return !ctx.env.pid_gone(aux.pid);
+    }
+    matches!(ctx.fs.lstat(&ctx.lock.in_dir(name)),
+        Ok(m) if m.nlink == 1 && now.secs_since(m.mtime) < CLAIM_STALE.as_secs_f64())
 }
 
 /// How long a releasing holder waits, at most, for a waiter to take the
@@ -110,28 +117,45 @@ pub(super) const HAND_OVER_WAIT: Duration = Duration::from_millis(80);
 /// uncontended cycle never does, short against the holds it serves.
 pub(super) const LOOK_AFTER: Duration = Duration::from_millis(20);
 
-/// After our release of a lock we took at `taken_at` (monotonic; `None`
-/// where waiters are woken by events, not polling): a moment for the
-/// first in line, if anyone waits (`waiters`, as seen when we took it
-/// after a wait, or a listing now for a long hold).
+/// After our release of a lock we took at `taken` (monotonic, and
+/// file-system time then; `None` where waiters are woken by events, not
+/// polling): a moment for the first in line if a live waiter is there.
+/// It is looked for (one listing, after the release: the next holder does
+/// not wait for it) if `waiters` were seen when we took the lock after a
+/// wait, or the hold was long. Only live waiters count: a claim left by a
+/// crashed host, or planted, would cost every release the moment.
 pub(super) fn after_release(
     ctx: &Ctx,
     waiters: bool,
-    taken_at: Option<Duration>,
-    ours: &std::path::Path,
+    taken: Option<(Duration, FsTime)>,
+    ours: &Path,
 ) {
-    let long = taken_at.is_some_and(|t| ctx.env.monotonic().saturating_sub(t) >= LOOK_AFTER);
-    let wait = waiters
-        || (long
-            && matches!(ctx.fs.list(&ctx.lock.dir), Ok(names) if others_wait(ctx, &names, ours)));
-    if wait {
+    let Some((at, fs_at)) = taken else { return };
+    let held = ctx.env.monotonic().saturating_sub(at);
+    if !waiters && held < LOOK_AFTER {
+        return;
+    }
+    let Ok(names) = ctx.fs.list(&ctx.lock.dir) else {
+        return;
+    };
+    let me = &ctx.env.identity().host;
+    let now = fs_at.plus(held);
+    let ours = ours.file_name();
+    let live = names.iter().any(|n| {
+        Some(n.as_os_str()) != ours
+            && ctx
+                .lock
+                .parse_aux(n)
+                .is_some_and(|a| a.kind.is_claim() && waits(ctx, n, &a, me, now))
+    });
+    if live {
         hand_over(ctx);
     }
 }
 
 /// Whether `names` (the lock's directory, as listed) hold a claim other
-/// than `ours`: someone waits, or did when the listing was made.
-pub(super) fn others_wait(ctx: &Ctx, names: &[std::ffi::OsString], ours: &std::path::Path) -> bool {
+/// than `ours`, by name alone: whether to look again at the release.
+pub(super) fn others_wait(ctx: &Ctx, names: &[std::ffi::OsString], ours: &Path) -> bool {
     let ours = ours.file_name();
     names.iter().any(|n| {
         Some(n.as_os_str()) != ours && ctx.lock.parse_aux(n).is_some_and(|a| a.kind.is_claim())

@@ -145,8 +145,26 @@ fn a_release_with_waiters_behind_gives_them_a_moment() {
     let (naps, lstats) = naps_after_release(true);
     assert_eq!(naps.first(), Some(&Duration::from_millis(5)), "{naps:?}");
     assert!(naps.iter().sum::<Duration>() <= Duration::from_millis(80));
-    // The release's own lstat, then one after each nap.
-    assert_eq!(lstats, 1 + naps.len(), "{naps:?}");
+    // The release's own lstat, one of the waiter's claim (is it live?),
+    // then one after each nap.
+    assert_eq!(lstats, 2 + naps.len(), "{naps:?}");
+}
+
+/// A claim nobody refreshes (a crashed host's, or one planted to slow us)
+/// is no waiter: the release looks once and returns at once.
+#[test]
+fn a_dead_waiters_claim_gets_no_moment() {
+    let f = Fixture::new();
+    // There when the lock is taken, so the release looks (the take's
+    // listing sees a claim by name).
+    plant_claim(&f, "elsewhere", 101, 2000, true);
+    let held = take_after_a_wait(&f, false);
+    let lists = f.fs.calls(Op::List);
+    let before = f.env.sleeps.lock().unwrap().len();
+    held.release(&f.ctx()).unwrap();
+    let naps = f.env.sleeps.lock().unwrap()[before..].to_vec();
+    assert_eq!(f.fs.calls(Op::List) - lists, 1);
+    assert!(naps.is_empty(), "{naps:?}");
 }
 
 /// The moment ends as soon as someone holds the lock again.
