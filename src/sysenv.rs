@@ -338,7 +338,7 @@ pub fn report(event: Event<'_>) {
             "{}: {ahead} or more waiters ahead in line; polling at the poll cap",
             path.display()
         )),
-        Event::InLine { .. } => {}
+        Event::InLine { .. } | Event::Glanced => {}
     }
 }
 

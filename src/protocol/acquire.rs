@@ -133,6 +133,20 @@ pub(super) struct Attempts<'a> {
     /// The pace of a waiter behind the first in line: at the cap, never
     /// started over.
     pub(super) quiet: Backoff,
+    /// Whether the next failed link may go unlooked (`wait::glance`).
+    pub(super) glance: Glance,
+}
+
+/// A poll at the cap looks at a lock that is still there only every
+/// other time (`Attempts::glance`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Glance {
+    /// The next failed link is looked at.
+    Look,
+    /// The next failed link may stand for the instance last looked at.
+    Allowed,
+    /// The last one did: the next is looked at.
+    Taken,
 }
 
 pub(super) fn acquire_loop(
@@ -167,6 +181,7 @@ pub(super) fn acquire_loop(
         gave_way_at: None,
         line: None,
         quiet: Backoff::new(opts.poll_max, opts.poll_max),
+        glance: Glance::Look,
     };
     loop {
         if let Some(signal) = ctx.env.interrupted() {
@@ -197,10 +212,21 @@ impl Backoff {
         self.cur = self.min;
     }
 
+    /// Whether the next pause is drawn from the cap.
+    pub(super) fn at_cap(&self) -> bool {
+        self.cur >= self.max
+    }
+
     pub(super) fn next(&mut self, env: &dyn Env) -> Duration {
         // Jitter between half and all of the step keeps contenders from
-        // polling in lock step.
-        let frac = 0.5 + (env.random() % 1000) as f64 / 2000.0;
+        // polling in lock step; at the cap, where every poll is a cost and
+        // none is urgent, the top quarter is spread enough.
+        let (floor, width) = if self.at_cap() {
+            (0.75, 0.25)
+        } else {
+            (0.5, 0.5)
+        };
+        let frac = floor + (env.random() % 1000) as f64 / 1000.0 * width;
         let d = self.cur.mul_f64(frac);
         self.cur = (self.cur * 2).min(self.max);
         d
@@ -214,7 +240,8 @@ impl Attempts<'_> {
         &mut self,
         slot: &mut Option<Claim>,
     ) -> Result<Result<Held, Step>, Error> {
-        let (ctx, env) = (&self.ctx, self.ctx.env);
+        let ctx = self.ctx;
+        let (ctx, env) = (&ctx, ctx.env);
         if slot.is_none() {
             *slot = Some(new_claim(ctx, self.opts)?);
         }
@@ -252,6 +279,9 @@ impl Attempts<'_> {
                     why: format!("link(2) failed: {e}"),
                 });
             }
+        }
+        if let Some(snap) = self.glance(&linked) {
+            return Ok(Err(self.busy(slot, snap)?));
         }
         let seen = look(ctx, c, &linked, self.watch.as_ref().map(|(s, _)| s))?;
         Ok(match seen {

@@ -114,6 +114,9 @@ pub enum Event<'a> {
         path: &'a Path,
         ahead: usize,
     },
+    /// A poll at the cap took the lock, still there, for the instance it
+    /// last looked at (its lstat saved, `wait::glance`).
+    Glanced,
 }
 
 /// One step of xorshift64: cheap jitter and tokens from a kernel seed.

@@ -570,6 +570,10 @@ impl Env for SimEnv {
                 self.report(|w| w.report.gave_way += 1);
                 "event: gave the lock back to a reader".into()
             }
+            Event::Glanced => {
+                self.report(|w| w.report.glances += 1);
+                "event: glanced: busy as last looked at".into()
+            }
             Event::InLine { ahead, .. } => {
                 self.report(|w| w.report.in_line[ahead.min(2)] += 1);
                 return;

@@ -107,6 +107,9 @@ pub struct Report {
     /// Places counted by polling waiters (`pace`): first, second, and
     /// behind two or more (quiet).
     pub in_line: [u64; 3],
+    /// Polls at the cap that took a failed link for the lock last looked
+    /// at (`wait::glance`).
+    pub glances: u64,
     /// The first invariant violation, with the trace that led to it.
     pub violation: Option<String>,
 }

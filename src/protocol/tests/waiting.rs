@@ -157,3 +157,79 @@ fn polling_backs_off_and_restarts_when_the_holder_changes() {
     assert!(sleeps[4] >= Duration::from_millis(160), "{sleeps:?}");
     assert!(sleeps[8] <= Duration::from_millis(20), "{sleeps:?}");
 }
+
+/// A fault action for the `nth` link attempt: the holder's lock goes,
+/// and with `lost` our link takes at once with its reply lost (the real
+/// call then meets EEXIST), as a retransmitted NFS LINK reports it.
+fn release_before_link(f: &Fixture, lost: bool) -> Fault {
+    let (dir, lock) = (f.dir.path().to_path_buf(), f.lock.path.clone());
+    Fault::Before(Box::new(move || {
+        std::fs::remove_file(&lock).unwrap();
+        if lost {
+            let claim = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|p| p.to_string_lossy().contains("nfslock-claim"))
+                .unwrap();
+            std::fs::hard_link(claim, &lock).unwrap();
+        }
+    }))
+}
+
+/// A waiter at the poll cap takes every other failed link for the
+/// instance it last looked at: half an lstat a poll saved (a round trip
+/// on NFS), and its pauses keep to the cap's top quarter.
+#[test]
+fn a_waiter_at_the_cap_looks_every_other_poll() {
+    let f = Fixture::new();
+    f.plant_other_lock(b"theirs");
+    f.fs.on(Op::Link, Some("claim"), 21, release_before_link(&f, false));
+    let mut opts = f.opts();
+    opts.watch = Some(false);
+    opts.poll_min = Duration::from_secs(1);
+    opts.poll_max = Duration::from_secs(1);
+    opts.refresh_claim_after = Duration::from_secs(3600);
+    opts.wait = Some(Duration::from_secs(60));
+    let held = acquire(&f.ctx(), &opts).unwrap();
+    let (links, lstats) = (f.fs.calls(Op::Link), f.fs.calls(Op::Lstat));
+    assert_eq!(links, 21);
+    // Ten looks in twenty busy polls, and the one that found it ours.
+    assert!(
+        (10..=12).contains(&lstats),
+        "{lstats} lstats in {links} polls"
+    );
+    let sleeps = f.env.sleeps.lock().unwrap().clone();
+    assert_eq!(sleeps.len(), 20, "{sleeps:?}");
+    let cap = Duration::from_secs(1);
+    assert!(
+        sleeps.iter().all(|s| *s >= cap * 3 / 4 && *s <= cap),
+        "{sleeps:?}"
+    );
+    held.release(&f.ctx()).unwrap();
+    assert!(f.names().is_empty(), "{:?}", f.names());
+}
+
+/// A link that took with its reply lost, on a poll at the cap that goes
+/// unlooked or not: the lock is found ours at the next look, once held.
+#[test]
+fn a_lost_link_reply_at_the_cap_is_found_ours() {
+    for nth in [10, 11] {
+        let f = Fixture::new();
+        f.plant_other_lock(b"theirs");
+        f.fs.on(Op::Link, Some("claim"), nth, release_before_link(&f, true));
+        let mut opts = f.opts();
+        opts.watch = Some(false);
+        opts.poll_min = Duration::from_secs(1);
+        opts.poll_max = Duration::from_secs(1);
+        opts.refresh_claim_after = Duration::from_secs(3600);
+        opts.wait = Some(Duration::from_secs(60));
+        let held = acquire(&f.ctx(), &opts).unwrap();
+        assert!(f.fs.calls(Op::Link) <= nth + 1, "found within a poll");
+        use std::os::unix::fs::MetadataExt;
+        let lock = std::fs::symlink_metadata(&f.lock.path).unwrap();
+        let claim = std::fs::symlink_metadata(&held.claim).unwrap();
+        assert_eq!((lock.ino(), lock.nlink()), (claim.ino(), 2));
+        held.release(&f.ctx()).unwrap();
+        assert!(f.names().is_empty(), "{:?}", f.names());
+    }
+}
