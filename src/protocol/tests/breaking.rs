@@ -170,3 +170,30 @@ fn a_dead_owner_is_broken_and_its_claim_removed() {
         f.names()
     );
 }
+
+/// Found by the simulator (seed 6000216, readers' claims named by time):
+/// a holder's release met its lock moved aside by another remover (which
+/// checks what it moved and puts back what it may not remove). Once put
+/// back, the lock is still the holder's to remove: calling it gone left a
+/// lock that nobody knew it held.
+#[test]
+fn a_release_removes_its_lock_put_back_by_another_remover() {
+    let f = Fixture::new();
+    let held = acquire(&f.ctx(), &f.opts()).unwrap();
+    let (lock, aside) = (f.lock.path.clone(), f.dir.path().join("aside"));
+    let (lock2, aside2) = (lock.clone(), aside.clone());
+    f.fs.on(
+        Op::Rename,
+        Some("nfslock-rm"),
+        1,
+        Fault::Before(Box::new(move || std::fs::rename(&lock, &aside).unwrap())),
+    );
+    f.fs.on(
+        Op::Read,
+        Some("nfslock-rm"),
+        5,
+        Fault::Before(Box::new(move || std::fs::rename(&aside2, &lock2).unwrap())),
+    );
+    held.release(&f.ctx()).expect("released after all");
+    assert!(f.names().is_empty(), "{:?}", f.names());
+}
