@@ -59,8 +59,16 @@ impl Attempts<'_> {
             match made {
                 Ok(()) => {}
                 // A retransmitted mkdir of ours: the name is fresh.
-                Err(e) if sys::is_exists(&e) && self.is_our_dir(&epoch)? => {}
-                Err(e) if sys::is_exists(&e) => return Err(ctx.dir_error("mkdir", &epoch, e)),
+                Err(e) if sys::is_exists(&e) => match self.is_our_dir(&epoch) {
+                    Ok(true) => {}
+                    Ok(false) => return Err(ctx.dir_error("mkdir", &epoch, e)),
+                    Err(unseen) => {
+                        // Ours, most likely: it must not outlive us
+                        // (found by the simulator, seed 3000100).
+                        let _ = close_epoch_dir(&ctx, &epoch);
+                        return Err(unseen);
+                    }
+                },
                 Err(e) => {
                     // It may have been made before the error came back.
                     let _ = close_epoch_dir(&ctx, &epoch);

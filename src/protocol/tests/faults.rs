@@ -245,3 +245,23 @@ fn a_link_failing_with_eio_is_paced_and_ends() {
     assert!(links <= slept + 1, "{links} links, {slept} pauses");
     assert!(f.names().is_empty(), "{:?}", f.names());
 }
+
+/// Found by the simulator (seed 3000100): a reader whose mkdir of its
+/// readers' directory ran twice (EEXIST for its own directory) and whose
+/// look at it then failed gave up with the directory left behind.
+#[test]
+fn a_reader_that_cannot_see_its_new_directory_leaves_none() {
+    let f = Fixture::new();
+    f.fs.on(Op::MakeDir, Some("nfslock-epoch"), 1, Fault::Twice);
+    f.fs.on(
+        Op::Lstat,
+        Some("nfslock-epoch"),
+        0,
+        Fault::Fail(nix::libc::EIO),
+    );
+    let mut opts = f.opts();
+    opts.shared = true;
+    opts.wait = Some(Duration::from_millis(200));
+    acquire(&f.ctx(), &opts).unwrap_err();
+    assert!(f.names().is_empty(), "{:?}", f.names());
+}
