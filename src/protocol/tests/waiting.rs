@@ -176,6 +176,18 @@ fn release_before_link(f: &Fixture, lost: bool) -> Fault {
     }))
 }
 
+/// Polling at a cap of 1 s from the start (pauses are cut to 5 ms here),
+/// no claim refresh, a minute to wait.
+fn at_the_cap(f: &Fixture) -> AcquireOptions {
+    let mut opts = f.opts();
+    opts.watch = Some(false);
+    opts.poll_min = Duration::from_secs(1);
+    opts.poll_max = Duration::from_secs(1);
+    opts.refresh_claim_after = Duration::from_secs(3600);
+    opts.wait = Some(Duration::from_secs(60));
+    opts
+}
+
 /// A waiter at the poll cap takes every other failed link for the
 /// instance it last looked at: half an lstat a poll saved (a round trip
 /// on NFS), and its pauses keep to the cap's top quarter.
@@ -184,13 +196,7 @@ fn a_waiter_at_the_cap_looks_every_other_poll() {
     let f = Fixture::new();
     f.plant_other_lock(b"theirs");
     f.fs.on(Op::Link, Some("claim"), 21, release_before_link(&f, false));
-    let mut opts = f.opts();
-    opts.watch = Some(false);
-    opts.poll_min = Duration::from_secs(1);
-    opts.poll_max = Duration::from_secs(1);
-    opts.refresh_claim_after = Duration::from_secs(3600);
-    opts.wait = Some(Duration::from_secs(60));
-    let held = acquire(&f.ctx(), &opts).unwrap();
+    let held = acquire(&f.ctx(), &at_the_cap(&f)).unwrap();
     let (links, lstats) = (f.fs.calls(Op::Link), f.fs.calls(Op::Lstat));
     assert_eq!(links, 21);
     // Ten looks in twenty busy polls, and the one that found it ours.
@@ -217,13 +223,7 @@ fn a_lost_link_reply_at_the_cap_is_found_ours() {
         let f = Fixture::new();
         f.plant_other_lock(b"theirs");
         f.fs.on(Op::Link, Some("claim"), nth, release_before_link(&f, true));
-        let mut opts = f.opts();
-        opts.watch = Some(false);
-        opts.poll_min = Duration::from_secs(1);
-        opts.poll_max = Duration::from_secs(1);
-        opts.refresh_claim_after = Duration::from_secs(3600);
-        opts.wait = Some(Duration::from_secs(60));
-        let held = acquire(&f.ctx(), &opts).unwrap();
+        let held = acquire(&f.ctx(), &at_the_cap(&f)).unwrap();
         assert!(f.fs.calls(Op::Link) <= nth + 1, "found within a poll");
         use std::os::unix::fs::MetadataExt;
         let lock = std::fs::symlink_metadata(&f.lock.path).unwrap();
