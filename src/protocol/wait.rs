@@ -67,7 +67,8 @@ impl Attempts<'_> {
     /// look), or our own link taken with its reply lost (found ours at the
     /// next look, or by the clean-up's look at a deadline: `abandon`). A
     /// stale verdict from the older look breaks nothing the break does not
-    /// find again (`break_instance` renames and compares). Only plain
+    /// find again (`break_instance` pins the lock and compares it with what
+    /// was judged, mtime included: a holder's refresh since wins). Only plain
     /// exclusive locks: a readers' epoch is looked into at every poll.
     pub(super) fn glance(&mut self, linked: &io::Result<()>) -> Option<Snapshot> {
         let allowed = self.glance == Glance::Allowed;
