@@ -14,8 +14,9 @@
 //!
 //! A holder that took the lock after a wait, with others' claims beside
 //! it, gives the first live waiter a moment after its release
-//! ([`after_release`], [`hand_over`]) before it returns: otherwise the releaser's own next acquisition, a newcomer that
-//! links at once, would take the lock again before the first in line polls.
+//! ([`after_release`], [`hand_over`]) before it returns: otherwise the
+//! releaser's own next acquisition, a newcomer that links at once, would
+//! take the lock again before the first in line polls.
 //! One that took it at once looks for waiters (a listing) only if it held
 //! it for [`LOOK_AFTER`]: an uncontended short cycle spends nothing more.
 //!

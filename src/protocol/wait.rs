@@ -37,9 +37,11 @@ impl Attempts<'_> {
         } else {
             self.remote_pause(claim, &info)
         };
-        let plain = super::shared::shared_record(&info.snapshot).is_none();
+        // Plain locks only (parsed only at the cap): a readers' epoch is
+        // looked into at every poll.
+        let plain = || super::shared::shared_record(&info.snapshot).is_none();
         self.glance = match self.glance {
-            Glance::Look if capped && plain => Glance::Allowed,
+            Glance::Look if capped && plain() => Glance::Allowed,
             _ => Glance::Look,
         };
         if let Some(r) = remaining {

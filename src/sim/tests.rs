@@ -425,8 +425,9 @@ fn regression_seeds() {
     // protocol move their trajectories, so they guard less each time):
     // 3000100: a claim whose create ran twice was left when the clean-up's
     //    lstat failed at the deadline; later, a reader's new directory
-    //    whose mkdir ran twice was left when the look at it failed. 4000154: a writer's seal whose mkdir
-    //    reported EIO after it was done was left when it gave up. 5000270:
+    //    whose mkdir ran twice was left when the look at it failed.
+    //    4000154: a writer's seal whose mkdir reported EIO after it was
+    //    done was left when it gave up. 5000270:
     //    a dead breaker's pin of a shared lock looked new after the lock
     //    was removed (its ctime moved), so the final sweep kept it.
     //    6000475: a writer that gave the lock back to a reader kept its
