@@ -43,6 +43,10 @@ struct TestEnv {
     sleeps: Mutex<Vec<Duration>>,
     /// The pid this "process" has (ours unless set).
     pid: Cell<Option<u32>>,
+    /// A stopped clock (`stop_clock`): monotonic time moves only by the
+    /// sleeps asked for, so a test of how long something was held does
+    /// not depend on how loaded the machine is.
+    stopped: Cell<Option<Duration>>,
 }
 
 impl TestEnv {
@@ -54,7 +58,13 @@ impl TestEnv {
             events: Mutex::new(Vec::new()),
             sleeps: Mutex::new(Vec::new()),
             pid: Cell::new(None),
+            stopped: Cell::new(None),
         }
+    }
+
+    /// Stops monotonic time where it is; from now on only sleeps move it.
+    fn stop_clock(&self) {
+        self.stopped.set(Some(self.origin.elapsed()));
     }
 
     fn saw(&self, needle: &str) -> bool {
@@ -77,13 +87,16 @@ impl Env for TestEnv {
         sys::process_state(pid)
     }
     fn monotonic(&self) -> Duration {
-        self.origin.elapsed()
+        self.stopped.get().unwrap_or_else(|| self.origin.elapsed())
     }
     fn wall_clock(&self) -> SystemTime {
         SystemTime::now()
     }
     fn sleep(&self, d: Duration) -> Option<i32> {
         self.sleeps.lock().unwrap().push(d);
+        if let Some(t) = self.stopped.get() {
+            self.stopped.set(Some(t.saturating_add(d)));
+        }
         std::thread::sleep(d.min(Duration::from_millis(5)));
         None
     }

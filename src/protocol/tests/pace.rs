@@ -190,9 +190,11 @@ fn a_long_hold_taken_at_once_looks_for_waiters_at_its_release() {
         let f = Fixture::new();
         let mut opts = f.opts();
         opts.watch = Some(watch);
+        f.env.stop_clock();
         let held = acquire(&f.ctx(), &opts).unwrap();
         plant_claim(&f, "elsewhere", 100, 0, false);
-        std::thread::sleep(hold);
+        // The hold, on the stopped clock (not counted as a nap below).
+        f.env.sleep(hold);
         let (lists, naps) = (f.fs.calls(Op::List), f.env.sleeps.lock().unwrap().len());
         held.release(&f.ctx()).unwrap();
         let naps = f.env.sleeps.lock().unwrap().len() - naps;
