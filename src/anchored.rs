@@ -16,6 +16,17 @@
 //! errors it meets there. Made with [`AnchoredFs::where_remote`], it is
 //! anchored only under a remote mount: on local disk a path walk costs no
 //! round trip, and the open would be one more call per command.
+//!
+//! The file it made last (a claim) it keeps open, and links it by that
+//! descriptor (linkat of /proc/self/fd/N, AT_SYMLINK_FOLLOW: linkat(2)'s
+//! own way to link an open file, no privilege needed): no lookup of the
+//! claim's name, so a waiter's link that finds the lock taken costs the
+//! NFS lab two RPCs instead of four, and it links the inode it made even
+//! if someone put another file under the claim's name. Its assumptions,
+//! kept in [`AnchoredFs::link_made`]: /proc is mounted (where it is not,
+//! the link goes by name); the descriptor is closed before its name is
+//! unlinked (an NFS client renames an open file it is asked to remove,
+//! `.nfsXXXX`, and keeps it until the close).
 
 use crate::fs::{Durability, LockFs, Meta};
 use crate::realfs::{fill_new, libc_flags, meta_of, read_opened, RealFs};
@@ -28,13 +39,17 @@ use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// The real filesystem, anchored at one directory.
 #[derive(Debug)]
 pub struct AnchoredFs {
     dir: PathBuf,
     fd: OnceLock<Option<OwnedFd>>,
+    /// The file made last in the directory, by name, still open.
+    made: Mutex<Option<(OsString, Arc<OwnedFd>)>>,
+    /// Where this process's descriptors are named (/proc/self/fd).
+    proc_fd: &'static str,
 }
 
 impl AnchoredFs {
@@ -42,6 +57,8 @@ impl AnchoredFs {
         AnchoredFs {
             dir: dir.to_path_buf(),
             fd: OnceLock::new(),
+            made: Mutex::new(None),
+            proc_fd: "/proc/self/fd",
         }
     }
 
@@ -80,6 +97,50 @@ impl AnchoredFs {
             .as_ref()
     }
 
+    /// The made file's descriptor, if `name` is what it was made as.
+    fn made_as(&self, name: &OsStr) -> Option<Arc<OwnedFd>> {
+        let made = self.made.lock().ok()?;
+        made.as_ref()
+            .filter(|(n, _)| n == name)
+            .map(|(_, f)| f.clone())
+    }
+
+    /// Closes the made file's descriptor if it is `name`'s: before that
+    /// name is unlinked or renamed, so that the name and the descriptor
+    /// never part.
+    fn forget_made(&self, name: &OsStr) {
+        if let Ok(mut made) = self.made.lock() {
+            if made.as_ref().is_some_and(|(n, _)| n == name) {
+                *made = None;
+            }
+        }
+    }
+
+    /// Links the file we made as `from` to `to` by its descriptor. `None`
+    /// where that cannot tell: /proc is not mounted (the caller links by
+    /// name), or it failed for another reason than a taken name or a
+    /// file with no links left (ESTALE, where another host removed it:
+    /// the name then tells). Unlike a link by name, a file with no links
+    /// left reports ENOENT while the lock is free, but EEXIST while it is
+    /// taken: a claim deleted under a waiter is found at its next refresh.
+    fn link_made(&self, dir: &OwnedFd, from: &OsStr, to: &OsStr) -> Option<io::Result<()>> {
+        use std::os::fd::AsRawFd;
+        let file = self.made_as(from)?;
+        let magic = format!("{}/{}", self.proc_fd, file.as_raw_fd());
+        let flags = nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW;
+        // An absolute path: the directory descriptor is not used for it.
+        match linkat(dir, magic.as_str(), dir, to, flags) {
+            Ok(()) => Some(Ok(())),
+            Err(e) if e == nix::errno::Errno::EEXIST => Some(Err(e.into())),
+            Err(e) if e == nix::errno::Errno::ENOENT => {
+                // /proc there: the file has no links left. Else: no /proc.
+                let proc_there = std::fs::symlink_metadata(&magic).is_ok();
+                proc_there.then(|| Err(e.into()))
+            }
+            Err(_) => None,
+        }
+    }
+
     fn open_at(&self, fd: &OwnedFd, name: &OsStr, flags: OFlag, mode: u32) -> io::Result<File> {
         let fd = openat(
             fd,
@@ -98,9 +159,16 @@ impl LockFs for AnchoredFs {
         };
         let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL;
         let f = self.open_at(fd, name, flags, 0o644)?;
-        fill_new(f, path, data, durable, &|| {
+        // A second descriptor of the same open file (no round trip), kept
+        // for `link_made`; the first is closed as it always was.
+        let kept = f.try_clone().ok().map(OwnedFd::from);
+        let made = fill_new(f, path, data, durable, &|| {
             let _ = unlinkat(fd, name, UnlinkatFlags::NoRemoveDir);
-        })
+        })?;
+        if let (Some(kept), Ok(mut slot)) = (kept, self.made.lock()) {
+            *slot = Some((name.to_os_string(), Arc::new(kept)));
+        }
+        Ok(made)
     }
 
     fn is_remote(&self, dev: u64, dir: &Path) -> bool {
@@ -110,9 +178,9 @@ impl LockFs for AnchoredFs {
     fn hard_link(&self, existing: &Path, new: &Path) -> io::Result<()> {
         match (self.at(existing), self.at(new)) {
             // Like link(2): a symlink at `existing` is not followed.
-            (Some((fd, from)), Some((_, to))) => {
-                Ok(linkat(fd, from, fd, to, nix::fcntl::AtFlags::empty())?)
-            }
+            (Some((fd, from)), Some((_, to))) => self
+                .link_made(fd, from, to)
+                .unwrap_or_else(|| Ok(linkat(fd, from, fd, to, nix::fcntl::AtFlags::empty())?)),
             _ => RealFs.hard_link(existing, new),
         }
     }
@@ -138,7 +206,10 @@ impl LockFs for AnchoredFs {
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         match (self.at(from), self.at(to)) {
-            (Some((fd, a)), Some((_, b))) => Ok(renameat(fd, a, fd, b)?),
+            (Some((fd, a)), Some((_, b))) => {
+                self.forget_made(a);
+                Ok(renameat(fd, a, fd, b)?)
+            }
             _ => RealFs.rename(from, to),
         }
     }
@@ -146,6 +217,7 @@ impl LockFs for AnchoredFs {
     fn rename_noreplace(&self, from: &Path, to: &Path) -> io::Result<()> {
         match (self.at(from), self.at(to)) {
             (Some((fd, a)), Some((_, b))) => {
+                self.forget_made(a);
                 Ok(renameat2(fd, a, fd, b, RenameFlags::RENAME_NOREPLACE)?)
             }
             _ => RealFs.rename_noreplace(from, to),
@@ -154,7 +226,10 @@ impl LockFs for AnchoredFs {
 
     fn unlink(&self, path: &Path) -> io::Result<()> {
         match self.at(path) {
-            Some((fd, name)) => Ok(unlinkat(fd, name, UnlinkatFlags::NoRemoveDir)?),
+            Some((fd, name)) => {
+                self.forget_made(name);
+                Ok(unlinkat(fd, name, UnlinkatFlags::NoRemoveDir)?)
+            }
             None => RealFs.unlink(path),
         }
     }
@@ -282,5 +357,65 @@ mod tests {
             before
         );
         assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+    }
+
+    /// The file made last is linked by its descriptor: what is linked is
+    /// the inode made, even after another file was put under its name,
+    /// and a made file deleted since is never stood in for by whatever
+    /// now has its name. Unlinked by us, it goes by name again.
+    #[test]
+    fn the_file_made_is_linked_by_its_descriptor_not_by_its_name() {
+        let top = tempfile::tempdir().unwrap();
+        let dir = top.path().join("locks");
+        std::fs::create_dir(&dir).unwrap();
+        let fs = AnchoredFs::new(&dir);
+        let (claim, lock) = (dir.join("claim"), dir.join("lock"));
+        let made = fs
+            .create_exclusive(&claim, b"ours", Durability::NoSync)
+            .unwrap();
+        std::fs::rename(&claim, dir.join("aside")).unwrap();
+        std::fs::write(&claim, b"theirs").unwrap();
+        fs.hard_link(&claim, &lock).unwrap();
+        assert!(fs.lstat(&lock).unwrap().same_file(&made));
+        assert_eq!(std::fs::read(&lock).unwrap(), b"ours");
+        std::fs::remove_file(&lock).unwrap();
+
+        fs.create_exclusive(&dir.join("c2"), b"ours", Durability::NoSync)
+            .unwrap();
+        std::fs::remove_file(dir.join("c2")).unwrap();
+        std::fs::write(dir.join("c2"), b"theirs").unwrap();
+        let e = fs.hard_link(&dir.join("c2"), &lock).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert!(!lock.exists());
+        std::fs::write(&lock, b"held").unwrap();
+        let e = fs.hard_link(&dir.join("c2"), &lock).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        std::fs::remove_file(&lock).unwrap();
+
+        // Ours to unlink: the descriptor goes with the name.
+        fs.create_exclusive(&dir.join("c3"), b"x", Durability::NoSync)
+            .unwrap();
+        fs.unlink(&dir.join("c3")).unwrap();
+        assert!(fs.made_as(OsStr::new("c3")).is_none());
+        std::fs::write(dir.join("c3"), b"new").unwrap();
+        fs.hard_link(&dir.join("c3"), &lock).unwrap();
+        assert_eq!(std::fs::read(&lock).unwrap(), b"new");
+    }
+
+    /// Without /proc the link goes by name, as it always did.
+    #[test]
+    fn without_proc_the_link_goes_by_name() {
+        let top = tempfile::tempdir().unwrap();
+        let dir = top.path().join("locks");
+        std::fs::create_dir(&dir).unwrap();
+        let mut fs = AnchoredFs::new(&dir);
+        fs.proc_fd = "/nonexistent/fd";
+        let claim = dir.join("claim");
+        fs.create_exclusive(&claim, b"ours", Durability::NoSync)
+            .unwrap();
+        std::fs::rename(&claim, dir.join("aside")).unwrap();
+        std::fs::write(&claim, b"theirs").unwrap();
+        fs.hard_link(&claim, &dir.join("lock")).unwrap();
+        assert_eq!(std::fs::read(dir.join("lock")).unwrap(), b"theirs");
     }
 }

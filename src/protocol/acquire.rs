@@ -256,7 +256,22 @@ impl Attempts<'_> {
             .saturating_sub(slot.as_ref().expect("claim present").mono_base)
             > refresh_after(self.opts)
         {
-            refresh_claim(ctx, slot, Stamp::first(!self.touch_verified))?;
+            match refresh_claim(ctx, slot, Stamp::first(!self.touch_verified)) {
+                // Our claim is gone (by hand, or by mistake) and the
+                // directory is there: start over with a fresh claim, as
+                // when a link finds it gone (`Look::ClaimLost`). A link
+                // by the claim's descriptor finds it gone only once the
+                // lock is free; its refresh, sooner.
+                Err(Error::Io {
+                    op: "touch",
+                    source,
+                    ..
+                }) if sys::is_not_found(&source) => {
+                    self.give_up_claim(slot);
+                    return Ok(Err(Step::Pause));
+                }
+                touched => touched?,
+            }
             self.touch_verified = true;
         }
         if self.opts.shared {

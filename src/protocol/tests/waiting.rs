@@ -233,3 +233,35 @@ fn a_lost_link_reply_at_the_cap_is_found_ours() {
         assert!(f.names().is_empty(), "{:?}", f.names());
     }
 }
+
+/// A waiter whose claim is deleted while the lock is taken (by hand, or
+/// by a mistaken sweep) starts over with a fresh claim at its next
+/// refresh, whatever its link said, and takes the lock once it is free:
+/// no error, and nothing left behind.
+#[test]
+fn a_waiter_whose_claim_is_deleted_starts_over() {
+    let f = Fixture::new();
+    f.plant_other_lock(b"theirs");
+    let mut opts = at_the_cap(&f);
+    opts.refresh_claim_after = Duration::ZERO;
+    let dir = f.dir.path().to_path_buf();
+    f.fs.on(
+        Op::Link,
+        Some("claim"),
+        3,
+        Fault::Before(Box::new(move || {
+            for e in std::fs::read_dir(&dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.to_string_lossy().contains("nfslock-claim") {
+                    std::fs::remove_file(p).unwrap();
+                }
+            }
+        })),
+    );
+    f.fs.on(Op::Link, Some("claim"), 6, release_before_link(&f, false));
+    let held = acquire(&f.ctx(), &opts).expect("the waiter starts over and takes the lock");
+    assert_eq!(f.fs.calls(Op::Create), 2, "one claim deleted, one fresh");
+    held.release(&f.ctx()).unwrap();
+    assert!(f.litter().is_empty(), "{:?}", f.litter());
+    assert!(!f.lock.path.exists());
+}
