@@ -215,6 +215,7 @@ impl LockFs for SimFs {
                 let now = w.server_now();
                 let m = w.fs.create(name, data, now, me)?;
                 w.name_owner_set(name, me);
+                w.clients[me].made = Some((name.to_owned(), m.ino));
                 Ok(m)
             },
             show_meta,
@@ -229,7 +230,10 @@ impl LockFs for SimFs {
             format!("link {} -> {}", short(from), short(to)),
             &mut |w, me, _| {
                 let now = w.server_now();
-                w.fs.link(from, to, now)?;
+                match w.clients[me].made.clone() {
+                    Some((made, ino)) if made == from => w.fs.link_inode(ino, to, now)?,
+                    _ => w.fs.link(from, to, now)?,
+                }
                 w.name_owner_set(to, me);
                 Ok(())
             },
@@ -309,6 +313,7 @@ impl LockFs for SimFs {
             format!("rename {} -> {}", short(f), short(t)),
             &mut |w, me, _| {
                 let now = w.server_now();
+                w.forget_made(me, f);
                 w.fs.rename(f, t, now)?;
                 if w.fs.names.contains_key(f) {
                     // Both names were one inode: nothing moved.
@@ -333,8 +338,9 @@ impl LockFs for SimFs {
             OpKind::Unlink,
             &[name],
             format!("unlink {}", short(name)),
-            &mut |w, _, _| {
+            &mut |w, me, _| {
                 let now = w.server_now();
+                w.forget_made(me, name);
                 w.fs.unlink(name, now)?;
                 w.name_owner_clear(name);
                 Ok(())

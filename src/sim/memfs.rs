@@ -212,6 +212,20 @@ impl MemFs {
 
     pub fn link(&mut self, from: &OsStr, to: &OsStr, now: FsTime) -> io::Result<()> {
         let ino = self.lookup(from)?;
+        self.link_inode(ino, to, now)
+    }
+
+    /// link(2) of an open file (/proc/self/fd/N): the inode, whatever its
+    /// names are now. A taken name is seen before a file with no links
+    /// left (EEXIST before ENOENT), as Linux checks them.
+    pub fn link_inode(&mut self, ino: u64, to: &OsStr, now: FsTime) -> io::Result<()> {
+        if !self.inodes.contains_key(&ino) {
+            return Err(errno(if self.names.contains_key(to) {
+                nix::errno::Errno::EEXIST
+            } else {
+                nix::errno::Errno::ENOENT
+            }));
+        }
         if self.inodes[&ino].dir {
             return Err(errno(nix::errno::Errno::EPERM));
         }

@@ -228,6 +228,9 @@ pub(super) struct Client {
     /// One of its unlinks in the current operation lost its reply (the
     /// retransmission says ENOENT).
     pub lost_unlink: bool,
+    /// The file it made last in the current operation, by name and inode:
+    /// its links go by the inode, as `AnchoredFs` links by descriptor.
+    pub made: Option<(OsString, u64)>,
     /// Instances this client was told it may still hold (an error, not a
     /// verdict): not phantoms.
     pub uncertain: BTreeSet<u64>,
@@ -483,6 +486,7 @@ impl World {
             lock_name: OsString::from(LOCK),
             shared: false,
             lost_unlink: false,
+            made: None,
             left: false,
             uncertain: BTreeSet::new(),
             dentries: BTreeMap::new(),
@@ -723,6 +727,18 @@ impl World {
     pub fn name_owner_set(&mut self, name: &OsStr, id: usize) {
         self.name_by.insert(name.to_owned(), id);
         self.name_at.insert(name.to_owned(), self.now);
+    }
+
+    /// Client `me` closes the file it made if it is `name`'s, before that
+    /// name is unlinked or renamed (as `AnchoredFs` does).
+    pub fn forget_made(&mut self, me: usize, name: &OsStr) {
+        if self.clients[me]
+            .made
+            .as_ref()
+            .is_some_and(|(n, _)| n == name)
+        {
+            self.clients[me].made = None;
+        }
     }
 
     pub fn name_owner_clear(&mut self, name: &OsStr) {
@@ -1185,6 +1201,7 @@ impl World {
         let c = &mut self.clients[id];
         c.phase = phase;
         c.lost_unlink = false;
+        c.made = None;
         c.left = false;
         c.stale_after = stale_after;
         c.since = now;
