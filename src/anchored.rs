@@ -17,16 +17,18 @@
 //! anchored only under a remote mount: on local disk a path walk costs no
 //! round trip, and the open would be one more call per command.
 //!
-//! The file it made last (a claim) it keeps open, and links it by that
-//! descriptor (linkat of /proc/self/fd/N, AT_SYMLINK_FOLLOW: linkat(2)'s
-//! own way to link an open file, no privilege needed): no lookup of the
-//! claim's name, so a waiter's link that finds the lock taken costs the
-//! NFS lab two RPCs instead of four, and it links the inode it made even
-//! if someone put another file under the claim's name. Its assumptions,
-//! kept in [`AnchoredFs::link_made`]: /proc is mounted (where it is not,
-//! the link goes by name); the descriptor is closed before its name is
-//! unlinked (an NFS client renames an open file it is asked to remove,
-//! `.nfsXXXX`, and keeps it until the close).
+//! Of the file it made last (a claim) it keeps an O_PATH descriptor, and
+//! links the claim by it (linkat of /proc/self/fd/N, AT_SYMLINK_FOLLOW:
+//! linkat(2)'s own way to link an open file, no privilege needed): no
+//! lookup of the claim's name, so a waiter's link that finds the lock
+//! taken costs the NFS lab two RPCs instead of four, and it links the
+//! inode it made even if someone put another file under the claim's name.
+//! Its assumptions, kept in [`AnchoredFs::keep`] and
+//! [`AnchoredFs::link_made`]: /proc is mounted (where it is not, the link
+//! goes by name); the descriptor is O_PATH, whose close flushes nothing (a
+//! FUSE flush waits for its daemon even in an exit); it is closed before
+//! its name is unlinked (an NFS client renames a file still in use that it
+//! is asked to remove, `.nfsXXXX`, and keeps it until the close).
 
 use crate::fs::{Durability, LockFs, Meta};
 use crate::realfs::{fill_new, libc_flags, meta_of, read_opened, RealFs};
@@ -46,7 +48,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 pub struct AnchoredFs {
     dir: PathBuf,
     fd: OnceLock<Option<OwnedFd>>,
-    /// The file made last in the directory, by name, still open.
+    /// The file made last in the directory: its name, and an O_PATH
+    /// descriptor of it.
     made: Mutex<Option<(OsString, Arc<OwnedFd>)>>,
     /// Where this process's descriptors are named (/proc/self/fd).
     proc_fd: &'static str,
@@ -95,6 +98,21 @@ impl AnchoredFs {
                 nix::fcntl::open(&self.dir, flags, Mode::empty()).ok()
             })
             .as_ref()
+    }
+
+    /// An O_PATH descriptor of the open file `f`, for `link_made`: opened
+    /// through its magic link, so the client looks nothing up (FUSE asks
+    /// its daemon nothing; an NFS client at most revalidates attributes).
+    /// Not `f` itself, nor a dup of it: closing a file open for writing
+    /// flushes it, and a FUSE flush waits for its daemon however the
+    /// process ends, so a command the hang watchdog ends would hang in
+    /// its exit while the server does not answer. An O_PATH descriptor
+    /// closes without a word to anyone.
+    fn keep(&self, f: &File) -> Option<OwnedFd> {
+        use std::os::fd::AsRawFd;
+        let magic = format!("{}/{}", self.proc_fd, f.as_raw_fd());
+        let flags = OFlag::O_PATH | OFlag::O_CLOEXEC;
+        nix::fcntl::open(magic.as_str(), flags, Mode::empty()).ok()
     }
 
     /// The made file's descriptor, if `name` is what it was made as.
@@ -159,9 +177,7 @@ impl LockFs for AnchoredFs {
         };
         let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL;
         let f = self.open_at(fd, name, flags, 0o644)?;
-        // A second descriptor of the same open file (no round trip), kept
-        // for `link_made`; the first is closed as it always was.
-        let kept = f.try_clone().ok().map(OwnedFd::from);
+        let kept = self.keep(&f);
         let made = fill_new(f, path, data, durable, &|| {
             let _ = unlinkat(fd, name, UnlinkatFlags::NoRemoveDir);
         })?;
@@ -373,6 +389,11 @@ mod tests {
         let made = fs
             .create_exclusive(&claim, b"ours", Durability::NoSync)
             .unwrap();
+        // O_PATH: its close (at exit, too) flushes nothing.
+        let kept = fs.made_as(OsStr::new("claim")).expect("kept");
+        let fl = nix::fcntl::fcntl(&*kept, nix::fcntl::FcntlArg::F_GETFL).unwrap();
+        assert_ne!(fl & nix::libc::O_PATH, 0, "flags {fl:o}");
+        drop(kept);
         std::fs::rename(&claim, dir.join("aside")).unwrap();
         std::fs::write(&claim, b"theirs").unwrap();
         fs.hard_link(&claim, &lock).unwrap();
