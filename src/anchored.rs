@@ -299,15 +299,22 @@ impl LockFs for AnchoredFs {
 mod tests {
     use super::*;
 
+    /// A fresh directory `locks` inside a temporary one (kept alive by
+    /// the first half), so a test may rename it away or plant beside it.
+    fn locks_dir() -> (tempfile::TempDir, PathBuf) {
+        let top = tempfile::tempdir().unwrap();
+        let dir = top.path().join("locks");
+        std::fs::create_dir(&dir).unwrap();
+        (top, dir)
+    }
+
     /// Calls on names in the directory go through the descriptor: they
     /// stay in the directory first opened even after its path names
     /// another (renamed away, a new one made in its place); paths
     /// elsewhere go by path.
     #[test]
     fn names_in_the_directory_stay_in_the_directory_first_opened() {
-        let top = tempfile::tempdir().unwrap();
-        let dir = top.path().join("locks");
-        std::fs::create_dir(&dir).unwrap();
+        let (top, dir) = locks_dir();
         let fs = AnchoredFs::new(&dir);
         let claim = dir.join("claim");
         fs.create_exclusive(&claim, b"record", Durability::NoSync)
@@ -354,11 +361,9 @@ mod tests {
     /// by read, not by a touch.
     #[test]
     fn a_symlink_at_a_name_is_not_followed() {
-        let top = tempfile::tempdir().unwrap();
+        let (top, dir) = locks_dir();
         let target = top.path().join("data");
         std::fs::write(&target, b"precious").unwrap();
-        let dir = top.path().join("locks");
-        std::fs::create_dir(&dir).unwrap();
         std::os::unix::fs::symlink(&target, dir.join("lock")).unwrap();
         let fs = AnchoredFs::new(&dir);
         let m = fs.lstat(&dir.join("lock")).unwrap();
@@ -381,9 +386,7 @@ mod tests {
     /// now has its name. Unlinked by us, it goes by name again.
     #[test]
     fn the_file_made_is_linked_by_its_descriptor_not_by_its_name() {
-        let top = tempfile::tempdir().unwrap();
-        let dir = top.path().join("locks");
-        std::fs::create_dir(&dir).unwrap();
+        let (_top, dir) = locks_dir();
         let fs = AnchoredFs::new(&dir);
         let (claim, lock) = (dir.join("claim"), dir.join("lock"));
         let made = fs
@@ -426,9 +429,7 @@ mod tests {
     /// Without /proc the link goes by name, as it always did.
     #[test]
     fn without_proc_the_link_goes_by_name() {
-        let top = tempfile::tempdir().unwrap();
-        let dir = top.path().join("locks");
-        std::fs::create_dir(&dir).unwrap();
+        let (_top, dir) = locks_dir();
         let mut fs = AnchoredFs::new(&dir);
         fs.proc_fd = "/nonexistent/fd";
         let claim = dir.join("claim");

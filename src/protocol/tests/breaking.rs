@@ -37,15 +37,7 @@ fn a_forced_break_ignores_a_refresh_after_the_judgement() {
         None,
         1,
         Fault::Before(Box::new(move || {
-            let later = nix::sys::time::TimeSpec::new(4_000_000_000, 0);
-            nix::sys::stat::utimensat(
-                nix::fcntl::AT_FDCWD,
-                &claim,
-                &later,
-                &later,
-                nix::sys::stat::UtimensatFlags::NoFollowSymlink,
-            )
-            .unwrap();
+            set_times(&claim, 4_000_000_000);
         })),
     );
     let force = BreakOptions {

@@ -127,19 +127,8 @@ fn a_lock_is_born_fresh_however_long_the_wait() {
         Some("/l"),
         1,
         Fault::Before(Box::new(move || {
-            for e in std::fs::read_dir(&dir).unwrap() {
-                let p = e.unwrap().path();
-                if p.to_string_lossy().contains("nfslock-claim") {
-                    let t = nix::sys::time::TimeSpec::new(1_000_000_000, 0);
-                    nix::sys::stat::utimensat(
-                        nix::fcntl::AT_FDCWD,
-                        &p,
-                        &t,
-                        &t,
-                        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
-                    )
-                    .unwrap();
-                }
+            for p in claim_files(&dir) {
+                set_times(&p, 1_000_000_000);
             }
             std::fs::remove_file(&lock).unwrap();
         })),

@@ -25,13 +25,9 @@ fn a_link_count_that_grows_on_a_failed_link_does_not_fool_us() {
         Some("claim"),
         0,
         Fault::Before(Box::new(move || {
-            for e in std::fs::read_dir(&dir).unwrap() {
-                let p = e.unwrap().path();
-                let n = p.file_name().unwrap().to_string_lossy().into_owned();
-                if n.contains("nfslock-claim") {
-                    extra.set(extra.get() + 1);
-                    let _ = std::fs::hard_link(&p, dir.join(format!("x{}", extra.get())));
-                }
+            for p in claim_files(&dir) {
+                extra.set(extra.get() + 1);
+                let _ = std::fs::hard_link(&p, dir.join(format!("x{}", extra.get())));
             }
         })),
     );

@@ -166,11 +166,7 @@ fn release_before_link(f: &Fixture, lost: bool) -> Fault {
     Fault::Before(Box::new(move || {
         std::fs::remove_file(&lock).unwrap();
         if lost {
-            let claim = std::fs::read_dir(&dir)
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .find(|p| p.to_string_lossy().contains("nfslock-claim"))
-                .unwrap();
+            let claim = claim_files(&dir).pop().unwrap();
             std::fs::hard_link(claim, &lock).unwrap();
         }
     }))
@@ -250,11 +246,8 @@ fn a_waiter_whose_claim_is_deleted_starts_over() {
         Some("claim"),
         3,
         Fault::Before(Box::new(move || {
-            for e in std::fs::read_dir(&dir).unwrap() {
-                let p = e.unwrap().path();
-                if p.to_string_lossy().contains("nfslock-claim") {
-                    std::fs::remove_file(p).unwrap();
-                }
+            for p in claim_files(&dir) {
+                std::fs::remove_file(p).unwrap();
             }
         })),
     );
