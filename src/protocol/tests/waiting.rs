@@ -186,7 +186,7 @@ fn at_the_cap(f: &Fixture) -> AcquireOptions {
 
 /// A waiter at the poll cap takes every other failed link for the
 /// instance it last looked at: half an lstat a poll saved (a round trip
-/// on NFS), and its pauses keep to the cap's top quarter.
+/// on NFS), and its pauses keep to the cap's top 15%.
 #[test]
 fn a_waiter_at_the_cap_looks_every_other_poll() {
     let f = Fixture::new();
@@ -204,7 +204,7 @@ fn a_waiter_at_the_cap_looks_every_other_poll() {
     assert_eq!(sleeps.len(), 20, "{sleeps:?}");
     let cap = Duration::from_secs(1);
     assert!(
-        sleeps.iter().all(|s| *s >= cap * 3 / 4 && *s <= cap),
+        sleeps.iter().all(|s| *s >= cap * 17 / 20 && *s <= cap),
         "{sleeps:?}"
     );
     held.release(&f.ctx()).unwrap();
