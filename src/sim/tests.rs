@@ -4,33 +4,40 @@
 
 use super::{run, Config, Mutant, Report};
 
-/// Sums of several runs, printed so a run shows what it covered.
-#[derive(Default, Debug)]
-struct Totals {
-    runs: u64,
-    acquisitions: u64,
-    steps: u64,
-    faults: u64,
-    crashes: u64,
-    checks: u64,
-    breaks: u64,
-    windows: u64,
-    glances: u64,
+/// Declares `Totals`: the sums of several runs' counters (each named
+/// once, as `Report` names it), printed so a run shows what it covered.
+macro_rules! totals {
+    ($($field:ident),*) => {
+        #[derive(Default, Debug)]
+        struct Totals {
+            runs: u64,
+            $($field: u64,)*
+        }
+
+        impl Totals {
+            fn add(&mut self, r: &Report) {
+                self.runs += 1;
+                $(self.$field += r.$field;)*
+            }
+
+            fn merge(&mut self, t: &Totals) {
+                self.runs += t.runs;
+                $(self.$field += t.$field;)*
+            }
+        }
+    };
 }
 
-impl Totals {
-    fn add(&mut self, r: &Report) {
-        self.runs += 1;
-        self.acquisitions += r.acquisitions;
-        self.steps += r.steps;
-        self.faults += r.faults;
-        self.crashes += r.crashes;
-        self.checks += r.checks;
-        self.breaks += r.breaks;
-        self.windows += r.windows;
-        self.glances += r.glances;
-    }
-}
+totals!(
+    acquisitions,
+    steps,
+    faults,
+    crashes,
+    checks,
+    breaks,
+    windows,
+    glances
+);
 
 /// Runs `seeds`; returns the totals and the first line of each violation.
 fn run_all(seeds: impl Iterator<Item = u64>, acquisitions: u64) -> (Totals, Vec<String>) {
@@ -357,15 +364,7 @@ fn soak() {
     let mut bad = Vec::new();
     for h in handles {
         let (t, b) = h.join().expect("soak slice");
-        total.runs += t.runs;
-        total.acquisitions += t.acquisitions;
-        total.steps += t.steps;
-        total.faults += t.faults;
-        total.crashes += t.crashes;
-        total.checks += t.checks;
-        total.breaks += t.breaks;
-        total.windows += t.windows;
-        total.glances += t.glances;
+        total.merge(&t);
         bad.extend(b);
     }
     eprintln!("soak: {total:?}");
