@@ -34,11 +34,12 @@ pub(crate) fn epoch_dir(lock: &LockPath, claim_name: &OsStr) -> Option<PathBuf> 
         .then(|| lock.in_dir(&lock.aux_name(AuxKind::Epoch, &aux.nonce, aux.pid, &aux.host)))
 }
 
-/// Whether the writer whose claim is at `claim` (named `aux`) is certainly
-/// dead: its name says this host and no process here has its pid, and its
-/// record (read only then) agrees, boot and pid namespace included (a
-/// container on this host has the same host name and other pids).
-pub(crate) fn writer_gone(ctx: &Ctx, claim: &Path, aux: &crate::names::AuxName) -> bool {
+/// Whether the contender (writer or reader) whose claim is at `claim`
+/// (named `aux`) is certainly dead: its name says this host and no process
+/// here has its pid, and its record (read only then) agrees, boot and pid
+/// namespace included (a container on this host has the same host name
+/// and other pids).
+pub(crate) fn claimant_dead_here(ctx: &Ctx, claim: &Path, aux: &crate::names::AuxName) -> bool {
     let me = ctx.env.identity();
     if !ctx.lock.spells_host(&aux.host, &me.host) || !ctx.env.pid_gone(aux.pid) {
         return false;
@@ -67,7 +68,7 @@ pub(crate) fn seal_is_stale(ctx: &Ctx, name: &OsStr, now: Option<crate::fs::FsTi
         Err(e) => sys::is_not_found(&e),
         Ok(m) => {
             now.is_some_and(|n| n.secs_since(m.mtime) >= SEAL_STALE.as_secs_f64())
-                || writer_gone(ctx, &claim, &aux)
+                || claimant_dead_here(ctx, &claim, &aux)
         }
     }
 }

@@ -43,8 +43,10 @@ pub(crate) use inspect::{break_shared, find_reader};
 use leave::{close_own_epoch, remove_ended_lock, step_out};
 pub(crate) use leave::{release_reader, touch_reader};
 
+pub(crate) use super::epoch::{
+    claimant_dead_here, epoch_dir, is_readers_pin, shared_record, SEAL_STALE,
+};
 use super::epoch::{close_epoch_dir, Closing};
-pub(crate) use super::epoch::{epoch_dir, is_readers_pin, shared_record, writer_gone, SEAL_STALE};
 
 use super::acquire::{Attempts, Step};
 use super::claim::Claim;

@@ -81,7 +81,7 @@ impl Attempts<'_> {
             };
             now.secs_since(m.mtime) < SEAL_STALE.as_secs_f64()
                 && arrival(&ctx, &path, &m).is_some_and(|a| a.before(&mine))
-                && !writer_gone(&ctx, &path, &aux)
+                && !claimant_dead_here(&ctx, &path, &aux)
         })
     }
 

@@ -248,7 +248,7 @@ impl Attempts<'_> {
                 continue;
             }
             let claim = ctx.lock.in_dir(&name);
-            let gone_here = writer_gone(&ctx, &claim, &aux);
+            let gone_here = claimant_dead_here(&ctx, &claim, &aux);
             let fresh = match ctx.fs.lstat(&claim) {
                 Ok(m) => now.is_none_or(|n| n.secs_since(m.mtime) < SEAL_STALE.as_secs_f64()),
                 Err(e) => !sys::is_not_found(&e),
