@@ -111,20 +111,32 @@ impl Error {
         }
     }
 
-    /// Whether the message begins with the lock's own path.
+    /// Whether the message begins with the lock's own path. Every variant
+    /// is named, so a new one has to choose.
     fn names_its_path(&self) -> bool {
-        !matches!(
-            self,
+        match self {
+            Error::Busy { .. }
+            | Error::SlotsBusy { .. }
+            | Error::TooSoon { .. }
+            | Error::AlreadyHeld { .. }
+            | Error::NotOwner { .. }
+            | Error::Refused { .. }
+            | Error::NotALock { .. }
+            | Error::BadData { .. }
+            | Error::NotPermitted { .. }
+            | Error::Missing { .. }
+            | Error::Unsupported { .. }
+            | Error::NameTooLong { .. } => true,
             Error::Denied { .. }
-                | Error::Unwritable { .. }
-                | Error::CannotCreate { .. }
-                | Error::Io { .. }
-                | Error::Output { .. }
-                | Error::NoDir { .. }
-                | Error::Interrupted { .. }
-                | Error::Usage(_)
-                | Error::Internal(_)
-        )
+            | Error::Unwritable { .. }
+            | Error::CannotCreate { .. }
+            | Error::Io { .. }
+            | Error::Output { .. }
+            | Error::NoDir { .. }
+            | Error::Interrupted { .. }
+            | Error::Usage(_)
+            | Error::Internal(_) => false,
+        }
     }
 
     /// What a person can do about it, where the message itself does not
