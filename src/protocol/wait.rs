@@ -4,6 +4,8 @@
 
 use super::acquire::{Attempts, Glance, Step};
 use super::claim::Claim;
+use super::ctx::Ctx;
+use super::env::Woken;
 use super::pace;
 use super::{Event, LockInfo, Snapshot};
 use crate::error::Error;
@@ -27,13 +29,13 @@ impl Attempts<'_> {
         let (remaining, unbreakable) = self.may_wait(&info, unbreakable)?;
         let claim = slot.as_ref().expect("claim present");
         let watching = self.watching(claim);
-        let (mut pause, capped) = if watching {
+        let (mut pause, capped, early) = if watching {
             // A stale lock we may not break goes stale no further.
             let stale_in = match unbreakable {
                 Some(_) => Duration::MAX,
                 None => until_stale(&info, opts.stale_after),
             };
-            (WATCH_FALLBACK.min(stale_in), false)
+            (WATCH_FALLBACK.min(stale_in), false, false)
         } else {
             self.remote_pause(claim, &info)
         };
@@ -49,6 +51,8 @@ impl Attempts<'_> {
         }
         let woken = if watching {
             super::queue::wait_in_line(&ctx, &claim.path, pause)
+        } else if early {
+            wake_on_this_host(&ctx, pause)
         } else {
             env.sleep(pause)
         };
@@ -90,11 +94,13 @@ impl Attempts<'_> {
     /// each new holder (the first no further than twice the floor while
     /// the holder is new); the rest poll quietly, at the cap. Readers keep the
     /// plain backoff (their line is the writers' order, `shared`). Says
-    /// too whether the pause was the cap's.
-    fn remote_pause(&mut self, claim: &Claim, info: &LockInfo) -> (Duration, bool) {
+    /// too whether the pause was the cap's, and whether this waiter may
+    /// be woken early by this host's own changes to the lock (the fast
+    /// places only: see [`wake_on_this_host`]).
+    fn remote_pause(&mut self, claim: &Claim, info: &LockInfo) -> (Duration, bool, bool) {
         let env = self.ctx.env;
         if self.opts.shared {
-            return (self.backoff.next(env), false);
+            return (self.backoff.next(env), false, false);
         }
         let m = &info.snapshot.meta;
         let holder = (m.dev, m.ino);
@@ -122,13 +128,13 @@ impl Attempts<'_> {
             0 if held_for < pace::HEAD_FAST_FOR => {
                 let fast = self.opts.poll_min * pace::HEAD_FAST_STEPS;
                 let capped = self.backoff.at_cap() && fast >= self.backoff.max;
-                (self.backoff.next(env).min(fast), capped)
+                (self.backoff.next(env).min(fast), capped, true)
             }
             p if p < pace::FAST_PLACES => {
                 let capped = self.backoff.at_cap();
-                (self.backoff.next(env), capped)
+                (self.backoff.next(env), capped, true)
             }
-            _ => (self.quiet.next(env), true),
+            _ => (self.quiet.next(env), true, false),
         }
     }
 
@@ -158,6 +164,20 @@ impl Attempts<'_> {
         self.opts
             .watch
             .unwrap_or_else(|| !ctx.fs.is_remote(claim.meta.dev, &ctx.lock.dir))
+    }
+}
+
+/// A fast place's pause on a remote filesystem, cut short when a process
+/// of this host moves, removes or touches the lock: a kernel reports the
+/// changes made through its own mount (not another host's), so a release
+/// on this host reaches the first in line at once instead of at its next
+/// poll. Costs the watch's lookup of the lock name, no poll; another
+/// host's release is still found by polling at the line's pace.
+fn wake_on_this_host(ctx: &Ctx, pause: Duration) -> Option<i32> {
+    match ctx.env.sleep_watching(&ctx.lock.path, pause) {
+        Woken::Signal(signal) => Some(signal),
+        Woken::Unwatchable => ctx.env.sleep(pause),
+        Woken::Changed | Woken::TimedOut | Woken::Missing => None,
     }
 }
 

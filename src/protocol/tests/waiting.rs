@@ -92,6 +92,46 @@ fn a_stuck_waiter_ahead_holds_the_queue_briefly() {
     assert!(f.names().is_empty(), "{:?}", f.names());
 }
 
+/// On a remote filesystem waiters poll (another host's release raises no
+/// event here), but the first in line also wakes when a process of this
+/// host moves the lock away: with a 5 s poll floor it takes the lock long
+/// before its next poll would.
+#[test]
+fn a_polling_waiter_is_woken_by_a_release_on_this_host() {
+    let f = Fixture::new();
+    let held = acquire(&f.ctx(), &f.opts()).unwrap();
+    let waiter_fs = FaultFs::new(RealFs);
+    let waiter = LiveOwner::new();
+    let mut opts = f.opts();
+    opts.owner = waiter.owner;
+    opts.wait = Some(Duration::from_secs(60));
+    opts.watch = Some(false);
+    opts.poll_min = Duration::from_secs(5);
+    opts.poll_max = Duration::from_secs(5);
+    let lock = f.lock.clone();
+    let (got, took) = std::thread::scope(|s| {
+        let w = s.spawn(|| acquire_as_nfslock_does(&waiter_fs, &lock, &opts, |_, held| held));
+        // Released once the waiter has found the lock taken.
+        let began = std::time::Instant::now();
+        while waiter_fs.calls(Op::Link) == 0 {
+            assert!(began.elapsed() < Duration::from_secs(30), "never tried");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let released = std::time::Instant::now();
+        held.release(&f.ctx()).unwrap();
+        (w.join().unwrap(), released.elapsed())
+    });
+    got.expect("the waiter takes the lock after the release")
+        .release(&f.ctx())
+        .unwrap();
+    assert_eq!(waiter_fs.calls(Op::Link), 2);
+    // Its next poll was due 5-10 s after the first; the bound leaves a
+    // loaded machine 2.5 s.
+    assert!(took < Duration::from_millis(2500), "{took:?}");
+    assert!(f.names().is_empty(), "{:?}", f.names());
+}
+
 /// No event marks a lease running out: a waiter woken by events still
 /// wakes when the lock is due to go stale, long before its 10 s
 /// fallback poll.
