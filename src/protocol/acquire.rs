@@ -129,7 +129,7 @@ pub(super) struct Attempts<'a> {
     pub(super) gave_way_at: Option<Duration>,
     /// Our place in line (`pace`) and the holder (device, inode) it was
     /// counted under.
-    pub(super) line: Option<((u64, u64), usize)>,
+    pub(super) line: Option<((u64, u64), super::pace::Place)>,
     /// The pace of a waiter behind the first in line: at the cap, never
     /// started over.
     pub(super) quiet: Backoff,

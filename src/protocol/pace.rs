@@ -32,7 +32,7 @@ use crate::fs::FsTime;
 use crate::names::{AuxKind, AuxName};
 use std::cmp::Reverse;
 use std::ffi::OsStr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 /// For how long after a new holder appears the first in line polls at
@@ -62,21 +62,33 @@ pub(super) fn claim_nonce(env: &dyn Env) -> String {
     format!("{ms:012x}{:04x}", env.token() & 0xffff)
 }
 
-/// How many live waiters are ahead of our claim `mine` (its nonce
-/// `my_nonce`), counted up to [`FAST_PLACES`]: one listing, a pid probe
-/// for each claim of this host, an lstat for each of another host's
-/// (nearest first, only until enough are found). The holder's claim
-/// (`holder`, as its record names it) does not wait; `now` is file-system
-/// time, estimated. A listing that fails puts us first: the pace of today.
+/// Our place in line: how many live waiters are ahead, and the claim of
+/// the nearest of them if it is of this host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Place {
+    /// Counted up to [`FAST_PLACES`].
+    pub ahead: usize,
+    /// Its changes (a link when its waiter takes the lock, its removal
+    /// when it leaves) raise events here, even on NFS: a quiet waiter
+    /// watches it to learn at once that it moved up.
+    pub next_here: Option<PathBuf>,
+}
+
+/// Our place behind the live waiters ahead of our claim `mine` (its nonce
+/// `my_nonce`): one listing, a pid probe for each claim of this host, an
+/// lstat for each of another host's (nearest first, only until
+/// [`FAST_PLACES`] are found). The holder's claim (`holder`, as its record
+/// names it) does not wait; `now` is file-system time, estimated. A
+/// listing that fails puts us first: the pace of today.
 pub(super) fn waiters_ahead(
     ctx: &Ctx,
     mine: &OsStr,
     my_nonce: &str,
     holder: Option<&OsStr>,
     now: FsTime,
-) -> usize {
+) -> Place {
     let Ok(names) = ctx.fs.list(&ctx.lock.dir) else {
-        return 0;
+        return Place::default();
     };
     let me = &ctx.env.identity().host;
     let mut ahead: Vec<_> = names
@@ -86,14 +98,20 @@ pub(super) fn waiters_ahead(
         .filter(|(_, a)| a.kind == AuxKind::Claim && a.nonce.as_str() < my_nonce)
         .collect();
     ahead.sort_by_key(|(_, a)| Reverse(a.nonce.clone()));
-    let mut live = 0;
+    let mut place = Place::default();
     for (name, aux) in ahead {
-        live += usize::from(waits(ctx, name, &aux, me, now));
-        if live >= FAST_PLACES {
+        if !waits(ctx, name, &aux, me, now) {
+            continue;
+        }
+        if place.ahead == 0 && ctx.lock.spells_host(&aux.host, me) {
+            place.next_here = Some(ctx.lock.in_dir(name));
+        }
+        place.ahead += 1;
+        if place.ahead >= FAST_PLACES {
             break;
         }
     }
-    live
+    place
 }
 
 /// Whether the claim `name` (parsed: `aux`) is a live waiter's: of this

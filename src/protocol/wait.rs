@@ -12,6 +12,7 @@ use crate::error::Error;
 use crate::stale::{self, Liveness};
 use crate::sys;
 use std::io;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 impl Attempts<'_> {
@@ -29,13 +30,17 @@ impl Attempts<'_> {
         let (remaining, unbreakable) = self.may_wait(&info, unbreakable)?;
         let claim = slot.as_ref().expect("claim present");
         let watching = self.watching(claim);
-        let (mut pause, capped, early) = if watching {
+        let Pause {
+            mut pause,
+            capped,
+            wake,
+        } = if watching {
             // A stale lock we may not break goes stale no further.
             let stale_in = match unbreakable {
                 Some(_) => Duration::MAX,
                 None => until_stale(&info, opts.stale_after),
             };
-            (WATCH_FALLBACK.min(stale_in), false, false)
+            Pause::plain(WATCH_FALLBACK.min(stale_in), false)
         } else {
             self.remote_pause(claim, &info)
         };
@@ -49,12 +54,26 @@ impl Attempts<'_> {
         if let Some(r) = remaining {
             pause = pause.min(r);
         }
-        let woken = if watching {
-            super::queue::wait_in_line(&ctx, &claim.path, pause)
-        } else if early {
-            wake_on_this_host(&ctx, pause)
-        } else {
-            env.sleep(pause)
+        let behind = matches!(wake, Wake::Behind(_));
+        let woke = match wake {
+            _ if watching => Woke::from(super::queue::wait_in_line(&ctx, &claim.path, pause)),
+            Wake::Never => Woke::from(env.sleep(pause)),
+            Wake::OnLock => wake_on_this_host(&ctx, pause),
+            Wake::Behind(ahead) => wake_behind(&ctx, &ahead, pause, opts.poll_min),
+        };
+        let woken = match woke {
+            Woke::Signal(signal) => Some(signal),
+            Woke::Slept => None,
+            Woke::Moved => {
+                // The lock changed, or someone ahead took it or left the
+                // line: the next failed link is looked at, not taken for
+                // the holder we knew; a move ahead recounts our place.
+                self.glance = Glance::Look;
+                if behind {
+                    self.line = None;
+                }
+                None
+            }
         };
         self.last = Some(info);
         match woken {
@@ -92,20 +111,20 @@ impl Attempts<'_> {
     /// place in line (see `pace`), asked again at each new holder: the
     /// first two in line back off from the poll floor, starting over at
     /// each new holder (the first no further than twice the floor while
-    /// the holder is new); the rest poll quietly, at the cap. Readers keep the
-    /// plain backoff (their line is the writers' order, `shared`). Says
-    /// too whether the pause was the cap's, and whether this waiter may
-    /// be woken early by this host's own changes to the lock (the fast
-    /// places only: see [`wake_on_this_host`]).
-    fn remote_pause(&mut self, claim: &Claim, info: &LockInfo) -> (Duration, bool, bool) {
+    /// the holder is new); the rest poll quietly, at the cap. Any of them
+    /// wakes early when the waiter just ahead, if of this host, takes the
+    /// lock or leaves; with nobody ahead here, a fast place wakes at this
+    /// host's changes to the lock. Readers keep the plain backoff (their
+    /// line is the writers' order, `shared`).
+    fn remote_pause(&mut self, claim: &Claim, info: &LockInfo) -> Pause {
         let env = self.ctx.env;
         if self.opts.shared {
-            return (self.backoff.next(env), false, false);
+            return Pause::plain(self.backoff.next(env), false);
         }
         let m = &info.snapshot.meta;
         let holder = (m.dev, m.ino);
-        let place = match self.line {
-            Some((h, place)) if h == holder => place,
+        let place = match &self.line {
+            Some((h, place)) if *h == holder => place.clone(),
             _ => {
                 let mine = claim.path.file_name().unwrap_or_default();
                 let theirs = info.record().map(|r| r.claim.as_os_str());
@@ -113,28 +132,42 @@ impl Attempts<'_> {
                 let place = pace::waiters_ahead(&self.ctx, mine, &claim.record.token, theirs, now);
                 env.event(Event::InLine {
                     path: &self.ctx.lock.path,
-                    ahead: place,
+                    ahead: place.ahead,
                 });
-                self.line = Some((holder, place));
+                self.line = Some((holder, place.clone()));
                 place
             }
         };
         let held_for = self.watch.as_ref().map_or(Duration::ZERO, |(_, since)| {
             env.monotonic().saturating_sub(*since)
         });
-        match place {
+        let fast = place.ahead < pace::FAST_PLACES;
+        let (pause, capped) = match place.ahead {
             // The first in line keeps up with a holder that holds briefly
             // (a releaser that saw it waiting gives it `pace::HAND_OVER_WAIT`).
             0 if held_for < pace::HEAD_FAST_FOR => {
                 let fast = self.opts.poll_min * pace::HEAD_FAST_STEPS;
                 let capped = self.backoff.at_cap() && fast >= self.backoff.max;
-                (self.backoff.next(env).min(fast), capped, true)
+                (self.backoff.next(env).min(fast), capped)
             }
-            p if p < pace::FAST_PLACES => {
+            _ if fast => {
                 let capped = self.backoff.at_cap();
-                (self.backoff.next(env), capped, true)
+                (self.backoff.next(env), capped)
             }
-            _ => (self.quiet.next(env), true, false),
+            _ => (self.quiet.next(env), true),
+        };
+        // Behind a waiter of this host we wait for it to take the lock, not
+        // for the lock: one process wakes at a release here, the one whose
+        // turn it is.
+        let wake = match place.next_here {
+            Some(ahead) => Wake::Behind(ahead),
+            None if fast => Wake::OnLock,
+            None => Wake::Never,
+        };
+        Pause {
+            pause,
+            capped,
+            wake,
         }
     }
 
@@ -172,13 +205,94 @@ impl Attempts<'_> {
 /// changes made through its own mount (not another host's), so a release
 /// on this host reaches the first in line at once instead of at its next
 /// poll. Costs the watch's lookup of the lock name, no poll; another
-/// host's release is still found by polling at the line's pace.
-fn wake_on_this_host(ctx: &Ctx, pause: Duration) -> Option<i32> {
+/// host's release is still found by polling at the line's pace. Only
+/// with no waiter of this host ahead: it is that one's turn.
+fn wake_on_this_host(ctx: &Ctx, pause: Duration) -> Woke {
     match ctx.env.sleep_watching(&ctx.lock.path, pause) {
-        Woken::Signal(signal) => Some(signal),
-        Woken::Unwatchable => ctx.env.sleep(pause),
-        Woken::Changed | Woken::TimedOut | Woken::Missing => None,
+        Woken::Signal(signal) => Woke::Signal(signal),
+        Woken::Unwatchable => Woke::from(ctx.env.sleep(pause)),
+        Woken::TimedOut => Woke::Slept,
+        Woken::Changed | Woken::Missing => Woke::Moved,
     }
+}
+
+/// How a pause ended.
+enum Woke {
+    Signal(i32),
+    /// The whole pause, or an early end that says nothing of the lock or
+    /// our place.
+    Slept,
+    /// The lock changed, or the waiter just ahead took it or left.
+    Moved,
+}
+
+impl From<Option<i32>> for Woke {
+    fn from(signal: Option<i32>) -> Woke {
+        signal.map_or(Woke::Slept, Woke::Signal)
+    }
+}
+
+/// A pause on a remote filesystem, cut short when the waiter just ahead,
+/// a process of this host, moves: its claim gains a link when it takes
+/// the lock, and goes when it leaves. Then we may be first in line, and
+/// the next release on this host wakes us (`wake_on_this_host`) instead
+/// of finding everyone asleep, or racing the one ahead. A refresh of
+/// its claim wakes us too; an lstat tells it apart and we sleep on. Not
+/// before `floor` (the poll floor) from the pause's start, however often
+/// the claim moves, and at most [`super::queue::QUEUE_TURNS`] wakes.
+fn wake_behind(ctx: &Ctx, ahead: &Path, pause: Duration, floor: Duration) -> Woke {
+    let env = ctx.env;
+    let start = env.monotonic();
+    let end = start + pause;
+    for turn in 0..super::queue::QUEUE_TURNS {
+        let left = end.saturating_sub(env.monotonic());
+        match env.sleep_watching(ahead, left) {
+            Woken::Signal(signal) => return Woke::Signal(signal),
+            Woken::TimedOut => return Woke::Slept,
+            // Gone before we watched (our listing was old) or never
+            // watchable: the plain pause, as if we had not looked.
+            Woken::Missing if turn == 0 => break,
+            Woken::Unwatchable => break,
+            Woken::Missing => {}
+            Woken::Changed => match ctx.fs.lstat(ahead) {
+                Ok(m) if m.nlink == 1 => continue,
+                _ => {}
+            },
+        }
+        let early = (start + floor).saturating_sub(env.monotonic());
+        return match env.sleep(early.min(left)) {
+            Some(signal) => Woke::Signal(signal),
+            None => Woke::Moved,
+        };
+    }
+    Woke::from(env.sleep(end.saturating_sub(env.monotonic())))
+}
+
+/// A poll's pause, and what may end it early.
+struct Pause {
+    pause: Duration,
+    /// The pause is the cap's.
+    capped: bool,
+    wake: Wake,
+}
+
+impl Pause {
+    fn plain(pause: Duration, capped: bool) -> Pause {
+        Pause {
+            pause,
+            capped,
+            wake: Wake::Never,
+        }
+    }
+}
+
+/// What ends a remote waiter's pause early, beside a signal.
+enum Wake {
+    Never,
+    /// A change to the lock made on this host.
+    OnLock,
+    /// A move of the claim just ahead, of a waiter of this host.
+    Behind(PathBuf),
 }
 
 /// How long a waiter that is woken by events still polls: a lock that

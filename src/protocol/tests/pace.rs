@@ -1,5 +1,5 @@
 use super::*;
-use crate::protocol::pace::{waiters_ahead, FAST_PLACES};
+use crate::protocol::pace::{waiters_ahead, Place, FAST_PLACES};
 
 fn now_ms() -> i64 {
     let d = SystemTime::now()
@@ -41,7 +41,7 @@ fn a_place_counts_live_earlier_waiters_only() {
         std::fs::remove_file(&mine).unwrap();
         n
     };
-    assert_eq!(place(None), 0);
+    assert_eq!(place(None).ahead, 0);
     // Later, stale, pinned, gone: none of them counts.
     plant_claim(&f, "elsewhere", 7, -5000, false);
     plant_claim(&f, "elsewhere", 8, 5000, true);
@@ -51,16 +51,30 @@ fn a_place_counts_live_earlier_waiters_only() {
     let gone = dead.owner.pid;
     drop(dead);
     plant_claim(&f, &here, gone, 5000, false);
-    assert_eq!(place(None), 0, "{:?}", f.names());
+    assert_eq!(place(None).ahead, 0, "{:?}", f.names());
     // A live waiter of another host, and the holder's claim.
     let theirs = plant_claim(&f, "elsewhere", 10, 4000, false);
-    assert_eq!(place(None), 1);
-    assert_eq!(place(theirs.file_name()), 0);
+    // Its changes raise no events here: nothing to watch.
+    assert_eq!(
+        place(None),
+        Place {
+            ahead: 1,
+            next_here: None
+        }
+    );
+    assert_eq!(place(theirs.file_name()).ahead, 0);
     // A live process of this host: counted without a look at its claim.
     let alive = LiveOwner::new();
-    plant_claim(&f, &here, alive.owner.pid, 3000, false);
+    let ours = plant_claim(&f, &here, alive.owner.pid, 3000, false);
     let lstats = f.fs.calls(Op::Lstat);
-    assert_eq!(place(None), FAST_PLACES);
+    // The nearest, of this host: the one a quiet waiter watches.
+    assert_eq!(
+        place(None),
+        Place {
+            ahead: FAST_PLACES,
+            next_here: Some(ours)
+        }
+    );
     // Nearest first, and no further than two live ones: one lstat at most
     // (the other host's claim), none for this host's.
     assert!(f.fs.calls(Op::Lstat) - lstats <= 1);
@@ -206,4 +220,51 @@ fn a_long_hold_taken_at_once_looks_for_waiters_at_its_release() {
     assert_eq!(lists, 1);
     assert!(naps >= 1);
     assert_eq!(release_as(Duration::from_millis(30), true), (0, 0));
+}
+
+/// A quiet waiter (two live waiters ahead) whose nearest is a process of
+/// this host wakes when that waiter's claim gains a link (it took the
+/// lock), long before its poll cap, and then tries the lock; a refresh of
+/// that claim (its times only) costs an lstat and wakes nothing more. On
+/// NFS the next release here then finds it watching, not asleep.
+#[test]
+fn a_quiet_waiter_wakes_when_the_waiter_ahead_here_takes_the_lock() {
+    let f = Fixture::new();
+    f.plant_other_lock(b"theirs");
+    let here = crate::sysenv::SysEnv::new().identity().host.clone();
+    plant_claim(&f, "elsewhere", 100, 5000, false);
+    let alive = LiveOwner::new();
+    let ahead = plant_claim(&f, &here, alive.owner.pid, 3000, false);
+    let waiter_fs = FaultFs::new(RealFs);
+    let mut opts = f.opts();
+    opts.watch = Some(false);
+    opts.wait = Some(Duration::from_secs(4));
+    opts.poll_max = Duration::from_secs(30);
+    let lock = f.lock.clone();
+    let links = || waiter_fs.calls(Op::Link);
+    let (got, moved_up_in) = std::thread::scope(|s| {
+        let w = s.spawn(|| acquire_as_nfslock_does(&waiter_fs, &lock, &opts, |_, held| held));
+        let began = Instant::now();
+        while links() == 0 {
+            assert!(began.elapsed() < Duration::from_secs(3), "never tried");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        set_times(&ahead, 2_000_000_000);
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(links(), 1, "a refresh ahead is no reason to try");
+        std::fs::hard_link(&ahead, f.dir.path().join("pin")).unwrap();
+        let moved = Instant::now();
+        while links() < 2 && moved.elapsed() < Duration::from_secs(3) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let moved_up_in = moved.elapsed();
+        (w.join().unwrap(), moved_up_in)
+    });
+    assert!(matches!(got, Err(Error::Busy { .. })), "{got:?}");
+    // The first, the one on moving up, the last at the deadline.
+    assert_eq!(links(), 3);
+    // Its poll cap is 30 s (cut to the 4 s wait); the bound leaves a
+    // loaded machine 2 s.
+    assert!(moved_up_in < Duration::from_secs(2), "{moved_up_in:?}");
 }
