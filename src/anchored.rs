@@ -293,6 +293,22 @@ impl LockFs for AnchoredFs {
             None => RealFs.remove_dir(path),
         }
     }
+
+    /// Through the directory's descriptor (its /proc/self/fd link, which
+    /// the kernel resolves without asking the server), so a watch costs
+    /// the lookup of the name alone, not of every component of the path.
+    /// Only once the directory is open: this call opens nothing.
+    fn watch_path(&self, path: &Path) -> PathBuf {
+        let opened = self.fd.get().and_then(Option::as_ref);
+        match (opened, path.file_name()) {
+            (Some(fd), Some(name)) if path.parent() == Some(self.dir.as_path()) => {
+                Path::new(self.proc_fd)
+                    .join(std::os::fd::AsRawFd::as_raw_fd(fd).to_string())
+                    .join(name)
+            }
+            _ => path.to_path_buf(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -306,6 +322,30 @@ mod tests {
         let dir = top.path().join("locks");
         std::fs::create_dir(&dir).unwrap();
         (top, dir)
+    }
+
+    /// A watch goes through the directory's descriptor too, once it is
+    /// open: the path names the file in the directory first opened, and
+    /// before any call, or for a path elsewhere, it is the path itself.
+    #[test]
+    fn a_watch_path_goes_through_the_descriptor_once_open() {
+        let (top, dir) = locks_dir();
+        let fs = AnchoredFs::new(&dir);
+        let claim = dir.join("claim");
+        assert_eq!(fs.watch_path(&claim), claim);
+        fs.create_exclusive(&claim, b"record", Durability::NoSync)
+            .unwrap();
+        let watched = fs.watch_path(&claim);
+        assert!(watched.starts_with("/proc/self/fd"), "{watched:?}");
+        std::fs::rename(&dir, top.path().join("moved")).unwrap();
+        let m = std::fs::symlink_metadata(&watched).unwrap();
+        let made = std::fs::symlink_metadata(top.path().join("moved/claim")).unwrap();
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::ino(&m),
+            std::os::unix::fs::MetadataExt::ino(&made)
+        );
+        let elsewhere = top.path().join("other");
+        assert_eq!(fs.watch_path(&elsewhere), elsewhere);
     }
 
     /// Calls on names in the directory go through the descriptor: they

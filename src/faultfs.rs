@@ -11,7 +11,7 @@ use crate::fs::{Durability, LockFs, Meta};
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// The operations of [`LockFs`].
@@ -280,5 +280,8 @@ impl<F: LockFs> LockFs for FaultFs<F> {
 
     fn remove_dir(&self, path: &Path) -> io::Result<()> {
         self.apply(Op::RemoveDir, path, || self.inner.remove_dir(path))
+    }
+    fn watch_path(&self, path: &Path) -> PathBuf {
+        self.inner.watch_path(path)
     }
 }

@@ -5,7 +5,7 @@
 
 use std::ffi::OsString;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A point in file-system time: nanoseconds since the Unix epoch, as stamped
 /// by whatever machine stores the directory (the NFS server).
@@ -141,4 +141,9 @@ pub trait LockFs: Send + Sync {
     /// emptiness a file server makes atomically, with no listing and no
     /// cached negative lookup in it.
     fn remove_dir(&self, path: &Path) -> io::Result<()>;
+    /// The path to give inotify for `path`: one that resolves with as few
+    /// lookups on the server as the other calls make (no I/O here).
+    fn watch_path(&self, path: &Path) -> PathBuf {
+        path.to_path_buf()
+    }
 }

@@ -257,4 +257,15 @@ impl<F: LockFs> LockFs for GuardedFs<F> {
         let _g = enter("rmdir");
         self.inner.remove_dir(path)
     }
+    fn watch_path(&self, path: &Path) -> std::path::PathBuf {
+        self.inner.watch_path(path)
+    }
+}
+
+/// Runs `f`, a call that may wait for the file server but is made
+/// outside [`GuardedFs`] (inotify resolving the path it is to watch),
+/// under the watchdog like the calls that go through it.
+pub fn guarded<T>(op: &'static str, f: impl FnOnce() -> T) -> T {
+    let _g = enter(op);
+    f()
 }

@@ -17,7 +17,7 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use std::cell::{Cell, RefCell};
 use std::os::fd::AsFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 /// The real world's [`Env`]. [`SysEnv::new`] changes nothing in the
@@ -35,9 +35,28 @@ pub struct SysEnv {
     /// Other signals read from the signalfd, for `run` to forward.
     others: RefCell<Vec<i32>>,
     forwarding: Cell<bool>,
-    /// inotify, set up on the first wait, and the watch on the inode the
-    /// lock name last led to.
-    watch: RefCell<Option<(Inotify, Option<WatchDescriptor>)>>,
+    /// inotify, set up on the first wait, and the one watch it keeps.
+    watch: RefCell<Option<Watcher>>,
+}
+
+/// How [`SysEnv::wait`] ended.
+enum Waited {
+    Signal(i32),
+    /// The time ran out.
+    Out,
+    /// An event of the watch.
+    Event,
+}
+
+/// The one inotify watch of this process: on the inode a name last led
+/// to, and, while nothing has happened to it since it was set, that name
+/// and mask (`kept`), so that a wait on the same name sets nothing again.
+/// Setting a watch looks the name up, a round trip on NFS, where a
+/// waiter behind others may wait on one name for many polls.
+struct Watcher {
+    inotify: Inotify,
+    wd: Option<WatchDescriptor>,
+    kept: Option<(PathBuf, AddWatchFlags)>,
 }
 
 /// poll(2)'s timeout for `d`, rounded up to whole milliseconds (at most a
@@ -125,7 +144,7 @@ impl SysEnv {
     /// now must not kill the process halfway through its exit status.
     pub fn leave(mut self) {
         self.previous_mask = None;
-        if let Some((inotify, _)) = self.watch.take() {
+        if let Some(Watcher { inotify, .. }) = self.watch.take() {
             crate::process::close_later(inotify);
         }
     }
@@ -146,17 +165,72 @@ impl SysEnv {
     /// Sleeps up to `d`. Returns early with a stop signal that arrived
     /// meanwhile (one not reported before), or with `None` when `change`'s
     /// watch reports anything about its inode (or events were lost).
-    fn wait(&self, d: Duration, change: Option<(&Inotify, WatchDescriptor)>) -> Option<i32> {
+    /// Sleeps up to `d` watching `path` for `flags` (see
+    /// [`Env::sleep_watching`]). One watch at a time: the same inode gives
+    /// the same descriptor (its mask replaced), so a watch kept since the
+    /// protocol's last look has queued whatever happened meanwhile. A new
+    /// watch is set after that look: if the file changed in between, it is
+    /// gone (Missing) or is another file, the one worth watching. Resolving
+    /// the path may wait for the file server: the hang watchdog sees it.
+    fn sleep_on(&self, path: &Path, d: Duration, flags: AddWatchFlags) -> Woken {
+        let mut slot = self.watch.borrow_mut();
+        if slot.is_none() {
+            match Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC) {
+                Ok(inotify) => {
+                    *slot = Some(Watcher {
+                        inotify,
+                        wd: None,
+                        kept: None,
+                    })
+                }
+                Err(_) => return Woken::Unwatchable,
+            }
+        }
+        let w = slot.as_mut().expect("set above");
+        let flags = flags | AddWatchFlags::IN_DONT_FOLLOW;
+        let wd = match (&w.kept, w.wd) {
+            // Nothing happened to it since: the name still leads there (a
+            // move or removal of it would have been an event), and any
+            // event since the last wait is queued.
+            (Some((p, f)), Some(wd)) if p == path && *f == flags => wd,
+            _ => {
+                let inotify = &w.inotify;
+                let wd = match crate::hang::guarded("watch", || inotify.add_watch(path, flags)) {
+                    Ok(wd) => wd,
+                    Err(nix::errno::Errno::ENOENT) => return Woken::Missing,
+                    Err(_) => return Woken::Unwatchable,
+                };
+                if w.wd != Some(wd) {
+                    if let Some(old) = w.wd.replace(wd) {
+                        let _ = w.inotify.rm_watch(old);
+                    }
+                }
+                wd
+            }
+        };
+        let woken = match self.wait(d, Some((&w.inotify, wd))) {
+            Waited::Signal(signal) => Woken::Signal(signal),
+            Waited::Out => Woken::TimedOut,
+            Waited::Event => Woken::Changed,
+        };
+        w.kept = match woken {
+            Woken::Changed => None,
+            _ => Some((path.to_path_buf(), flags)),
+        };
+        woken
+    }
+
+    fn wait(&self, d: Duration, change: Option<(&Inotify, WatchDescriptor)>) -> Waited {
         if self.signals.is_none() && change.is_none() {
             std::thread::sleep(d);
-            return None;
+            return Waited::Out;
         }
         let before = self.caught.get();
         let deadline = Instant::now() + d;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return None;
+                return Waited::Out;
             }
             let mut fds = Vec::with_capacity(2);
             if let Some(fd) = &self.signals {
@@ -172,8 +246,8 @@ impl SysEnv {
             drop(fds);
             if self.signals.is_some() && ready[0] {
                 let now = self.drain();
-                if now.is_some() && now != before {
-                    return now;
+                if let Some(signal) = now.filter(|_| now != before) {
+                    return Waited::Signal(signal);
                 }
             }
             if let Some((inotify, wd)) = change {
@@ -185,7 +259,7 @@ impl SysEnv {
                         .iter()
                         .any(|e| e.wd == wd || e.mask.contains(AddWatchFlags::IN_Q_OVERFLOW));
                     if ours {
-                        return None;
+                        return Waited::Event;
                     }
                 }
             }
@@ -252,44 +326,22 @@ impl Env for SysEnv {
     }
 
     fn sleep(&self, d: Duration) -> Option<i32> {
-        self.wait(d, None)
+        match self.wait(d, None) {
+            Waited::Signal(signal) => Some(signal),
+            Waited::Out | Waited::Event => None,
+        }
     }
 
     fn sleep_watching(&self, path: &Path, d: Duration) -> Woken {
-        let mut slot = self.watch.borrow_mut();
-        if slot.is_none() {
-            match Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC) {
-                Ok(i) => *slot = Some((i, None)),
-                Err(_) => return Woken::Unwatchable,
-            }
-        }
-        let (inotify, current) = slot.as_mut().expect("set above");
         // IN_ATTRIB: links and times; the other two: the name moved or gone.
-        let flags = AddWatchFlags::IN_ATTRIB
-            | AddWatchFlags::IN_MOVE_SELF
-            | AddWatchFlags::IN_DELETE_SELF
-            | AddWatchFlags::IN_DONT_FOLLOW;
-        // The same inode gives the same descriptor, so a watch kept since
-        // the protocol's last look has queued whatever happened meanwhile.
-        // A new watch is set after that look: if the file changed in
-        // between, it is gone (Missing) or is another file, the one worth
-        // watching.
-        let wd = match inotify.add_watch(path, flags) {
-            Ok(wd) => wd,
-            Err(nix::errno::Errno::ENOENT) => return Woken::Missing,
-            Err(_) => return Woken::Unwatchable,
-        };
-        if *current != Some(wd) {
-            if let Some(old) = current.replace(wd) {
-                let _ = inotify.rm_watch(old);
-            }
-        }
-        let began = Instant::now();
-        match self.wait(d, Some((inotify, wd))) {
-            Some(signal) => Woken::Signal(signal),
-            None if began.elapsed() >= d => Woken::TimedOut,
-            None => Woken::Changed,
-        }
+        let flags =
+            AddWatchFlags::IN_ATTRIB | AddWatchFlags::IN_MOVE_SELF | AddWatchFlags::IN_DELETE_SELF;
+        self.sleep_on(path, d, flags)
+    }
+
+    fn sleep_until_moved(&self, path: &Path, d: Duration) -> Woken {
+        let flags = AddWatchFlags::IN_MOVE_SELF | AddWatchFlags::IN_DELETE_SELF;
+        self.sleep_on(path, d, flags)
     }
 
     fn interrupted(&self) -> Option<i32> {
@@ -345,6 +397,42 @@ pub fn report(event: Event<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A watch that saw nothing is kept for the next wait on the same name
+    /// (no second lookup), and loses nothing by it: a move of the file
+    /// meanwhile is queued and ends that wait at once. A wait until moved
+    /// does not wake for the file's times or links.
+    #[test]
+    fn a_quiet_watch_is_kept_and_still_sees_what_happened_between_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("claim");
+        std::fs::write(&file, b"x").unwrap();
+        let env = SysEnv::new();
+        let kept = || env.watch.borrow().as_ref().unwrap().kept.is_some();
+        let short = Duration::from_millis(20);
+        assert!(matches!(
+            env.sleep_until_moved(&file, short),
+            Woken::TimedOut
+        ));
+        assert!(kept());
+        std::fs::hard_link(&file, dir.path().join("pin")).unwrap();
+        let f = std::fs::File::options().write(true).open(&file).unwrap();
+        f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
+        assert!(matches!(
+            env.sleep_until_moved(&file, short),
+            Woken::TimedOut
+        ));
+        std::fs::rename(&file, dir.path().join("moved")).unwrap();
+        let began = Instant::now();
+        let woken = env.sleep_until_moved(&file, Duration::from_secs(10));
+        assert!(matches!(woken, Woken::Changed), "{woken:?}");
+        assert!(began.elapsed() < Duration::from_secs(5));
+        assert!(!kept());
+        assert!(matches!(
+            env.sleep_until_moved(&file, short),
+            Woken::Missing
+        ));
+    }
 
     /// The library's environment changes nothing in the process; the
     /// CLI's blocks the stop signals and gives them back when dropped.

@@ -41,6 +41,13 @@ pub trait Env {
             None => Woken::TimedOut,
         }
     }
+    /// Like [`Env::sleep_watching`], but woken only when the file at
+    /// `path` loses that name (moved, or removed: any name of it moved,
+    /// or its last link gone), not when its times or link count change.
+    /// An environment that cannot tell these apart wakes for both.
+    fn sleep_until_moved(&self, path: &Path, d: Duration) -> Woken {
+        self.sleep_watching(path, d)
+    }
     /// A signal that asked us to stop, if any arrived (sticky).
     fn interrupted(&self) -> Option<i32>;
     /// Cheap randomness, for jitter only.

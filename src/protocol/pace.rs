@@ -68,9 +68,8 @@ pub(super) fn claim_nonce(env: &dyn Env) -> String {
 pub(super) struct Place {
     /// Counted up to [`FAST_PLACES`].
     pub ahead: usize,
-    /// Its changes (a link when its waiter takes the lock, its removal
-    /// when it leaves) raise events here, even on NFS: a quiet waiter
-    /// watches it to learn at once that it moved up.
+    /// Its changes raise events here, even on NFS: we watch it to learn
+    /// at once that its waiter released the lock or left (`wait`).
     pub next_here: Option<PathBuf>,
 }
 
@@ -138,11 +137,14 @@ pub(super) const LOOK_AFTER: Duration = Duration::from_millis(20);
 
 /// After our release of a lock we took at `taken` (monotonic, and
 /// file-system time then; `None` where waiters are woken by events, not
-/// polling): a moment for the first in line if a live waiter is there.
-/// It is looked for (one listing, after the release: the next holder does
-/// not wait for it) if `waiters` were seen when we took the lock after a
-/// wait, or the hold was long. Only live waiters count: a claim left by a
-/// crashed host, or planted, would cost every release the moment.
+/// polling): a moment for the first in line if it is a live waiter of
+/// another host. It is looked for (one listing, after the release: the
+/// next holder does not wait for it) if `waiters` were seen when we took
+/// the lock after a wait, or the hold was long. Only live waiters count: a
+/// claim left by a crashed host, or planted, would cost every release the
+/// moment. A first in line of this host needs none: our release wakes it
+/// (`wait::wake_on_this_host`), and its link is a round trip away where
+/// our caller's next acquisition is a process start and a new claim away.
 pub(super) fn after_release(
     ctx: &Ctx,
     waiters: bool,
@@ -160,14 +162,16 @@ pub(super) fn after_release(
     let me = &ctx.env.identity().host;
     let now = fs_at.plus(held);
     let ours = ours.file_name();
-    let live = names.iter().any(|n| {
-        Some(n.as_os_str()) != ours
-            && ctx
-                .lock
-                .parse_aux(n)
-                .is_some_and(|a| a.kind.is_claim() && waits(ctx, n, &a, me, now))
-    });
-    if live {
+    let mut claims: Vec<_> = names
+        .iter()
+        .filter(|n| Some(n.as_os_str()) != ours)
+        .filter_map(|n| ctx.lock.parse_aux(n).map(|a| (n, a)))
+        .filter(|(_, a)| a.kind.is_claim())
+        .collect();
+    // Oldest first: the first live one is the first in line.
+    claims.sort_by(|x, y| x.1.nonce.cmp(&y.1.nonce));
+    let first = claims.into_iter().find(|(n, a)| waits(ctx, n, a, me, now));
+    if first.is_some_and(|(_, a)| !ctx.lock.spells_host(&a.host, me)) {
         hand_over(ctx);
     }
 }

@@ -65,9 +65,9 @@ impl Attempts<'_> {
             Woke::Signal(signal) => Some(signal),
             Woke::Slept => None,
             Woke::Moved => {
-                // The lock changed, or someone ahead took it or left the
-                // line: the next failed link is looked at, not taken for
-                // the holder we knew; a move ahead recounts our place.
+                // The lock changed, or the waiter ahead released it or left
+                // the line: the next failed link is looked at, not taken
+                // for the holder we knew; a move ahead recounts our place.
                 self.glance = Glance::Look;
                 if behind {
                     self.line = None;
@@ -112,9 +112,9 @@ impl Attempts<'_> {
     /// first two in line back off from the poll floor, starting over at
     /// each new holder (the first no further than twice the floor while
     /// the holder is new); the rest poll quietly, at the cap. Any of them
-    /// wakes early when the waiter just ahead, if of this host, takes the
-    /// lock or leaves; with nobody ahead here, a fast place wakes at this
-    /// host's changes to the lock. Readers keep the plain backoff (their
+    /// wakes early when the waiter just ahead, if of this host, releases
+    /// the lock or leaves; with nobody ahead here, a fast place wakes at
+    /// this host's changes to the lock. Readers keep the plain backoff (their
     /// line is the writers' order, `shared`).
     fn remote_pause(&mut self, claim: &Claim, info: &LockInfo) -> Pause {
         let env = self.ctx.env;
@@ -208,7 +208,8 @@ impl Attempts<'_> {
 /// host's release is still found by polling at the line's pace. Only
 /// with no waiter of this host ahead: it is that one's turn.
 fn wake_on_this_host(ctx: &Ctx, pause: Duration) -> Woke {
-    match ctx.env.sleep_watching(&ctx.lock.path, pause) {
+    let lock = ctx.fs.watch_path(&ctx.lock.path);
+    match ctx.env.sleep_watching(&lock, pause) {
         Woken::Signal(signal) => Woke::Signal(signal),
         Woken::Unwatchable => Woke::from(ctx.env.sleep(pause)),
         Woken::TimedOut => Woke::Slept,
@@ -222,7 +223,7 @@ enum Woke {
     /// The whole pause, or an early end that says nothing of the lock or
     /// our place.
     Slept,
-    /// The lock changed, or the waiter just ahead took it or left.
+    /// The lock changed, or the waiter just ahead released it or left.
     Moved,
 }
 
@@ -233,39 +234,31 @@ impl From<Option<i32>> for Woke {
 }
 
 /// A pause on a remote filesystem, cut short when the waiter just ahead,
-/// a process of this host, moves: its claim gains a link when it takes
-/// the lock, and goes when it leaves. Then we may be first in line, and
-/// the next release on this host wakes us (`wake_on_this_host`) instead
-/// of finding everyone asleep, or racing the one ahead. A refresh of
-/// its claim wakes us too; an lstat tells it apart and we sleep on. Not
-/// before `floor` (the poll floor) from the pause's start, however often
-/// the claim moves, and at most [`super::queue::QUEUE_TURNS`] wakes.
+/// a process of this host, releases the lock or leaves the line: its
+/// claim loses its name (a release renames the lock, a name of that very
+/// inode, then removes the claim; a waiter that gives up removes it). Then
+/// it is our turn, and we try at once rather than at our next poll. Its
+/// taking the lock and the refreshes of its claim (times, links) do not
+/// wake us. Not before `floor` (the poll floor) from the pause's start,
+/// however soon that comes. A claim gone before we watch it (our listing
+/// was old) leaves us watching the lock instead, as if first in line.
 fn wake_behind(ctx: &Ctx, ahead: &Path, pause: Duration, floor: Duration) -> Woke {
     let env = ctx.env;
     let start = env.monotonic();
     let end = start + pause;
-    for turn in 0..super::queue::QUEUE_TURNS {
-        let left = end.saturating_sub(env.monotonic());
-        match env.sleep_watching(ahead, left) {
-            Woken::Signal(signal) => return Woke::Signal(signal),
-            Woken::TimedOut => return Woke::Slept,
-            // Gone before we watched (our listing was old) or never
-            // watchable: the plain pause, as if we had not looked.
-            Woken::Missing if turn == 0 => break,
-            Woken::Unwatchable => break,
-            Woken::Missing => {}
-            Woken::Changed => match ctx.fs.lstat(ahead) {
-                Ok(m) if m.nlink == 1 => continue,
-                _ => {}
-            },
-        }
-        let early = (start + floor).saturating_sub(env.monotonic());
-        return match env.sleep(early.min(left)) {
-            Some(signal) => Woke::Signal(signal),
-            None => Woke::Moved,
-        };
+    match env.sleep_until_moved(&ctx.fs.watch_path(ahead), pause) {
+        Woken::Signal(signal) => return Woke::Signal(signal),
+        Woken::TimedOut => return Woke::Slept,
+        Woken::Unwatchable => return Woke::from(env.sleep(pause)),
+        Woken::Missing => return wake_on_this_host(ctx, pause),
+        Woken::Changed => {}
     }
-    Woke::from(env.sleep(end.saturating_sub(env.monotonic())))
+    let now = env.monotonic();
+    let early = (start + floor).min(end).saturating_sub(now);
+    match env.sleep(early) {
+        Some(signal) => Woke::Signal(signal),
+        None => Woke::Moved,
+    }
 }
 
 /// A poll's pause, and what may end it early.
@@ -291,7 +284,7 @@ enum Wake {
     Never,
     /// A change to the lock made on this host.
     OnLock,
-    /// A move of the claim just ahead, of a waiter of this host.
+    /// The claim just ahead, of a waiter of this host, losing its name.
     Behind(PathBuf),
 }
 

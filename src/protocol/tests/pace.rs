@@ -164,6 +164,35 @@ fn a_release_with_waiters_behind_gives_them_a_moment() {
     assert_eq!(lstats, 2 + naps.len(), "{naps:?}");
 }
 
+/// A first in line of this host is woken by the release itself (on NFS
+/// too: the kernel reports its own mount's changes), so the releaser
+/// returns at once; a waiter of another host behind it does not matter.
+#[test]
+fn a_release_gives_no_moment_when_the_first_in_line_is_of_this_host() {
+    let f = Fixture::new();
+    let here = f.env.identity().host.clone();
+    let alive = LiveOwner::new();
+    plant_claim(&f, &here, alive.owner.pid, 3000, false);
+    let held = take_after_a_wait(&f, true);
+    let (lists, before) = (f.fs.calls(Op::List), f.env.sleeps.lock().unwrap().len());
+    held.release(&f.ctx()).unwrap();
+    let naps = f.env.sleeps.lock().unwrap()[before..].to_vec();
+    assert_eq!(f.fs.calls(Op::List) - lists, 1);
+    assert!(naps.is_empty(), "{naps:?}");
+    // Gone, it is no first in line: the other host's waiter gets its moment.
+    drop(alive);
+    let f = Fixture::new();
+    let dead = LiveOwner::new();
+    let gone = dead.owner.pid;
+    drop(dead);
+    plant_claim(&f, &here, gone, 3000, false);
+    let held = take_after_a_wait(&f, true);
+    let before = f.env.sleeps.lock().unwrap().len();
+    held.release(&f.ctx()).unwrap();
+    let naps = f.env.sleeps.lock().unwrap()[before..].to_vec();
+    assert_eq!(naps.first(), Some(&Duration::from_millis(5)), "{naps:?}");
+}
+
 /// A claim nobody refreshes (a crashed host's, or one planted to slow us)
 /// is no waiter: the release looks once and returns at once.
 #[test]
@@ -223,12 +252,12 @@ fn a_long_hold_taken_at_once_looks_for_waiters_at_its_release() {
 }
 
 /// A quiet waiter (two live waiters ahead) whose nearest is a process of
-/// this host wakes when that waiter's claim gains a link (it took the
-/// lock), long before its poll cap, and then tries the lock; a refresh of
-/// that claim (its times only) costs an lstat and wakes nothing more. On
-/// NFS the next release here then finds it watching, not asleep.
+/// this host wakes when that waiter's claim loses its name (its waiter
+/// released the lock, or left), long before its poll cap, and tries the
+/// lock; that waiter refreshing its claim or taking the lock (a new link)
+/// wakes nothing, and costs nothing.
 #[test]
-fn a_quiet_waiter_wakes_when_the_waiter_ahead_here_takes_the_lock() {
+fn a_quiet_waiter_wakes_when_the_waiter_ahead_here_is_done() {
     let f = Fixture::new();
     f.plant_other_lock(b"theirs");
     let here = crate::sysenv::SysEnv::new().identity().host.clone();
@@ -241,30 +270,37 @@ fn a_quiet_waiter_wakes_when_the_waiter_ahead_here_takes_the_lock() {
     opts.wait = Some(Duration::from_secs(4));
     opts.poll_max = Duration::from_secs(30);
     let lock = f.lock.clone();
-    let links = || waiter_fs.calls(Op::Link);
-    let (got, moved_up_in) = std::thread::scope(|s| {
+    let calls = || (waiter_fs.calls(Op::Link), waiter_fs.calls(Op::Lstat));
+    let (got, woke_in) = std::thread::scope(|s| {
         let w = s.spawn(|| acquire_as_nfslock_does(&waiter_fs, &lock, &opts, |_, held| held));
         let began = Instant::now();
-        while links() == 0 {
+        while calls().0 == 0 {
             assert!(began.elapsed() < Duration::from_secs(3), "never tried");
             std::thread::sleep(Duration::from_millis(5));
         }
         std::thread::sleep(Duration::from_millis(200));
+        let quiet = calls();
         set_times(&ahead, 2_000_000_000);
-        std::thread::sleep(Duration::from_millis(300));
-        assert_eq!(links(), 1, "a refresh ahead is no reason to try");
         std::fs::hard_link(&ahead, f.dir.path().join("pin")).unwrap();
-        let moved = Instant::now();
-        while links() < 2 && moved.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            calls(),
+            quiet,
+            "a refresh or a link ahead is no reason to look"
+        );
+        std::fs::remove_file(f.dir.path().join("pin")).unwrap();
+        std::fs::remove_file(&ahead).unwrap();
+        let done = Instant::now();
+        while calls().0 < 2 && done.elapsed() < Duration::from_secs(3) {
             std::thread::sleep(Duration::from_millis(5));
         }
-        let moved_up_in = moved.elapsed();
-        (w.join().unwrap(), moved_up_in)
+        let woke_in = done.elapsed();
+        (w.join().unwrap(), woke_in)
     });
     assert!(matches!(got, Err(Error::Busy { .. })), "{got:?}");
-    // The first, the one on moving up, the last at the deadline.
-    assert_eq!(links(), 3);
+    // Then second in line: it polls from the floor up.
+    assert!(calls().0 > 3, "{:?}", calls());
     // Its poll cap is 30 s (cut to the 4 s wait); the bound leaves a
     // loaded machine 2 s.
-    assert!(moved_up_in < Duration::from_secs(2), "{moved_up_in:?}");
+    assert!(woke_in < Duration::from_secs(2), "{woke_in:?}");
 }
