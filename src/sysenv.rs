@@ -52,7 +52,10 @@ enum Waited {
 /// to, and, while nothing has happened to it since it was set, that name
 /// and mask (`kept`), so that a wait on the same name sets nothing again.
 /// Setting a watch looks the name up, a round trip on NFS, where a
-/// waiter behind others may wait on one name for many polls.
+/// waiter behind others may wait on one name for many polls. A name that
+/// leaves its inode with no event of the mask (one of several links
+/// unlinked, watched without IN_ATTRIB) keeps a kept watch on the old
+/// inode until a wait times out: an early wake is only ever a hint.
 struct Watcher {
     inotify: Inotify,
     wd: Option<WatchDescriptor>,
@@ -162,16 +165,15 @@ impl SysEnv {
         std::mem::take(&mut *self.others.borrow_mut())
     }
 
-    /// Sleeps up to `d`. Returns early with a stop signal that arrived
-    /// meanwhile (one not reported before), or with `None` when `change`'s
-    /// watch reports anything about its inode (or events were lost).
     /// Sleeps up to `d` watching `path` for `flags` (see
     /// [`Env::sleep_watching`]). One watch at a time: the same inode gives
     /// the same descriptor (its mask replaced), so a watch kept since the
-    /// protocol's last look has queued whatever happened meanwhile. A new
-    /// watch is set after that look: if the file changed in between, it is
-    /// gone (Missing) or is another file, the one worth watching. Resolving
-    /// the path may wait for the file server: the hang watchdog sees it.
+    /// protocol's last look has queued whatever happened meanwhile. The
+    /// watch is set again after that look, unless the last wait on this
+    /// very name and mask saw nothing (`Watcher::kept`): if the file changed
+    /// in between, it is gone (Missing) or is another file, the one worth
+    /// watching. Resolving the path may wait for the file server: the hang
+    /// watchdog sees it.
     fn sleep_on(&self, path: &Path, d: Duration, flags: AddWatchFlags) -> Woken {
         let mut slot = self.watch.borrow_mut();
         if slot.is_none() {
@@ -220,6 +222,9 @@ impl SysEnv {
         woken
     }
 
+    /// Sleeps up to `d`. Returns early with a stop signal that arrived
+    /// meanwhile (one not reported before), or when `change`'s watch
+    /// reports anything about its inode (or events were lost).
     fn wait(&self, d: Duration, change: Option<(&Inotify, WatchDescriptor)>) -> Waited {
         if self.signals.is_none() && change.is_none() {
             std::thread::sleep(d);

@@ -133,6 +133,9 @@ pub(super) struct Attempts<'a> {
     /// The pace of a waiter behind the first in line: at the cap, never
     /// started over.
     pub(super) quiet: Backoff,
+    /// When a remote wait last ended early on an event (monotonic): the
+    /// next early end waits out the poll floor from then (`wait`).
+    pub(super) woke_early_at: Option<Duration>,
     /// Whether the next failed link may go unlooked (`wait::glance`).
     pub(super) glance: Glance,
 }
@@ -181,6 +184,7 @@ pub(super) fn acquire_loop(
         gave_way_at: None,
         line: None,
         quiet: Backoff::new(opts.poll_max, opts.poll_max),
+        woke_early_at: None,
         glance: Glance::Look,
     };
     loop {

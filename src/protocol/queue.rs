@@ -27,7 +27,7 @@ use std::time::Duration;
 pub(super) const QUEUE_FALLBACK: Duration = Duration::from_secs(2);
 
 /// Changes in the queue followed within one wait, at most.
-pub(super) const QUEUE_TURNS: usize = 16;
+const QUEUE_TURNS: usize = 16;
 
 /// Sleeps up to `d` in line for the lock, with `claim` (ours) placing us
 /// among the waiters. Returns a stop signal that arrived meanwhile. Waking

@@ -59,7 +59,7 @@ impl Attempts<'_> {
             _ if watching => Woke::from(super::queue::wait_in_line(&ctx, &claim.path, pause)),
             Wake::Never => Woke::from(env.sleep(pause)),
             Wake::OnLock => wake_on_this_host(&ctx, pause),
-            Wake::Behind(ahead) => wake_behind(&ctx, &ahead, pause, opts.poll_min),
+            Wake::Behind(ahead) => wake_behind(&ctx, &ahead, pause),
         };
         let woken = match woke {
             Woke::Signal(signal) => Some(signal),
@@ -72,7 +72,7 @@ impl Attempts<'_> {
                 if behind {
                     self.line = None;
                 }
-                None
+                self.after_early_wake()
             }
         };
         self.last = Some(info);
@@ -156,9 +156,9 @@ impl Attempts<'_> {
             }
             _ => (self.quiet.next(env), true),
         };
-        // Behind a waiter of this host we wait for it to take the lock, not
-        // for the lock: one process wakes at a release here, the one whose
-        // turn it is.
+        // Behind a waiter of this host we wait for it to be done with the
+        // lock, not for the lock: one process wakes at a release here, the
+        // one whose turn it is.
         let wake = match place.next_here {
             Some(ahead) => Wake::Behind(ahead),
             None if fast => Wake::OnLock,
@@ -169,6 +169,26 @@ impl Attempts<'_> {
             capped,
             wake,
         }
+    }
+
+    /// After a pause an event cut short: two early wakes in a row are at
+    /// least the poll floor apart (within the deadline), so that a lock
+    /// someone keeps touching, or a claim ahead that keeps moving, paces us
+    /// like a poll instead of spinning us. The first wake after a quiet
+    /// spell costs nothing: it is the hand-over. A stop signal meanwhile
+    /// is returned.
+    fn after_early_wake(&mut self) -> Option<i32> {
+        let env = self.ctx.env;
+        let now = env.monotonic();
+        let mut nap = self.woke_early_at.map_or(Duration::ZERO, |t| {
+            (t + self.opts.poll_min).saturating_sub(now)
+        });
+        if let Some(d) = self.deadline {
+            nap = nap.min(d.saturating_sub(now));
+        }
+        let signal = if nap.is_zero() { None } else { env.sleep(nap) };
+        self.woke_early_at = Some(env.monotonic());
+        signal
     }
 
     /// Before a wait: busy at the deadline, else the time left (`None`:
@@ -239,25 +259,16 @@ impl From<Option<i32>> for Woke {
 /// inode, then removes the claim; a waiter that gives up removes it). Then
 /// it is our turn, and we try at once rather than at our next poll. Its
 /// taking the lock and the refreshes of its claim (times, links) do not
-/// wake us. Not before `floor` (the poll floor) from the pause's start,
-/// however soon that comes. A claim gone before we watch it (our listing
-/// was old) leaves us watching the lock instead, as if first in line.
-fn wake_behind(ctx: &Ctx, ahead: &Path, pause: Duration, floor: Duration) -> Woke {
+/// wake us. A claim gone before we watch it (our listing was old) leaves
+/// us watching the lock instead, as if first in line.
+fn wake_behind(ctx: &Ctx, ahead: &Path, pause: Duration) -> Woke {
     let env = ctx.env;
-    let start = env.monotonic();
-    let end = start + pause;
     match env.sleep_until_moved(&ctx.fs.watch_path(ahead), pause) {
-        Woken::Signal(signal) => return Woke::Signal(signal),
-        Woken::TimedOut => return Woke::Slept,
-        Woken::Unwatchable => return Woke::from(env.sleep(pause)),
-        Woken::Missing => return wake_on_this_host(ctx, pause),
-        Woken::Changed => {}
-    }
-    let now = env.monotonic();
-    let early = (start + floor).min(end).saturating_sub(now);
-    match env.sleep(early) {
-        Some(signal) => Woke::Signal(signal),
-        None => Woke::Moved,
+        Woken::Signal(signal) => Woke::Signal(signal),
+        Woken::TimedOut => Woke::Slept,
+        Woken::Unwatchable => Woke::from(env.sleep(pause)),
+        Woken::Missing => wake_on_this_host(ctx, pause),
+        Woken::Changed => Woke::Moved,
     }
 }
 

@@ -132,6 +132,42 @@ fn a_polling_waiter_is_woken_by_a_release_on_this_host() {
     assert!(f.names().is_empty(), "{:?}", f.names());
 }
 
+/// A lock someone keeps touching wakes a remote first in line at every
+/// touch (inotify, this host), yet its tries stay at most one per poll
+/// floor: an event cuts a pause short, it never makes a spin.
+#[test]
+fn a_lock_touched_without_pause_paces_a_polling_waiter_like_a_poll() {
+    let f = Fixture::new();
+    f.plant_other_lock(b"theirs");
+    let waiter_fs = FaultFs::new(RealFs);
+    let mut opts = f.opts();
+    opts.wait = Some(Duration::from_millis(1500));
+    opts.watch = Some(false);
+    opts.poll_min = Duration::from_millis(100);
+    opts.poll_max = Duration::from_secs(5);
+    let lock = f.lock.clone();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (got, touches) = std::thread::scope(|s| {
+        let toucher = s.spawn(|| {
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                set_times(&f.lock.path, 1_000_000_000 + i64::from(n));
+                n += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            n
+        });
+        let got = acquire_as_nfslock_does(&waiter_fs, &lock, &opts, |_, held| held);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (got, toucher.join().unwrap())
+    });
+    assert!(matches!(got, Err(Error::Busy { .. })), "{got:?}");
+    assert!(touches > 200, "{touches}");
+    // 1.5 s at one try per 100 ms at most, plus the first and the last.
+    let links = waiter_fs.calls(Op::Link);
+    assert!(links <= 18, "{links} tries for {touches} touches");
+}
+
 /// No event marks a lease running out: a waiter woken by events still
 /// wakes when the lock is due to go stale, long before its 10 s
 /// fallback poll.
