@@ -211,6 +211,14 @@ impl LockFs for AnchoredFs {
         Ok(meta_of(&f.metadata()?))
     }
 
+    fn stat_dir_fresh(&self, dir: &Path) -> io::Result<Meta> {
+        use std::os::fd::AsRawFd;
+        match self.anchor().filter(|_| dir == self.dir) {
+            Some(fd) => crate::realfs::statx_fresh(fd.as_raw_fd(), Path::new("")),
+            None => RealFs.stat_dir_fresh(dir),
+        }
+    }
+
     fn read(&self, path: &Path, limit: usize) -> io::Result<(Meta, Option<Vec<u8>>)> {
         let Some((fd, name)) = self.at(path) else {
             return RealFs.read(path, limit);

@@ -20,6 +20,8 @@ pub enum Op {
     Create,
     Link,
     Lstat,
+    /// `stat_dir_fresh`.
+    StatDir,
     Read,
     Rename,
     Unlink,
@@ -244,6 +246,10 @@ impl<F: LockFs> LockFs for FaultFs<F> {
             Some(Fault::StaleNlink) => self.inner.lstat(path).map(|m| Meta { nlink: 1, ..m }),
             _ => self.inner.lstat(path),
         }
+    }
+
+    fn stat_dir_fresh(&self, dir: &Path) -> io::Result<Meta> {
+        self.apply(Op::StatDir, dir, || self.inner.stat_dir_fresh(dir))
     }
 
     fn read(&self, path: &Path, limit: usize) -> io::Result<(Meta, Option<Vec<u8>>)> {

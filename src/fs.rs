@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 /// A point in file-system time: nanoseconds since the Unix epoch, as stamped
 /// by whatever machine stores the directory (the NFS server).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct FsTime(pub i128);
 
 impl FsTime {
@@ -119,6 +119,11 @@ pub trait LockFs: Send + Sync {
     /// that was made, so callers judge by [`LockFs::lstat`].
     fn hard_link(&self, existing: &Path, new: &Path) -> io::Result<()>;
     fn lstat(&self, path: &Path) -> io::Result<Meta>;
+    /// The attributes of the directory `dir` as its server has them now,
+    /// never a client's cached copy (statx with AT_STATX_FORCE_SYNC: one
+    /// GETATTR on NFS). Its mtime and ctime move whenever a name in it is
+    /// made, removed or renamed.
+    fn stat_dir_fresh(&self, dir: &Path) -> io::Result<Meta>;
     /// Opens without following links and without blocking on a fifo, and
     /// reads at most `limit` bytes. Content is `None` when the path is not a
     /// regular file.

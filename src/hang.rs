@@ -225,6 +225,10 @@ impl<F: LockFs> LockFs for GuardedFs<F> {
         let _g = enter("lstat");
         self.inner.lstat(path)
     }
+    fn stat_dir_fresh(&self, dir: &Path) -> io::Result<Meta> {
+        let _g = enter("lstat");
+        self.inner.stat_dir_fresh(dir)
+    }
     fn read(&self, path: &Path, limit: usize) -> io::Result<(Meta, Option<Vec<u8>>)> {
         let _g = enter("read");
         self.inner.read(path, limit)

@@ -49,6 +49,58 @@ pub(crate) fn meta_of(m: &std::fs::Metadata) -> Meta {
     }
 }
 
+/// statx(2) of `path` relative to `dirfd` (the descriptor itself with an
+/// empty path), never following a final symlink, with AT_STATX_FORCE_SYNC:
+/// a network filesystem asks its server instead of answering from its
+/// attribute cache, which std's metadata calls cannot ask for.
+pub(crate) fn statx_fresh(dirfd: std::os::fd::RawFd, path: &Path) -> io::Result<Meta> {
+    use nix::libc;
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    let mut flags = libc::AT_SYMLINK_NOFOLLOW | libc::AT_STATX_FORCE_SYNC;
+    if path.as_os_str().is_empty() {
+        flags |= libc::AT_EMPTY_PATH;
+    }
+    let mut x = std::mem::MaybeUninit::<libc::statx>::zeroed();
+    // SAFETY: a valid C string and a buffer of the size statx fills.
+    let r = unsafe {
+        libc::statx(
+            dirfd,
+            c.as_ptr(),
+            flags,
+            libc::STATX_BASIC_STATS | libc::STATX_BTIME,
+            x.as_mut_ptr(),
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: statx succeeded, so it filled the buffer.
+    let x = unsafe { x.assume_init() };
+    let fmt = u32::from(x.stx_mode) & libc::S_IFMT;
+    let kind = match fmt {
+        libc::S_IFREG => Kind::File,
+        libc::S_IFDIR => Kind::Dir,
+        libc::S_IFLNK => Kind::Symlink,
+        libc::S_IFIFO => Kind::Fifo,
+        libc::S_IFSOCK => Kind::Socket,
+        _ => Kind::Device,
+    };
+    let time = |t: libc::statx_timestamp| FsTime::from_parts(t.tv_sec, i64::from(t.tv_nsec));
+    Ok(Meta {
+        dev: libc::makedev(x.stx_dev_major, x.stx_dev_minor),
+        ino: x.stx_ino,
+        nlink: u64::from(x.stx_nlink),
+        size: x.stx_size,
+        uid: x.stx_uid,
+        mode: u32::from(x.stx_mode) & 0o7777,
+        kind,
+        mtime: time(x.stx_mtime),
+        ctime: time(x.stx_ctime),
+        born: (x.stx_mask & libc::STATX_BTIME != 0).then(|| time(x.stx_btime)),
+    })
+}
+
 /// Reads at most `limit` bytes of a file whose size was `size` when opened,
 /// in one read(2) where it still has that size: asking for one byte more
 /// than it holds, a short read is the end of the file (no signal can cut
@@ -176,6 +228,10 @@ impl LockFs for RealFs {
         Ok(meta_of(&std::fs::symlink_metadata(path)?))
     }
 
+    fn stat_dir_fresh(&self, dir: &Path) -> io::Result<Meta> {
+        statx_fresh(nix::libc::AT_FDCWD, dir)
+    }
+
     fn read(&self, path: &Path, limit: usize) -> io::Result<(Meta, Option<Vec<u8>>)> {
         let opened = OpenOptions::new()
             .read(true)
@@ -254,5 +310,26 @@ mod read_tests {
         assert_eq!(read_small(&f, 10, 4096).unwrap(), [b'x'; 100]);
         let f = File::open(&p).unwrap();
         assert_eq!(read_small(&f, 10, 50).unwrap(), [b'x'; 50]);
+    }
+
+    /// A fresh stat says what lstat says, of a directory by path or by
+    /// its descriptor, and of a symlink itself, never its target.
+    #[test]
+    fn a_fresh_stat_agrees_with_lstat_and_follows_nothing() {
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"x").unwrap();
+        let by_path = RealFs.stat_dir_fresh(dir.path()).unwrap();
+        assert_eq!(by_path, RealFs.lstat(dir.path()).unwrap());
+        assert_eq!(by_path.kind, Kind::Dir);
+        let d = File::open(dir.path()).unwrap();
+        assert_eq!(statx_fresh(d.as_raw_fd(), Path::new("")).unwrap(), by_path);
+        let link = dir.path().join("s");
+        std::os::unix::fs::symlink(dir.path().join("f"), &link).unwrap();
+        let m = RealFs.stat_dir_fresh(&link).unwrap();
+        assert_eq!(
+            (m.kind, m.ino),
+            (Kind::Symlink, RealFs.lstat(&link).unwrap().ino)
+        );
     }
 }

@@ -395,7 +395,7 @@ pub fn report(event: Event<'_>) {
             "{}: {ahead} or more waiters ahead in line; polling at the poll cap",
             path.display()
         )),
-        Event::InLine { .. } | Event::Glanced => {}
+        Event::InLine { .. } | Event::Glanced | Event::QuietPoll => {}
     }
 }
 

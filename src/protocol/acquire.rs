@@ -138,6 +138,9 @@ pub(super) struct Attempts<'a> {
     pub(super) woke_early_at: Option<Duration>,
     /// Whether the next failed link may go unlooked (`wait::glance`).
     pub(super) glance: Glance,
+    /// When our last link was tried (monotonic): what quiet polls compare
+    /// the directory's times with (`quiet`).
+    pub(super) linked_at: Duration,
 }
 
 /// A poll at the cap looks at a lock that is still there only every
@@ -186,6 +189,7 @@ pub(super) fn acquire_loop(
         quiet: Backoff::new(opts.poll_max, opts.poll_max),
         woke_early_at: None,
         glance: Glance::Look,
+        linked_at: Duration::ZERO,
     };
     loop {
         if let Some(signal) = ctx.env.interrupted() {
@@ -290,6 +294,7 @@ impl Attempts<'_> {
             });
         }
         let c = slot.as_ref().expect("claim present");
+        self.linked_at = env.monotonic();
         // I1: the reply is advice; `look` decides.
         let linked = ctx.fs.hard_link(&c.path, &ctx.lock.path);
         if let Err(e) = &linked {

@@ -124,6 +124,9 @@ pub enum Event<'a> {
     /// A poll at the cap took the lock, still there, for the instance it
     /// last looked at (its lstat saved, `wait::glance`).
     Glanced,
+    /// A waiter behind the first two in line polled the directory's times
+    /// instead of trying the lock, and they showed no change (`quiet`).
+    QuietPoll,
 }
 
 /// One step of xorshift64: cheap jitter and tokens from a kernel seed.

@@ -62,6 +62,7 @@
 //! | `removal` | conditional removal and restore |
 //! | `claim`, `look`, `acquire`, `contend`, `wait` | acquire, step by step |
 //! | `queue` | the waiters' queue on local filesystems |
+//! | `pace`, `quiet` | the waiters' line on NFS: how fast each polls, and the polls of one round trip |
 //! | `hold` | [`Held`]: release and touch |
 //! | `breaking`, `sweep` | break a stale lock; remove leftovers |
 //! | `directory` | every lock of a directory from one listing: `list`, `sweep` |
@@ -91,6 +92,7 @@ pub(crate) mod mutants;
 mod owner;
 mod pace;
 mod queue;
+mod quiet;
 mod removal;
 pub(crate) mod shared;
 pub(crate) mod slots;

@@ -3,14 +3,15 @@
 //! round trip or two on NFS, and waiters that all poll fast crowd out the
 //! holder's own round trips; so only the first two in line poll fast
 //! (backing off, and starting over at each new holder), and every waiter
-//! behind them polls quietly, at its poll cap, whatever the holder does.
+//! behind them polls quietly, at its poll cap, whatever the holder does
+//! (and while the holder stays, with one round trip: `quiet`).
 //!
 //! A place is told by names: an exclusive claim's nonce begins with the
 //! wall-clock time it was made at ([`claim_nonce`]), so one listing shows
 //! the line in arrival order (across hosts, as far as their clocks agree).
 //! A claim ahead counts while its waiter lives: on this host, while its
 //! process exists; on another, while its link count says it waits and its
-//! mtime (a waiter refreshes its claim at every poll) is recent.
+//! mtime (a waiter refreshes its claim at every try) is recent.
 //!
 //! A holder that took the lock after a wait, with others' claims beside
 //! it, gives the first live waiter a moment after its release
@@ -21,7 +22,8 @@
 //! it for [`LOOK_AFTER`]: an uncontended short cycle spends nothing more.
 //!
 //! Only pace is decided here. Nobody defers to the line: a quiet waiter
-//! still tries the lock at every poll and takes it when it is free, so a
+//! still polls, tries the lock whenever the directory changed, and takes
+//! it when it is free, so a
 //! waiter ahead that crashed, stalled or lost its claim costs the ones
 //! behind it at most their poll cap per hand-over, and every guarantee is
 //! kept by the attempt that follows, whatever the line said.

@@ -7,6 +7,7 @@ use super::claim::Claim;
 use super::ctx::Ctx;
 use super::env::Woken;
 use super::pace;
+use super::quiet;
 use super::{Event, LockInfo, Snapshot};
 use crate::error::Error;
 use crate::stale::{self, Liveness};
@@ -26,59 +27,108 @@ impl Attempts<'_> {
         info: LockInfo,
         unbreakable: Option<String>,
     ) -> Result<Step, Error> {
-        let (ctx, env, opts) = (self.ctx, self.ctx.env, self.opts);
-        let (remaining, unbreakable) = self.may_wait(&info, unbreakable)?;
         let claim = slot.as_ref().expect("claim present");
-        let watching = self.watching(claim);
-        let Pause {
-            mut pause,
-            capped,
-            wake,
-        } = if watching {
-            // A stale lock we may not break goes stale no further.
-            let stale_in = match unbreakable {
-                Some(_) => Duration::MAX,
-                None => until_stale(&info, opts.stale_after),
+        let tried = quiet::Tried::new(claim, self.linked_at, self.stale_in(&info, &unbreakable));
+        // Quiet polls only under the holder our last try found too: a lock
+        // that changes hands between our tries keeps the directory's times
+        // moving, and a GETATTR would only delay the try.
+        let m = &info.snapshot.meta;
+        let steady = matches!(&self.line, Some((h, _)) if *h == (m.dev, m.ino));
+        let mut first = true;
+        loop {
+            let (remaining, unbreakable) = self.may_wait(&info, unbreakable.clone())?;
+            let claim = slot.as_ref().expect("claim present");
+            let watching = self.watching(claim);
+            let Pause {
+                mut pause,
+                capped,
+                quiet,
+                wake,
+            } = if watching {
+                Pause::plain(
+                    WATCH_FALLBACK.min(self.stale_in(&info, &unbreakable)),
+                    false,
+                )
+            } else {
+                self.remote_pause(claim, &info)
             };
-            Pause::plain(WATCH_FALLBACK.min(stale_in), false)
-        } else {
-            self.remote_pause(claim, &info)
-        };
-        // Plain locks only (parsed only at the cap): a readers' epoch is
-        // looked into at every poll.
-        let plain = || super::shared::shared_record(&info.snapshot).is_none();
-        self.glance = match self.glance {
-            Glance::Look if capped && plain() => Glance::Allowed,
-            _ => Glance::Look,
-        };
-        if let Some(r) = remaining {
-            pause = pause.min(r);
-        }
-        let behind = matches!(wake, Wake::Behind(_));
-        let woke = match wake {
-            _ if watching => Woke::from(super::queue::wait_in_line(&ctx, &claim.path, pause)),
-            Wake::Never => Woke::from(env.sleep(pause)),
-            Wake::OnLock => wake_on_this_host(&ctx, pause),
-            Wake::Behind(ahead) => wake_behind(&ctx, &ahead, pause),
-        };
-        let woken = match woke {
-            Woke::Signal(signal) => Some(signal),
-            Woke::Slept => None,
-            Woke::Moved => {
-                // The lock changed, or the waiter ahead released it or left
-                // the line: the next failed link is looked at, not taken
-                // for the holder we knew; a move ahead recounts our place.
-                self.glance = Glance::Look;
-                if behind {
-                    self.line = None;
-                }
-                self.after_early_wake()
+            // Plain locks only (parsed only at the cap): a readers' epoch
+            // is looked into at every poll.
+            let plain = || super::shared::shared_record(&info.snapshot).is_none();
+            if first {
+                self.glance = match self.glance {
+                    Glance::Look if capped && plain() => Glance::Allowed,
+                    _ => Glance::Look,
+                };
+                first = false;
             }
-        };
-        self.last = Some(info);
-        match woken {
-            Some(signal) => Err(Error::Interrupted { signal }),
-            None => Ok(Step::Waited),
+            if let Some(r) = remaining {
+                pause = pause.min(r);
+            }
+            let behind = matches!(wake, Wake::Behind(_));
+            let ctx = self.ctx;
+            let woke = match wake {
+                _ if watching => Woke::from(super::queue::wait_in_line(&ctx, &claim.path, pause)),
+                Wake::Never => Woke::from(self.ctx.env.sleep(pause)),
+                Wake::OnLock => wake_on_this_host(&ctx, pause),
+                Wake::Behind(ahead) => wake_behind(&ctx, &ahead, pause),
+            };
+            let woken = match woke {
+                Woke::Signal(signal) => Some(signal),
+                Woke::Slept if quiet && steady && plain() => {
+                    if self.nothing_moved(claim, &info, &tried) {
+                        continue;
+                    }
+                    // Something moved: what the try finds is looked at,
+                    // not taken for the instance we knew.
+                    self.glance = Glance::Look;
+                    None
+                }
+                Woke::Slept => None,
+                Woke::Moved => {
+                    // The lock changed, or the waiter ahead released it or
+                    // left the line: the next failed link is looked at,
+                    // not taken for the holder we knew; a move ahead
+                    // recounts our place.
+                    self.glance = Glance::Look;
+                    if behind {
+                        self.line = None;
+                    }
+                    self.after_early_wake()
+                }
+            };
+            self.last = Some(info);
+            return match woken {
+                Some(signal) => Err(Error::Interrupted { signal }),
+                None => Ok(Step::Waited),
+            };
+        }
+    }
+
+    /// How long until the lock `info` may be judged stale (never, for one
+    /// we may not break: it goes stale no further).
+    fn stale_in(&self, info: &LockInfo, unbreakable: &Option<String>) -> Duration {
+        match unbreakable {
+            Some(_) => Duration::MAX,
+            None => until_stale(info, self.opts.stale_after),
+        }
+    }
+
+    /// At a quiet waiter's poll: whether it may skip its try, as nothing
+    /// that try would act on has moved since `tried` found `info` (see
+    /// `quiet`): one GETATTR of the directory. An error is "try", and the
+    /// try reports it.
+    fn nothing_moved(&self, claim: &Claim, info: &LockInfo, tried: &quiet::Tried) -> bool {
+        let (ctx, env) = (self.ctx, self.ctx.env);
+        if tried.due(env.monotonic()) || quiet::holder_died(&ctx, info) {
+            return false;
+        }
+        match ctx.fs.stat_dir_fresh(&ctx.lock.dir) {
+            Ok(dir) if quiet::unchanged(&dir, tried, claim.meta.mtime) => {
+                env.event(Event::QuietPoll);
+                true
+            }
+            _ => false,
         }
     }
 }
@@ -167,6 +217,7 @@ impl Attempts<'_> {
         Pause {
             pause,
             capped,
+            quiet: !fast,
             wake,
         }
     }
@@ -277,6 +328,8 @@ struct Pause {
     pause: Duration,
     /// The pause is the cap's.
     capped: bool,
+    /// A waiter behind the first two in line: its polls may be quiet.
+    quiet: bool,
     wake: Wake,
 }
 
@@ -285,6 +338,7 @@ impl Pause {
         Pause {
             pause,
             capped,
+            quiet: false,
             wake: Wake::Never,
         }
     }

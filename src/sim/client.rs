@@ -283,6 +283,19 @@ impl LockFs for SimFs {
         )
     }
 
+    fn stat_dir_fresh(&self, dir: &Path) -> io::Result<Meta> {
+        self.call(
+            OpKind::Other,
+            &[],
+            format!("stat {} (fresh)", dir.display()),
+            &mut |w, _, _| match target(dir) {
+                Target::Dir => Ok(w.fs.top_meta()),
+                _ => Err(errno(Errno::ENOTDIR)),
+            },
+            show_meta,
+        )
+    }
+
     fn read(&self, path: &Path, limit: usize) -> io::Result<(Meta, Option<Vec<u8>>)> {
         let name = name_of(path)?;
         self.call(
@@ -579,6 +592,10 @@ impl Env for SimEnv {
             Event::Glanced => {
                 self.report(|w| w.report.glances += 1);
                 "event: glanced: busy as last looked at".into()
+            }
+            Event::QuietPoll => {
+                self.report(|w| w.report.quiet_polls += 1);
+                return;
             }
             Event::InLine { ahead, .. } => {
                 self.report(|w| w.report.in_line[ahead.min(2)] += 1);

@@ -35,6 +35,9 @@ pub struct MemFs {
     pub inodes: BTreeMap<u64, Inode>,
     pub names: BTreeMap<OsString, u64>,
     next_ino: u64,
+    /// The top directory's mtime and ctime: the last change of a name in
+    /// it (a quiet waiter polls them, `quiet`).
+    top_changed: FsTime,
 }
 
 pub const DEV: u64 = 42;
@@ -80,6 +83,11 @@ impl MemFs {
         }
     }
 
+    /// The top directory's attributes, times as its names last changed.
+    pub fn top_meta(&self) -> Meta {
+        MemFs::dir_meta(self.top_changed)
+    }
+
     pub fn lookup(&self, name: &OsStr) -> io::Result<u64> {
         self.names
             .get(name)
@@ -105,6 +113,7 @@ impl MemFs {
 
     fn touch_parent(&mut self, name: &OsStr, now: FsTime) -> io::Result<()> {
         let Some(p) = Self::parent(name) else {
+            self.top_changed = now;
             return Ok(());
         };
         let ino = self.lookup(p)?;

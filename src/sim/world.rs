@@ -110,6 +110,9 @@ pub struct Report {
     /// Polls at the cap that took a failed link for the lock last looked
     /// at (`wait::glance`).
     pub glances: u64,
+    /// Polls of waiters deep in line that saw the directory unchanged and
+    /// skipped their try (`quiet`).
+    pub quiet_polls: u64,
     /// The first invariant violation, with the trace that led to it.
     pub violation: Option<String>,
 }

@@ -304,3 +304,53 @@ fn a_quiet_waiter_wakes_when_the_waiter_ahead_here_is_done() {
     // loaded machine 2 s.
     assert!(woke_in < Duration::from_secs(2), "{woke_in:?}");
 }
+
+/// A waiter behind two live waiters, under a holder that stays, asks for
+/// the directory's times (one call) instead of trying the lock while no
+/// name in the directory changes; a change there makes it try at its next
+/// poll. Through the directory's descriptor, as the command does on NFS.
+#[test]
+fn a_quiet_waiter_polls_the_directory_until_a_name_in_it_changes() {
+    let f = Fixture::new();
+    f.plant_other_lock(b"theirs");
+    plant_claim(&f, "elsewhere", 100, 5000, false);
+    plant_claim(&f, "elsewhere", 101, 4000, false);
+    let waiter_fs = FaultFs::new(AnchoredFs::new(&f.lock.dir));
+    let mut opts = f.opts();
+    opts.watch = Some(false);
+    opts.wait = Some(Duration::from_secs(5));
+    opts.poll_max = Duration::from_millis(50);
+    let lock = f.lock.clone();
+    let calls = || (waiter_fs.calls(Op::Link), waiter_fs.calls(Op::StatDir));
+    // Over 300 ms of polls every 50 ms or less: no try, some looks at the
+    // directory (then the counts), or `None`.
+    let quiet = |since: Instant, what: &str| {
+        let before = calls();
+        std::thread::sleep(Duration::from_millis(300));
+        let after = calls();
+        assert!(since.elapsed() < Duration::from_secs(4), "{what}");
+        (after.0 == before.0 && after.1 >= before.1 + 3).then_some(after)
+    };
+    let got = std::thread::scope(|s| {
+        let w = s.spawn(|| acquire_as_nfslock_does(&waiter_fs, &lock, &opts, |_, held| held));
+        let began = Instant::now();
+        let still = loop {
+            if let Some(c) = quiet(began, "never quiet") {
+                break c;
+            }
+        };
+        std::fs::write(f.dir.path().join("new-name"), b"").unwrap();
+        let changed = Instant::now();
+        while calls().0 == still.0 {
+            assert!(
+                changed.elapsed() < Duration::from_secs(1),
+                "no try after a change"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // Then quiet again, once the change is older than its try.
+        while quiet(changed, "not quiet again").is_none() {}
+        w.join().unwrap()
+    });
+    assert!(matches!(got, Err(Error::Busy { .. })), "{got:?}");
+}
