@@ -1239,6 +1239,11 @@ impl World {
             .find(|n| self.ino_at(n) == Some(ino))
         {
             self.clients[id].lock_name = name;
+        } else if let Some(d) = self.displaced.iter().find(|d| d.ino == ino) {
+            // Told while its lock is moved aside by a remover (the
+            // documented window): the name it was moved from, a slot's
+            // too, not the one this client held last.
+            self.clients[id].lock_name = d.name.clone();
         } else if self.cfg.slots.is_none() {
             // Told while its lock is moved aside by a remover's pin.
             self.clients[id].lock_name = OsString::from(LOCK);
