@@ -31,8 +31,9 @@ pub struct Held {
     pub(super) bytes: Vec<u8>,
     /// A reader's place: where its claim is linked among the readers.
     pub(super) shared: Option<Joined>,
-    /// Others' claims were beside the lock when we took it after a wait:
-    /// the release gives them a moment to take it (`pace::hand_over`).
+    /// Claims of other hosts were beside the lock when we took it after a
+    /// wait: the release looks for the first in line, and gives it a
+    /// moment to take the lock if it is one of them (`pace::hand_over`).
     pub(super) waiters: bool,
     /// When we took it (monotonic, and file-system time then), where
     /// waiters poll: a long hold looks for waiters at its release.

@@ -13,11 +13,12 @@
 //! process exists; on another, while its link count says it waits and its
 //! mtime (a waiter refreshes its claim at every try) is recent.
 //!
-//! A holder that took the lock after a wait, with others' claims beside
-//! it, gives the first live waiter a moment after its release
-//! ([`after_release`], [`hand_over`]) before it returns: otherwise the
-//! releaser's own next acquisition, a newcomer that links at once, would
-//! take the lock again before the first in line polls.
+//! A holder that took the lock after a wait, with other hosts' claims
+//! beside it, gives the first live waiter, if of another host, a moment
+//! after its release ([`after_release`], [`hand_over`]) before it returns:
+//! otherwise the releaser's own next acquisition, a newcomer that links at
+//! once, would take the lock again before the first in line polls. A
+//! waiter of this host needs no moment: the release wakes it.
 //! One that took it at once looks for waiters (a listing) only if it held
 //! it for [`LOOK_AFTER`]: an uncontended short cycle spends nothing more.
 //!
@@ -141,8 +142,9 @@ pub(super) const LOOK_AFTER: Duration = Duration::from_millis(20);
 /// file-system time then; `None` where waiters are woken by events, not
 /// polling): a moment for the first in line if it is a live waiter of
 /// another host. It is looked for (one listing, after the release: the
-/// next holder does not wait for it) if `waiters` were seen when we took
-/// the lock after a wait, or the hold was long. Only live waiters count: a
+/// next holder does not wait for it) if `waiters` (claims of other
+/// hosts, [`others_wait`]) were seen when we took the lock after a wait,
+/// or the hold was long. Only live waiters count: a
 /// claim left by a crashed host, or planted, would cost every release the
 /// moment. A first in line of this host needs none: our release wakes it
 /// (`wait::wake_on_this_host`), and its link is a round trip away where
@@ -178,12 +180,20 @@ pub(super) fn after_release(
     }
 }
 
-/// Whether `names` (the lock's directory, as listed) hold a claim other
-/// than `ours`, by name alone: whether to look again at the release.
+/// Whether `names` (the lock's directory, as listed) hold a claim of
+/// another host than ours, by name alone: whether to look again at the
+/// release. Waiters of this host need no look: the release wakes them,
+/// and a listing on NFS is a round trip through the same client as the
+/// next holder's.
 pub(super) fn others_wait(ctx: &Ctx, names: &[std::ffi::OsString], ours: &Path) -> bool {
+    let me = &ctx.env.identity().host;
     let ours = ours.file_name();
     names.iter().any(|n| {
-        Some(n.as_os_str()) != ours && ctx.lock.parse_aux(n).is_some_and(|a| a.kind.is_claim())
+        Some(n.as_os_str()) != ours
+            && ctx
+                .lock
+                .parse_aux(n)
+                .is_some_and(|a| a.kind.is_claim() && !ctx.lock.spells_host(&a.host, me))
     })
 }
 

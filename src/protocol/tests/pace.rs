@@ -193,6 +193,24 @@ fn a_release_gives_no_moment_when_the_first_in_line_is_of_this_host() {
     assert_eq!(naps.first(), Some(&Duration::from_millis(5)), "{naps:?}");
 }
 
+/// A holder that took the lock after a wait with only this host's claims
+/// beside it does not list the directory at its release: the release
+/// itself wakes those waiters, and on NFS a listing is a round trip
+/// through the client the next holder is using.
+#[test]
+fn a_release_with_only_this_hosts_waiters_behind_does_not_look() {
+    let f = Fixture::new();
+    let here = f.env.identity().host.clone();
+    let alive = LiveOwner::new();
+    plant_claim(&f, &here, alive.owner.pid, 3000, false);
+    let held = take_after_a_wait(&f, false);
+    let (lists, before) = (f.fs.calls(Op::List), f.env.sleeps.lock().unwrap().len());
+    held.release(&f.ctx()).unwrap();
+    assert_eq!(f.fs.calls(Op::List) - lists, 0);
+    assert_eq!(f.env.sleeps.lock().unwrap().len(), before);
+    drop(alive);
+}
+
 /// A claim nobody refreshes (a crashed host's, or one planted to slow us)
 /// is no waiter: the release looks once and returns at once.
 #[test]
