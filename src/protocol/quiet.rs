@@ -60,8 +60,8 @@ pub(super) struct Tried {
 }
 
 impl Tried {
-    /// The try whose link was made at `linked_at` (monotonic), which found
-    /// `info`, due to go stale in `stale_in`.
+    /// The try by `claim` whose link was made at `linked_at` (monotonic),
+    /// which found a lock due to go stale in `stale_in`.
     pub(super) fn new(claim: &Claim, linked_at: Duration, stale_in: Duration) -> Tried {
         Tried {
             fs: claim
