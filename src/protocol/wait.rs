@@ -34,45 +34,23 @@ impl Attempts<'_> {
         // moving, and a GETATTR would only delay the try.
         let m = &info.snapshot.meta;
         let steady = matches!(&self.line, Some((h, _)) if *h == (m.dev, m.ino));
+        let plain = || super::shared::shared_record(&info.snapshot).is_none();
         let mut first = true;
         loop {
             let (remaining, unbreakable) = self.may_wait(&info, unbreakable.clone())?;
             let claim = slot.as_ref().expect("claim present");
-            let watching = self.watching(claim);
-            let Pause {
-                mut pause,
-                capped,
-                quiet,
-                wake,
-            } = if watching {
-                Pause::plain(
-                    WATCH_FALLBACK.min(self.stale_in(&info, &unbreakable)),
-                    false,
-                )
-            } else {
-                self.remote_pause(claim, &info)
-            };
-            // Plain locks only (parsed only at the cap): a readers' epoch
-            // is looked into at every poll.
-            let plain = || super::shared::shared_record(&info.snapshot).is_none();
+            let pause = self.next_pause(claim, &info, &unbreakable, remaining);
             if first {
+                // Plain locks only (parsed only at the cap): a readers'
+                // epoch is looked into at every poll.
                 self.glance = match self.glance {
-                    Glance::Look if capped && plain() => Glance::Allowed,
+                    Glance::Look if pause.capped && plain() => Glance::Allowed,
                     _ => Glance::Look,
                 };
                 first = false;
             }
-            if let Some(r) = remaining {
-                pause = pause.min(r);
-            }
-            let behind = matches!(wake, Wake::Behind(_));
-            let ctx = self.ctx;
-            let woke = match wake {
-                _ if watching => Woke::from(super::queue::wait_in_line(&ctx, &claim.path, pause)),
-                Wake::Never => Woke::from(self.ctx.env.sleep(pause)),
-                Wake::OnLock => wake_on_this_host(&ctx, pause),
-                Wake::Behind(ahead) => wake_behind(&ctx, &ahead, pause),
-            };
+            let (quiet, behind) = (pause.quiet, matches!(pause.wake, Wake::Behind(_)));
+            let woke = sleep_through(&self.ctx, claim, pause);
             let woken = match woke {
                 Woke::Signal(signal) => Some(signal),
                 Woke::Slept if quiet && steady && plain() => {
@@ -103,6 +81,32 @@ impl Attempts<'_> {
                 None => Ok(Step::Waited),
             };
         }
+    }
+
+    /// The next pause: the queue's where the filesystem reports changes
+    /// (a slow poll as a fallback, and when the lock is due to go stale),
+    /// the line's elsewhere; never past the deadline (`remaining`).
+    fn next_pause(
+        &mut self,
+        claim: &Claim,
+        info: &LockInfo,
+        unbreakable: &Option<String>,
+        remaining: Option<Duration>,
+    ) -> Pause {
+        let mut p = if self.watching(claim) {
+            Pause {
+                pause: WATCH_FALLBACK.min(self.stale_in(info, unbreakable)),
+                capped: false,
+                quiet: false,
+                wake: Wake::Queue,
+            }
+        } else {
+            self.remote_pause(claim, info)
+        };
+        if let Some(r) = remaining {
+            p.pause = p.pause.min(r);
+        }
+        p
     }
 
     /// How long until the lock `info` may be judged stale (never, for one
@@ -288,6 +292,16 @@ fn wake_on_this_host(ctx: &Ctx, pause: Duration) -> Woke {
     }
 }
 
+/// Sleeps through `p`, or until what it names ends it early.
+fn sleep_through(ctx: &Ctx, claim: &Claim, p: Pause) -> Woke {
+    match p.wake {
+        Wake::Queue => Woke::from(super::queue::wait_in_line(ctx, &claim.path, p.pause)),
+        Wake::Never => Woke::from(ctx.env.sleep(p.pause)),
+        Wake::OnLock => wake_on_this_host(ctx, p.pause),
+        Wake::Behind(ahead) => wake_behind(ctx, &ahead, p.pause),
+    }
+}
+
 /// How a pause ended.
 enum Woke {
     Signal(i32),
@@ -344,8 +358,11 @@ impl Pause {
     }
 }
 
-/// What ends a remote waiter's pause early, beside a signal.
+/// What ends a pause early, beside a signal.
 enum Wake {
+    /// On a filesystem that reports changes: our turn in the waiters'
+    /// queue (`queue`).
+    Queue,
     Never,
     /// A change to the lock made on this host.
     OnLock,
