@@ -226,7 +226,7 @@ impl<F: LockFs> LockFs for GuardedFs<F> {
         self.inner.lstat(path)
     }
     fn stat_dir_fresh(&self, dir: &Path) -> io::Result<Meta> {
-        let _g = enter("lstat");
+        let _g = enter("stat");
         self.inner.stat_dir_fresh(dir)
     }
     fn read(&self, path: &Path, limit: usize) -> io::Result<(Meta, Option<Vec<u8>>)> {

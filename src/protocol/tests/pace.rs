@@ -372,3 +372,46 @@ fn a_quiet_waiter_polls_the_directory_until_a_name_in_it_changes() {
     });
     assert!(matches!(got, Err(Error::Busy { .. })), "{got:?}");
 }
+
+/// A quiet waiter whose holder is a process of this host tries the lock
+/// as soon as that process is gone (a pid probe at its poll), though no
+/// name in the directory moved: it breaks the dead owner's lock and takes
+/// it within a poll or two, not at its minute's try.
+#[test]
+fn a_quiet_waiter_tries_when_its_holder_here_dies() {
+    let f = Fixture::new();
+    let alive = LiveOwner::new();
+    let mut theirs = f.opts();
+    theirs.owner = alive.owner;
+    let _held = acquire(&f.ctx(), &theirs).unwrap();
+    plant_claim(&f, "elsewhere", 100, 5000, false);
+    plant_claim(&f, "elsewhere", 101, 4000, false);
+    let waiter_fs = FaultFs::new(AnchoredFs::new(&f.lock.dir));
+    let mut opts = f.opts();
+    opts.watch = Some(false);
+    opts.wait = Some(Duration::from_secs(8));
+    opts.poll_max = Duration::from_millis(50);
+    let lock = f.lock.clone();
+    let calls = || (waiter_fs.calls(Op::Link), waiter_fs.calls(Op::StatDir));
+    let (got, took) = std::thread::scope(|s| {
+        let w = s.spawn(|| acquire_as_nfslock_does(&waiter_fs, &lock, &opts, |_, held| held));
+        let began = Instant::now();
+        // Quiet: over 300 ms, no try and some looks at the directory.
+        loop {
+            let before = calls();
+            std::thread::sleep(Duration::from_millis(300));
+            let after = calls();
+            if after.0 == before.0 && after.1 >= before.1 + 3 {
+                break;
+            }
+            assert!(began.elapsed() < Duration::from_secs(4), "never quiet");
+        }
+        let died = Instant::now();
+        drop(alive);
+        (w.join().unwrap(), died.elapsed())
+    });
+    let held = got.expect("the dead owner's lock broken and taken");
+    held.release(&f.ctx()).unwrap();
+    // Its poll cap is 50 ms; the bound leaves a loaded machine 2 s.
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
