@@ -33,8 +33,7 @@ use super::ctx::Ctx;
 use super::Env;
 use crate::fs::FsTime;
 use crate::names::{AuxKind, AuxName};
-use std::cmp::Reverse;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -93,13 +92,11 @@ pub(super) fn waiters_ahead(
         return Place::default();
     };
     let me = &ctx.env.identity().host;
-    let mut ahead: Vec<_> = names
-        .iter()
-        .filter(|n| n.as_os_str() != mine && Some(n.as_os_str()) != holder)
-        .filter_map(|n| ctx.lock.parse_aux(n).map(|a| (n, a)))
+    // Nearest first: the exclusive claims older than ours, newest first.
+    let ahead = claims_by_arrival(ctx, &names, &[Some(mine), holder])
+        .into_iter()
         .filter(|(_, a)| a.kind == AuxKind::Claim && a.nonce.as_str() < my_nonce)
-        .collect();
-    ahead.sort_by_key(|(_, a)| Reverse(a.nonce.clone()));
+        .rev();
     let mut place = Place::default();
     for (name, aux) in ahead {
         if !waits(ctx, name, &aux, me, now) {
@@ -165,19 +162,36 @@ pub(super) fn after_release(
     };
     let me = &ctx.env.identity().host;
     let now = fs_at.plus(held);
-    let ours = ours.file_name();
-    let mut claims: Vec<_> = names
-        .iter()
-        .filter(|n| Some(n.as_os_str()) != ours)
-        .filter_map(|n| ctx.lock.parse_aux(n).map(|a| (n, a)))
-        .filter(|(_, a)| a.kind.is_claim())
-        .collect();
-    // Oldest first: the first live one is the first in line.
-    claims.sort_by(|x, y| x.1.nonce.cmp(&y.1.nonce));
-    let first = claims.into_iter().find(|(n, a)| waits(ctx, n, a, me, now));
+    // The first live one is the first in line.
+    let first = claims_by_arrival(ctx, &names, &[ours.file_name()])
+        .into_iter()
+        .find(|(n, a)| waits(ctx, n, a, me, now));
     if first.is_some_and(|(_, a)| !ctx.lock.spells_host(&a.host, me)) {
         hand_over(ctx);
     }
+}
+
+/// The claims among `names` (the lock's directory, as listed), but for
+/// those named in `skip`, in the order they arrived as far as names tell:
+/// exclusive claims by their nonce, which begins with the time they were
+/// made ([`claim_nonce`]), then readers' claims, whose nonces are random
+/// and tell no order.
+fn claims_by_arrival<'n>(
+    ctx: &Ctx,
+    names: &'n [OsString],
+    skip: &[Option<&OsStr>],
+) -> Vec<(&'n OsString, AuxName)> {
+    let mut claims: Vec<_> = names
+        .iter()
+        .filter(|n| !skip.contains(&Some(n.as_os_str())))
+        .filter_map(|n| ctx.lock.parse_aux(n).map(|a| (n, a)))
+        .filter(|(_, a)| a.kind.is_claim())
+        .collect();
+    claims.sort_by(|(_, x), (_, y)| {
+        let key = |a: &AuxName| (a.kind != AuxKind::Claim, a.nonce.clone());
+        key(x).cmp(&key(y))
+    });
+    claims
 }
 
 /// Whether `names` (the lock's directory, as listed) hold a claim of
@@ -185,7 +199,7 @@ pub(super) fn after_release(
 /// release. Waiters of this host need no look: the release wakes them,
 /// and a listing on NFS is a round trip through the same client as the
 /// next holder's.
-pub(super) fn others_wait(ctx: &Ctx, names: &[std::ffi::OsString], ours: &Path) -> bool {
+pub(super) fn others_wait(ctx: &Ctx, names: &[OsString], ours: &Path) -> bool {
     let me = &ctx.env.identity().host;
     let ours = ours.file_name();
     names.iter().any(|n| {

@@ -415,3 +415,24 @@ fn a_quiet_waiter_tries_when_its_holder_here_dies() {
     // Its poll cap is 50 ms; the bound leaves a loaded machine 2 s.
     assert!(took < Duration::from_secs(2), "{took:?}");
 }
+
+/// A reader's claim tells no arrival (its nonce is random): a release
+/// looks for the first in line among exclusive claims first, so a reader
+/// of this host whose nonce happens to sort low does not take away the
+/// moment of a writer of another host that came first.
+#[test]
+fn a_readers_random_nonce_does_not_put_it_first_in_line() {
+    let f = Fixture::new();
+    let here = f.env.identity().host.clone();
+    let alive = LiveOwner::new();
+    let name = f
+        .lock
+        .aux_name(AuxKind::Share, "0000000000000000", alive.owner.pid, &here);
+    std::fs::File::create(f.lock.in_dir(&name)).unwrap();
+    let held = take_after_a_wait(&f, true);
+    let before = f.env.sleeps.lock().unwrap().len();
+    held.release(&f.ctx()).unwrap();
+    let naps = f.env.sleeps.lock().unwrap()[before..].to_vec();
+    assert_eq!(naps.first(), Some(&Duration::from_millis(5)), "{naps:?}");
+    drop(alive);
+}
