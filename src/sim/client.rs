@@ -242,7 +242,6 @@ impl LockFs for SimFs {
     }
 
     fn lstat(&self, path: &Path) -> io::Result<Meta> {
-        let now_dir = |w: &World| MemFs::dir_meta(w.server_now());
         let what = match target(path) {
             Target::Name(n) => format!("lstat {}", short(n)),
             _ => format!("lstat {}", path.display()),
@@ -253,7 +252,7 @@ impl LockFs for SimFs {
             what,
             &mut |w, me, stale| {
                 let name = match target(path) {
-                    Target::Dir => return Ok(now_dir(w)),
+                    Target::Dir => return Ok(w.fs.top_meta()),
                     Target::Missing => return Err(errno(Errno::ENOENT)),
                     Target::Name(n) => n,
                 };

@@ -68,7 +68,7 @@ impl MemFs {
         }
     }
 
-    pub fn dir_meta(now: FsTime) -> Meta {
+    fn dir_meta(now: FsTime) -> Meta {
         Meta {
             dev: DEV,
             ino: DIR_INO,
