@@ -214,7 +214,7 @@ impl LockFs for AnchoredFs {
     fn stat_dir_fresh(&self, dir: &Path) -> io::Result<Meta> {
         use std::os::fd::AsRawFd;
         match self.anchor().filter(|_| dir == self.dir) {
-            Some(fd) => crate::realfs::statx_fresh(fd.as_raw_fd(), Path::new("")),
+            Some(fd) => crate::realfs::statx_fresh(fd.as_raw_fd(), Path::new(""), false),
             None => RealFs.stat_dir_fresh(dir),
         }
     }

@@ -122,7 +122,8 @@ pub trait LockFs: Send + Sync {
     /// The attributes of the directory `dir` as its server has them now,
     /// never a client's cached copy (statx with AT_STATX_FORCE_SYNC: one
     /// GETATTR on NFS). Its mtime and ctime move whenever a name in it is
-    /// made, removed or renamed.
+    /// made, removed or renamed. A symlink at `dir` is followed, as every
+    /// call on a name in it follows it.
     fn stat_dir_fresh(&self, dir: &Path) -> io::Result<Meta>;
     /// Opens without following links and without blocking on a fifo, and
     /// reads at most `limit` bytes. Content is `None` when the path is not a

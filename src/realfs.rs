@@ -50,14 +50,22 @@ pub(crate) fn meta_of(m: &std::fs::Metadata) -> Meta {
 }
 
 /// statx(2) of `path` relative to `dirfd` (the descriptor itself with an
-/// empty path), never following a final symlink, with AT_STATX_FORCE_SYNC:
-/// a network filesystem asks its server instead of answering from its
-/// attribute cache, which std's metadata calls cannot ask for.
-pub(crate) fn statx_fresh(dirfd: std::os::fd::RawFd, path: &Path) -> io::Result<Meta> {
+/// empty path), with AT_STATX_FORCE_SYNC: a network filesystem asks its
+/// server instead of answering from its attribute cache, which std's
+/// metadata calls cannot ask for. A symlink at `path` is followed only
+/// if `follow`.
+pub(crate) fn statx_fresh(
+    dirfd: std::os::fd::RawFd,
+    path: &Path,
+    follow: bool,
+) -> io::Result<Meta> {
     use nix::libc;
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
-    let mut flags = libc::AT_SYMLINK_NOFOLLOW | libc::AT_STATX_FORCE_SYNC;
+    let mut flags = libc::AT_STATX_FORCE_SYNC;
+    if !follow {
+        flags |= libc::AT_SYMLINK_NOFOLLOW;
+    }
     if path.as_os_str().is_empty() {
         flags |= libc::AT_EMPTY_PATH;
     }
@@ -229,7 +237,8 @@ impl LockFs for RealFs {
     }
 
     fn stat_dir_fresh(&self, dir: &Path) -> io::Result<Meta> {
-        statx_fresh(nix::libc::AT_FDCWD, dir)
+        // Followed, as every call through the directory follows it.
+        statx_fresh(nix::libc::AT_FDCWD, dir, true)
     }
 
     fn read(&self, path: &Path, limit: usize) -> io::Result<(Meta, Option<Vec<u8>>)> {
@@ -313,9 +322,9 @@ mod read_tests {
     }
 
     /// A fresh stat says what lstat says, of a directory by path or by
-    /// its descriptor, and of a symlink itself, never its target.
+    /// its descriptor; of a symlink, only where asked to, its target's.
     #[test]
-    fn a_fresh_stat_agrees_with_lstat_and_follows_nothing() {
+    fn a_fresh_stat_agrees_with_lstat_and_follows_where_asked() {
         use std::os::fd::AsRawFd;
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("f"), b"x").unwrap();
@@ -323,13 +332,17 @@ mod read_tests {
         assert_eq!(by_path, RealFs.lstat(dir.path()).unwrap());
         assert_eq!(by_path.kind, Kind::Dir);
         let d = File::open(dir.path()).unwrap();
-        assert_eq!(statx_fresh(d.as_raw_fd(), Path::new("")).unwrap(), by_path);
+        let fd = d.as_raw_fd();
+        assert_eq!(statx_fresh(fd, Path::new(""), false).unwrap(), by_path);
         let link = dir.path().join("s");
-        std::os::unix::fs::symlink(dir.path().join("f"), &link).unwrap();
-        let m = RealFs.stat_dir_fresh(&link).unwrap();
+        std::os::unix::fs::symlink(dir.path(), &link).unwrap();
+        let m = statx_fresh(nix::libc::AT_FDCWD, &link, false).unwrap();
         assert_eq!(
             (m.kind, m.ino),
             (Kind::Symlink, RealFs.lstat(&link).unwrap().ino)
         );
+        // The lock's directory reached by a symlink: the directory's.
+        let m = RealFs.stat_dir_fresh(&link).unwrap();
+        assert_eq!((m.kind, m.ino), (Kind::Dir, by_path.ino));
     }
 }
