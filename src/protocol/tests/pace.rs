@@ -139,6 +139,14 @@ fn take_after_a_wait(f: &Fixture, waiter: bool) -> Held {
     })
 }
 
+/// Releases `held`: the naps the release took, and its listings.
+fn release_counting(f: &Fixture, held: Held) -> (Vec<Duration>, usize) {
+    let (lists, before) = (f.fs.calls(Op::List), f.env.sleeps.lock().unwrap().len());
+    held.release(&f.ctx()).unwrap();
+    let naps = f.env.sleeps.lock().unwrap()[before..].to_vec();
+    (naps, f.fs.calls(Op::List) - lists)
+}
+
 /// A holder that took the lock after a wait, with another's claim beside
 /// it, gives that waiter a moment after its release (naps from 5 ms,
 /// at most 80 ms in all, each followed by an lstat of the lock), so that
@@ -174,10 +182,8 @@ fn a_release_gives_no_moment_when_the_first_in_line_is_of_this_host() {
     let alive = LiveOwner::new();
     plant_claim(&f, &here, alive.owner.pid, 3000, false);
     let held = take_after_a_wait(&f, true);
-    let (lists, before) = (f.fs.calls(Op::List), f.env.sleeps.lock().unwrap().len());
-    held.release(&f.ctx()).unwrap();
-    let naps = f.env.sleeps.lock().unwrap()[before..].to_vec();
-    assert_eq!(f.fs.calls(Op::List) - lists, 1);
+    let (naps, lists) = release_counting(&f, held);
+    assert_eq!(lists, 1);
     assert!(naps.is_empty(), "{naps:?}");
     // Gone, it is no first in line: the other host's waiter gets its moment.
     drop(alive);
@@ -187,9 +193,7 @@ fn a_release_gives_no_moment_when_the_first_in_line_is_of_this_host() {
     drop(dead);
     plant_claim(&f, &here, gone, 3000, false);
     let held = take_after_a_wait(&f, true);
-    let before = f.env.sleeps.lock().unwrap().len();
-    held.release(&f.ctx()).unwrap();
-    let naps = f.env.sleeps.lock().unwrap()[before..].to_vec();
+    let (naps, _) = release_counting(&f, held);
     assert_eq!(naps.first(), Some(&Duration::from_millis(5)), "{naps:?}");
 }
 
@@ -204,10 +208,9 @@ fn a_release_with_only_this_hosts_waiters_behind_does_not_look() {
     let alive = LiveOwner::new();
     plant_claim(&f, &here, alive.owner.pid, 3000, false);
     let held = take_after_a_wait(&f, false);
-    let (lists, before) = (f.fs.calls(Op::List), f.env.sleeps.lock().unwrap().len());
-    held.release(&f.ctx()).unwrap();
-    assert_eq!(f.fs.calls(Op::List) - lists, 0);
-    assert_eq!(f.env.sleeps.lock().unwrap().len(), before);
+    let (naps, lists) = release_counting(&f, held);
+    assert_eq!(lists, 0);
+    assert!(naps.is_empty(), "{naps:?}");
     drop(alive);
 }
 
@@ -220,11 +223,8 @@ fn a_dead_waiters_claim_gets_no_moment() {
     // listing sees a claim by name).
     plant_claim(&f, "elsewhere", 101, 2000, true);
     let held = take_after_a_wait(&f, false);
-    let lists = f.fs.calls(Op::List);
-    let before = f.env.sleeps.lock().unwrap().len();
-    held.release(&f.ctx()).unwrap();
-    let naps = f.env.sleeps.lock().unwrap()[before..].to_vec();
-    assert_eq!(f.fs.calls(Op::List) - lists, 1);
+    let (naps, lists) = release_counting(&f, held);
+    assert_eq!(lists, 1);
     assert!(naps.is_empty(), "{naps:?}");
 }
 
@@ -430,9 +430,7 @@ fn a_readers_random_nonce_does_not_put_it_first_in_line() {
         .aux_name(AuxKind::Share, "0000000000000000", alive.owner.pid, &here);
     std::fs::File::create(f.lock.in_dir(&name)).unwrap();
     let held = take_after_a_wait(&f, true);
-    let before = f.env.sleeps.lock().unwrap().len();
-    held.release(&f.ctx()).unwrap();
-    let naps = f.env.sleeps.lock().unwrap()[before..].to_vec();
+    let (naps, _) = release_counting(&f, held);
     assert_eq!(naps.first(), Some(&Duration::from_millis(5)), "{naps:?}");
     drop(alive);
 }
