@@ -9,28 +9,27 @@ use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 /// The real filesystem.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RealFs;
 
+/// The kind of file an `st_mode` (or `stx_mode`) names.
+fn kind_of(mode: u32) -> Kind {
+    use nix::libc;
+    match mode & libc::S_IFMT {
+        libc::S_IFREG => Kind::File,
+        libc::S_IFDIR => Kind::Dir,
+        libc::S_IFLNK => Kind::Symlink,
+        libc::S_IFIFO => Kind::Fifo,
+        libc::S_IFSOCK => Kind::Socket,
+        _ => Kind::Device,
+    }
+}
+
 pub(crate) fn meta_of(m: &std::fs::Metadata) -> Meta {
-    let ft = m.file_type();
-    let kind = if ft.is_file() {
-        Kind::File
-    } else if ft.is_dir() {
-        Kind::Dir
-    } else if ft.is_symlink() {
-        Kind::Symlink
-    } else if ft.is_fifo() {
-        Kind::Fifo
-    } else if ft.is_socket() {
-        Kind::Socket
-    } else {
-        Kind::Device
-    };
     Meta {
         dev: m.dev(),
         ino: m.ino(),
@@ -38,7 +37,7 @@ pub(crate) fn meta_of(m: &std::fs::Metadata) -> Meta {
         size: m.size(),
         uid: m.uid(),
         mode: m.mode() & 0o7777,
-        kind,
+        kind: kind_of(m.mode()),
         mtime: FsTime::from_parts(m.mtime(), m.mtime_nsec()),
         ctime: FsTime::from_parts(m.ctime(), m.ctime_nsec()),
         born: m
@@ -85,15 +84,6 @@ pub(crate) fn statx_fresh(
     }
     // SAFETY: statx succeeded, so it filled the buffer.
     let x = unsafe { x.assume_init() };
-    let fmt = u32::from(x.stx_mode) & libc::S_IFMT;
-    let kind = match fmt {
-        libc::S_IFREG => Kind::File,
-        libc::S_IFDIR => Kind::Dir,
-        libc::S_IFLNK => Kind::Symlink,
-        libc::S_IFIFO => Kind::Fifo,
-        libc::S_IFSOCK => Kind::Socket,
-        _ => Kind::Device,
-    };
     let time = |t: libc::statx_timestamp| FsTime::from_parts(t.tv_sec, i64::from(t.tv_nsec));
     Ok(Meta {
         dev: libc::makedev(x.stx_dev_major, x.stx_dev_minor),
@@ -102,7 +92,7 @@ pub(crate) fn statx_fresh(
         size: x.stx_size,
         uid: x.stx_uid,
         mode: u32::from(x.stx_mode) & 0o7777,
-        kind,
+        kind: kind_of(u32::from(x.stx_mode)),
         mtime: time(x.stx_mtime),
         ctime: time(x.stx_ctime),
         born: (x.stx_mask & libc::STATX_BTIME != 0).then(|| time(x.stx_btime)),
