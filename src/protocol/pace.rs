@@ -24,10 +24,10 @@
 //!
 //! Only pace is decided here. Nobody defers to the line: a quiet waiter
 //! still polls, tries the lock whenever the directory changed, and takes
-//! it when it is free, so a
-//! waiter ahead that crashed, stalled or lost its claim costs the ones
-//! behind it at most their poll cap per hand-over, and every guarantee is
-//! kept by the attempt that follows, whatever the line said.
+//! it when it is free, so a waiter ahead that crashed, stalled or lost its
+//! claim costs the ones behind it at most their poll cap per hand-over,
+//! and every guarantee is kept by the attempt that follows, whatever the
+//! line said.
 
 use super::ctx::Ctx;
 use super::Env;
@@ -188,8 +188,10 @@ fn claims_by_arrival<'n>(
         .filter(|(_, a)| a.kind.is_claim())
         .collect();
     claims.sort_by(|(_, x), (_, y)| {
-        let key = |a: &AuxName| (a.kind != AuxKind::Claim, a.nonce.clone());
-        key(x).cmp(&key(y))
+        let readers = |a: &AuxName| a.kind != AuxKind::Claim;
+        readers(x)
+            .cmp(&readers(y))
+            .then_with(|| x.nonce.cmp(&y.nonce))
     });
     claims
 }
