@@ -323,6 +323,29 @@ fn a_quiet_waiter_wakes_when_the_waiter_ahead_here_is_done() {
     assert!(woke_in < Duration::from_secs(2), "{woke_in:?}");
 }
 
+/// A waiter behind the two planted ones, polling as on NFS (every 50 ms
+/// at most) through the directory's descriptor, as the command does there;
+/// it gives up after `wait`.
+fn quiet_waiter(f: &Fixture, wait: Duration) -> (FaultFs<AnchoredFs>, AcquireOptions) {
+    plant_claim(f, "elsewhere", 100, 5000, false);
+    plant_claim(f, "elsewhere", 101, 4000, false);
+    let mut opts = f.opts();
+    opts.watch = Some(false);
+    opts.wait = Some(wait);
+    opts.poll_max = Duration::from_millis(50);
+    (FaultFs::new(AnchoredFs::new(&f.lock.dir)), opts)
+}
+
+/// Watches `fs` for 300 ms: its counts of tries and of looks at the
+/// directory then, if it made no try and looked at least three times.
+fn quiet_for_a_while(fs: &FaultFs<AnchoredFs>) -> Option<(usize, usize)> {
+    let calls = || (fs.calls(Op::Link), fs.calls(Op::StatDir));
+    let before = calls();
+    std::thread::sleep(Duration::from_millis(300));
+    let after = calls();
+    (after.0 == before.0 && after.1 >= before.1 + 3).then_some(after)
+}
+
 /// A waiter behind two live waiters, under a holder that stays, asks for
 /// the directory's times (one call) instead of trying the lock while no
 /// name in the directory changes; a change there makes it try at its next
@@ -331,23 +354,12 @@ fn a_quiet_waiter_wakes_when_the_waiter_ahead_here_is_done() {
 fn a_quiet_waiter_polls_the_directory_until_a_name_in_it_changes() {
     let f = Fixture::new();
     f.plant_other_lock(b"theirs");
-    plant_claim(&f, "elsewhere", 100, 5000, false);
-    plant_claim(&f, "elsewhere", 101, 4000, false);
-    let waiter_fs = FaultFs::new(AnchoredFs::new(&f.lock.dir));
-    let mut opts = f.opts();
-    opts.watch = Some(false);
-    opts.wait = Some(Duration::from_secs(5));
-    opts.poll_max = Duration::from_millis(50);
+    let (waiter_fs, opts) = quiet_waiter(&f, Duration::from_secs(5));
     let lock = f.lock.clone();
-    let calls = || (waiter_fs.calls(Op::Link), waiter_fs.calls(Op::StatDir));
-    // Over 300 ms of polls every 50 ms or less: no try, some looks at the
-    // directory (then the counts), or `None`.
     let quiet = |since: Instant, what: &str| {
-        let before = calls();
-        std::thread::sleep(Duration::from_millis(300));
-        let after = calls();
+        let counts = quiet_for_a_while(&waiter_fs);
         assert!(since.elapsed() < Duration::from_secs(4), "{what}");
-        (after.0 == before.0 && after.1 >= before.1 + 3).then_some(after)
+        counts
     };
     let got = std::thread::scope(|s| {
         let w = s.spawn(|| acquire_as_nfslock_does(&waiter_fs, &lock, &opts, |_, held| held));
@@ -359,7 +371,7 @@ fn a_quiet_waiter_polls_the_directory_until_a_name_in_it_changes() {
         };
         std::fs::write(f.dir.path().join("new-name"), b"").unwrap();
         let changed = Instant::now();
-        while calls().0 == still.0 {
+        while waiter_fs.calls(Op::Link) == still.0 {
             assert!(
                 changed.elapsed() < Duration::from_secs(1),
                 "no try after a change"
@@ -384,26 +396,12 @@ fn a_quiet_waiter_tries_when_its_holder_here_dies() {
     let mut theirs = f.opts();
     theirs.owner = alive.owner;
     let _held = acquire(&f.ctx(), &theirs).unwrap();
-    plant_claim(&f, "elsewhere", 100, 5000, false);
-    plant_claim(&f, "elsewhere", 101, 4000, false);
-    let waiter_fs = FaultFs::new(AnchoredFs::new(&f.lock.dir));
-    let mut opts = f.opts();
-    opts.watch = Some(false);
-    opts.wait = Some(Duration::from_secs(8));
-    opts.poll_max = Duration::from_millis(50);
+    let (waiter_fs, opts) = quiet_waiter(&f, Duration::from_secs(8));
     let lock = f.lock.clone();
-    let calls = || (waiter_fs.calls(Op::Link), waiter_fs.calls(Op::StatDir));
     let (got, took) = std::thread::scope(|s| {
         let w = s.spawn(|| acquire_as_nfslock_does(&waiter_fs, &lock, &opts, |_, held| held));
         let began = Instant::now();
-        // Quiet: over 300 ms, no try and some looks at the directory.
-        loop {
-            let before = calls();
-            std::thread::sleep(Duration::from_millis(300));
-            let after = calls();
-            if after.0 == before.0 && after.1 >= before.1 + 3 {
-                break;
-            }
+        while quiet_for_a_while(&waiter_fs).is_none() {
             assert!(began.elapsed() < Duration::from_secs(4), "never quiet");
         }
         let died = Instant::now();
