@@ -294,8 +294,6 @@ fn run_cmd(env: &SysEnv, io_timeout: Duration, a: RunArgs) -> Result<u8, Error> 
     opts.stale_after = a.stale_after;
     opts.poll_max = a.poll_max;
     opts.shared = a.shared;
-    // The sweep after a wait runs once the command has started.
-    opts.tidy_later = true;
     let shown: Vec<String> = argv
         .iter()
         .map(|s| s.to_string_lossy().into_owned())

@@ -129,7 +129,7 @@ fn follow_stop(child: &Child, terminal: Option<&Terminal>, sig: i32) {
 }
 
 /// Runs `spec` while holding `held`; returns the exit status to report.
-pub fn supervise(env: &SysEnv, ctx: &Ctx, mut held: Held, spec: &RunSpec) -> Result<u8, Error> {
+pub fn supervise(env: &SysEnv, ctx: &Ctx, held: Held, spec: &RunSpec) -> Result<u8, Error> {
     env.forward_stops();
     let child_env = match child_env(ctx, &held, spec) {
         Ok(vars) => vars,
@@ -148,9 +148,6 @@ pub fn supervise(env: &SysEnv, ctx: &Ctx, mut held: Held, spec: &RunSpec) -> Res
             return Ok(code);
         }
     };
-    // The command runs while we sweep: the next holder's wait no longer
-    // includes it (`AcquireOptions::tidy_later`).
-    held.tidy(ctx);
     let target = Target::Held(held.toucher());
     let mut heart = Heartbeat::new(ctx, Arc::new(RealFs), spec.lease, target);
     let watched = watch_child(env, ctx, &mut child, terminal.as_ref(), &mut heart, spec);

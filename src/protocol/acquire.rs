@@ -41,11 +41,6 @@ pub struct AcquireOptions {
     /// A reader's lock (`--shared`): held together with other readers,
     /// never with a writer (see `shared`).
     pub shared: bool,
-    /// The caller calls [`Held::tidy`] once the work it holds the lock for
-    /// has started (`run`: its command): a take after a wait then reads
-    /// the directory for its sweep and for waiters off the hand-over's
-    /// path. Otherwise the take does it before it returns.
-    pub tidy_later: bool,
 }
 
 impl AcquireOptions {
@@ -62,7 +57,6 @@ impl AcquireOptions {
             refresh_claim_after: Duration::from_secs(1),
             watch: None,
             shared: false,
-            tidy_later: false,
         }
     }
 }
@@ -147,9 +141,6 @@ pub(super) struct Attempts<'a> {
     /// When our last link was tried (monotonic): what quiet polls compare
     /// the directory's times with (`quiet`).
     pub(super) linked_at: Duration,
-    /// The claim the latest listing of the directory was made under, and
-    /// whether that listing held a reader's claim (`wait::saw_readers`).
-    pub(super) readers_seen: Option<(std::path::PathBuf, bool)>,
 }
 
 /// A poll at the cap looks at a lock that is still there only every
@@ -199,7 +190,6 @@ pub(super) fn acquire_loop(
         woke_early_at: None,
         glance: Glance::Look,
         linked_at: Duration::ZERO,
-        readers_seen: None,
     };
     loop {
         if let Some(signal) = ctx.env.interrupted() {
@@ -368,10 +358,9 @@ impl Attempts<'_> {
         }
     }
 
-    /// The lock is ours: after a wait, sweep what the contention may have
-    /// left around it and see whether others wait (from `listed`, the
-    /// directory as just read, if given; with `tidy_later`, when the
-    /// caller says); hand it over.
+    /// The lock is ours: sweep what a contended wait may have left around
+    /// it (from `listed`, the directory as just read, if given), and hand
+    /// it over.
     pub(super) fn take(
         &mut self,
         slot: &mut Option<Claim>,
@@ -383,56 +372,24 @@ impl Attempts<'_> {
         // is woken by the release itself.
         let polled = !self.watching(&c);
         let taken_at = polled.then(|| (self.ctx.env.monotonic(), c.estimate_now(self.ctx.env)));
-        let tidy = self.contended.then(|| Tidy {
-            now: c.estimate_now(self.ctx.env),
-            polled,
-        });
-        let mut held = Held {
+        let mut waiters = false;
+        if self.contended {
+            let now = Some(c.estimate_now(self.ctx.env));
+            let names = listed.or_else(|| self.ctx.fs.list(&self.ctx.lock.dir).ok());
+            if let Some(names) = names {
+                waiters = super::pace::others_wait(&self.ctx, &names, &c.path);
+                self.ctx
+                    .sweep_listed(names, now, Some(&c.path), Sweep::Quick);
+            }
+        }
+        Held {
             claim: c.path,
             claim_meta: c.meta,
             record: c.record,
             bytes: c.bytes,
             shared: None,
-            waiters: false,
+            waiters: waiters && polled,
             taken_at,
-            tidy,
-        };
-        match listed {
-            Some(names) => held.tidy_from(&self.ctx, names),
-            None if self.opts.tidy_later => {}
-            None => held.tidy(&self.ctx),
         }
-        held
-    }
-}
-
-/// What a take after a wait leaves to do ([`Held::tidy`]): file-system
-/// time at the take (estimated), and whether waiters poll.
-#[derive(Debug)]
-pub(super) struct Tidy {
-    now: crate::fs::FsTime,
-    polled: bool,
-}
-
-impl Held {
-    /// After a take that waited: sweeps what the contention left around
-    /// the lock (claims of waiters gone, and the like) and notes whether
-    /// other hosts' claims wait (`pace::after_release`). One listing, once;
-    /// nothing after a take that did not wait. Best effort: a listing that
-    /// fails sweeps nothing.
-    pub fn tidy(&mut self, ctx: &Ctx) {
-        if self.tidy.is_some() {
-            if let Ok(names) = ctx.fs.list(&ctx.lock.dir) {
-                self.tidy_from(ctx, names);
-            }
-        }
-    }
-
-    fn tidy_from(&mut self, ctx: &Ctx, names: Vec<std::ffi::OsString>) {
-        let Some(Tidy { now, polled }) = self.tidy.take() else {
-            return;
-        };
-        self.waiters = polled && super::pace::others_wait(ctx, &names, &self.claim);
-        ctx.sweep_listed(names, Some(now), Some(&self.claim), Sweep::Quick);
     }
 }

@@ -38,8 +38,6 @@ pub struct Held {
     /// When we took it (monotonic, and file-system time then), where
     /// waiters poll: a long hold looks for waiters at its release.
     pub(super) taken_at: Option<(std::time::Duration, crate::fs::FsTime)>,
-    /// What a take after a wait has left to do (`Held::tidy`).
-    pub(super) tidy: Option<super::acquire::Tidy>,
 }
 
 impl Held {

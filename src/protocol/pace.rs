@@ -73,8 +73,6 @@ pub(super) struct Place {
     /// Its changes raise events here, even on NFS: we watch it to learn
     /// at once that its waiter released the lock or left (`wait`).
     pub next_here: Option<PathBuf>,
-    /// The listing held a reader's claim (`None`: there was no listing).
-    pub readers: Option<bool>,
 }
 
 /// Our place behind the live waiters ahead of our claim `mine` (its nonce
@@ -94,16 +92,12 @@ pub(super) fn waiters_ahead(
         return Place::default();
     };
     let me = &ctx.env.identity().host;
-    let claims = claims_by_arrival(ctx, &names, &[Some(mine), holder]);
-    let mut place = Place {
-        readers: Some(claims.iter().any(|(_, a)| a.kind == AuxKind::Share)),
-        ..Place::default()
-    };
     // Nearest first: the exclusive claims older than ours, newest first.
-    let ahead = claims
+    let ahead = claims_by_arrival(ctx, &names, &[Some(mine), holder])
         .into_iter()
         .filter(|(_, a)| a.kind == AuxKind::Claim && a.nonce.as_str() < my_nonce)
         .rev();
+    let mut place = Place::default();
     for (name, aux) in ahead {
         if !waits(ctx, name, &aux, me, now) {
             continue;

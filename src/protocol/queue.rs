@@ -31,14 +31,8 @@ const QUEUE_TURNS: usize = 16;
 
 /// Sleeps up to `d` in line for the lock, with `claim` (ours) placing us
 /// among the waiters. Returns a stop signal that arrived meanwhile. Waking
-/// early is always allowed; so is sleeping the whole time. Each listing
-/// of the directory says in `readers` whether it held a reader's claim.
-pub(super) fn wait_in_line(
-    ctx: &Ctx,
-    claim: &Path,
-    d: Duration,
-    readers: &mut Option<bool>,
-) -> Option<i32> {
+/// early is always allowed; so is sleeping the whole time.
+pub(super) fn wait_in_line(ctx: &Ctx, claim: &Path, d: Duration) -> Option<i32> {
     let env = ctx.env;
     let deadline = env.monotonic() + d;
     // Set when the waiter we watched has just taken the lock: then we are
@@ -48,7 +42,7 @@ pub(super) fn wait_in_line(
         let ahead = if first {
             None
         } else {
-            waiter_ahead(ctx, claim, readers)
+            waiter_ahead(ctx, claim)
         };
         let target = ahead.as_ref().map_or(ctx.lock.path.as_path(), |(p, _)| p);
         let left = deadline.saturating_sub(env.monotonic());
@@ -78,8 +72,7 @@ pub(super) fn wait_in_line(
 /// newest claim of this lock born before ours, leaving out the holder's
 /// (the lock's inode) and those of processes of this host that no longer
 /// exist. Birth times where the filesystem has them; else the ctime.
-/// Whether the listing held a reader's claim goes to `readers`.
-fn waiter_ahead(ctx: &Ctx, claim: &Path, readers: &mut Option<bool>) -> Option<(PathBuf, Meta)> {
+fn waiter_ahead(ctx: &Ctx, claim: &Path) -> Option<(PathBuf, Meta)> {
     let (fs, lock) = (ctx.fs, ctx.lock);
     let key = |m: &Meta| -> (FsTime, u64) { (m.born.unwrap_or(m.ctime), m.ino) };
     let my_key = key(&fs.lstat(claim).ok()?);
@@ -87,15 +80,10 @@ fn waiter_ahead(ctx: &Ctx, claim: &Path, readers: &mut Option<bool>) -> Option<(
     let me = lock.parse_aux(my_name)?;
     let holder = fs.lstat(&lock.path).ok();
     let mut earlier = Vec::new();
-    let names = fs.list(&lock.dir).ok()?;
-    *readers = Some(false);
-    for name in names {
+    for name in fs.list(&lock.dir).ok()? {
         let Some(aux) = lock.parse_aux(&name) else {
             continue;
         };
-        if aux.kind == AuxKind::Share {
-            *readers = Some(true);
-        }
         if aux.kind != AuxKind::Claim || name == my_name {
             continue;
         }

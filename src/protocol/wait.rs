@@ -50,9 +50,7 @@ impl Attempts<'_> {
                 first = false;
             }
             let (quiet, behind) = (pause.quiet, matches!(pause.wake, Wake::Behind(_)));
-            let mut readers = None;
-            let woke = sleep_through(&self.ctx, claim, pause, &mut readers);
-            self.saw_readers(claim, readers);
+            let woke = sleep_through(&self.ctx, claim, pause);
             let woken = match woke {
                 Woke::Signal(signal) => Some(signal),
                 Woke::Slept if quiet && steady && plain() => {
@@ -186,7 +184,6 @@ impl Attempts<'_> {
                 let theirs = info.record().map(|r| r.claim.as_os_str());
                 let now = claim.estimate_now(env);
                 let place = pace::waiters_ahead(&self.ctx, mine, &claim.record.token, theirs, now);
-                self.saw_readers(claim, place.readers);
                 env.event(Event::InLine {
                     path: &self.ctx.lock.path,
                     ahead: place.ahead,
@@ -268,16 +265,6 @@ impl Attempts<'_> {
         Ok((remaining, unbreakable))
     }
 
-    /// Keeps what a listing made while `claim` was ours showed of readers
-    /// (`None`: there was no listing): a writer that takes the lock after
-    /// the wait reads the directory for older readers only if one was
-    /// there (`shared::order`).
-    fn saw_readers(&mut self, claim: &Claim, readers: Option<bool>) {
-        if let Some(seen) = readers {
-            self.readers_seen = Some((claim.path.clone(), seen));
-        }
-    }
-
     /// Whether to wait for events rather than poll, from the claim's
     /// device: no round trip.
     pub(super) fn watching(&self, claim: &Claim) -> bool {
@@ -305,17 +292,10 @@ fn wake_on_this_host(ctx: &Ctx, pause: Duration) -> Woke {
     }
 }
 
-/// Sleeps through `p`, or until what it names ends it early; a listing of
-/// the directory meanwhile says in `readers` whether it held a reader's
-/// claim.
-fn sleep_through(ctx: &Ctx, claim: &Claim, p: Pause, readers: &mut Option<bool>) -> Woke {
+/// Sleeps through `p`, or until what it names ends it early.
+fn sleep_through(ctx: &Ctx, claim: &Claim, p: Pause) -> Woke {
     match p.wake {
-        Wake::Queue => Woke::from(super::queue::wait_in_line(
-            ctx,
-            &claim.path,
-            p.pause,
-            readers,
-        )),
+        Wake::Queue => Woke::from(super::queue::wait_in_line(ctx, &claim.path, p.pause)),
         Wake::Never => Woke::from(ctx.env.sleep(p.pause)),
         Wake::OnLock => wake_on_this_host(ctx, p.pause),
         Wake::Behind(ahead) => wake_behind(ctx, &ahead, p.pause),

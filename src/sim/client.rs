@@ -731,9 +731,6 @@ fn perform(ctx: &Ctx, env: &SimEnv, owner: Owner, action: Action) {
             opts.lease = lease;
             opts.stale_after = stale_after;
             opts.watch = Some(env.world().cfg.watchers);
-            // Half the clients sweep after a wait as `run` does: once the
-            // lock is theirs and others see it held.
-            opts.tidy_later = env.me % 2 == 1;
             let slots = env.world().cfg.slots;
             let taken = match slots {
                 None => protocol::acquire(ctx, &opts).map(|h| (ctx.lock.clone(), h)),
@@ -741,7 +738,7 @@ fn perform(ctx: &Ctx, env: &SimEnv, owner: Owner, action: Action) {
                     .and_then(|()| protocol::acquire_slot(ctx, n, &opts))
                     .map(|t| (t.lock, t.held)),
             };
-            let (slot, mut held) = match taken {
+            let (slot, held) = match taken {
                 Ok(t) => t,
                 Err(e) => {
                     env.report(|w| w.acquire_failed(env.me, &e.to_string()));
@@ -754,7 +751,6 @@ fn perform(ctx: &Ctx, env: &SimEnv, owner: Owner, action: Action) {
                 .and_then(|m| m.strip_prefix(DIR).ok())
                 .map(|m| m.as_os_str().to_owned());
             env.report(|w| w.acquired(env.me, held.inode(), member));
-            held.tidy(ctx);
             for (pause, touch) in holds {
                 if env.sleep(pause).is_some() {
                     return;

@@ -100,14 +100,8 @@ impl Attempts<'_> {
 
     /// A writer that has waited and just took the lock: if a reader that
     /// came before it still waits, the lock is given back and the writer
-    /// pauses (for at most [`GIVE_WAY_FOR`] in all). Returns the listing
-    /// it read, for the sweep that follows a contended take.
-    ///
-    /// No listing where one made during the wait, under this claim, held
-    /// no reader's claim: a reader that came before us and still waits has
-    /// its claim in every listing made since ours (a reader that makes a
-    /// new claim comes after us with it). A contended take then spends no
-    /// round trip before its holder's work starts.
+    /// pauses (for at most [`GIVE_WAY_FOR`] in all). Returns the listing it read, for the sweep that follows a
+    /// contended take.
     ///
     /// The claim goes with the lock, and the next try makes a new one: a
     /// claim that has been a lock is never a waiter's again. A breaker of
@@ -120,9 +114,6 @@ impl Attempts<'_> {
     ) -> Result<Result<Option<Vec<std::ffi::OsString>>, Step>, Error> {
         let ctx = self.ctx;
         let c = slot.as_ref().expect("claim present");
-        if matches!(&self.readers_seen, Some((under, false)) if *under == c.path) {
-            return Ok(Ok(None));
-        }
         let Ok(names) = ctx.fs.list(&ctx.lock.dir) else {
             return Ok(Ok(None));
         };

@@ -59,8 +59,7 @@ fn a_place_counts_live_earlier_waiters_only() {
         place(None),
         Place {
             ahead: 1,
-            next_here: None,
-            readers: Some(false),
+            next_here: None
         }
     );
     assert_eq!(place(theirs.file_name()).ahead, 0);
@@ -73,8 +72,7 @@ fn a_place_counts_live_earlier_waiters_only() {
         place(None),
         Place {
             ahead: FAST_PLACES,
-            next_here: Some(ours),
-            readers: Some(false),
+            next_here: Some(ours)
         }
     );
     // Nearest first, and no further than two live ones: one lstat at most
@@ -124,21 +122,11 @@ fn a_waiter_behind_two_others_polls_at_the_cap() {
 /// Takes the lock after a wait: someone else's lock is there until a
 /// helper removes it. With `waiter`, another host's claim waits too.
 fn take_after_a_wait(f: &Fixture, waiter: bool) -> Held {
-    take_after_a_wait_with(f, waiter, |_| {})
-}
-
-/// [`take_after_a_wait`], with `opts` changed by `adjust`.
-fn take_after_a_wait_with(
-    f: &Fixture,
-    waiter: bool,
-    adjust: impl FnOnce(&mut AcquireOptions),
-) -> Held {
     f.plant_other_lock(b"theirs");
     if waiter {
         plant_claim(f, "elsewhere", 100, 1000, false);
     }
     let mut opts = f.opts();
-    adjust(&mut opts);
     opts.watch = Some(false);
     opts.wait = Some(Duration::from_secs(20));
     let lock = f.lock.path.clone();
@@ -224,40 +212,6 @@ fn a_release_with_only_this_hosts_waiters_behind_does_not_look() {
     assert_eq!(lists, 0);
     assert!(naps.is_empty(), "{naps:?}");
     drop(alive);
-}
-
-/// `run` leaves a take's sweep after a wait until its command has started
-/// (`tidy_later`): the take reads the directory no more than the wait did
-/// (it saw no reader's claim there), and `Held::tidy` reads it once,
-/// removes the claim a process gone from this host left, and notes the
-/// other host's waiter, which the release then gives its moment.
-#[test]
-fn a_take_after_a_wait_may_leave_its_sweep_until_the_work_has_started() {
-    let take = |tidy_later: bool| {
-        let f = Fixture::new();
-        // A waiter of this host, killed: its claim carries its pid.
-        f.env.pid.set(Some(dead_owner().pid));
-        let left = new_claim(&f.ctx(), &f.opts()).unwrap().path;
-        f.env.pid.set(None);
-        let held = take_after_a_wait_with(&f, true, |o| o.tidy_later = tidy_later);
-        (f, held, left)
-    };
-    // The wait's listing (our place in line), then the take's.
-    let (f, held, left) = take(false);
-    assert_eq!(f.fs.calls(Op::List), 2);
-    assert!(!left.exists());
-    held.release(&f.ctx()).unwrap();
-    // Later: nothing at the take, one listing at the tidy, once.
-    let (f, mut held, left) = take(true);
-    assert_eq!(f.fs.calls(Op::List), 1);
-    assert!(left.exists(), "swept before the work started");
-    held.tidy(&f.ctx());
-    assert_eq!(f.fs.calls(Op::List), 2);
-    assert!(!left.exists());
-    held.tidy(&f.ctx());
-    assert_eq!(f.fs.calls(Op::List), 2);
-    let (naps, _) = release_counting(&f, held);
-    assert_eq!(naps.first(), Some(&Duration::from_millis(5)), "{naps:?}");
 }
 
 /// A claim nobody refreshes (a crashed host's, or one planted to slow us)
