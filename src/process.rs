@@ -12,9 +12,11 @@
 //! - **No unwinder** ([`no_unwinder!`](crate::no_unwinder)): release
 //!   builds abort on a panic, after the hook in [`start`] has exited 70,
 //!   so they never unwind; defining the unwinder's entry points keeps
-//!   libgcc_s out of the process. Assumes: `panic = "abort"`, x86_64 glibc
-//!   (the configuration CI builds with clippy), where these are the only
-//!   unwinder symbols std refers to, reached only while unwinding.
+//!   libgcc_s out of a dynamically linked process. Assumes: `panic =
+//!   "abort"`, x86_64 glibc (the configuration CI builds with clippy),
+//!   where these are the only unwinder symbols std refers to, reached only
+//!   while unwinding. The static build (`cargo build-static`) leaves them
+//!   out: libc.a brings its own, and nothing is loaded at start anyway.
 //! - **vfork-style spawn** (`vfork_exec`, for `run`): the child shares
 //!   our memory until it execs. Assumes: nothing else changes `environ`
 //!   or the prepared memory meanwhile (we are suspended, CLONE_VFORK); the
@@ -40,6 +42,8 @@ use std::ptr;
 /// The body of the binary's C `main`: prepares the process, has `run`
 /// run the command line in `argv` and exits with the status it returns
 /// (flushing stdout, which returning from a C `main` would not).
+/// `static_libc` says the binary carries its own glibc, which must not
+/// load the system's name service modules.
 ///
 /// # Safety
 ///
@@ -48,8 +52,12 @@ use std::ptr;
 pub unsafe fn start(
     argc: c_int,
     argv: *const *const c_char,
+    static_libc: bool,
     run: fn(Vec<OsString>) -> u8,
 ) -> c_int {
+    if static_libc {
+        crate::sys::forgo_name_service();
+    }
     prepare_process();
     // From our own arguments, not std::env::args: std fills that in before
     // `main` only on some C libraries (glibc), and in lang_start elsewhere.
@@ -116,7 +124,8 @@ macro_rules! no_unwinder {
             panic = "abort",
             target_os = "linux",
             target_env = "gnu",
-            target_arch = "x86_64"
+            target_arch = "x86_64",
+            not(target_feature = "crt-static")
         ))]
         mod no_unwinder {
             /// `_URC_END_OF_STACK`: there is nothing to walk.

@@ -213,18 +213,34 @@ pub fn pid_gone(pid: u32) -> bool {
     }
 }
 
+/// Whether [`user_name`] may ask the name service (getpwuid) for a uid
+/// that /etc/passwd does not name. Off only in a statically linked
+/// binary: there glibc dlopens the system's NSS modules (systemd, sss,
+/// ldap), which bring the shared libc into a process that already has
+/// its own, and on Debian's default nsswitch.conf the lookup dies with
+/// SIGSEGV.
+static NAME_SERVICE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Names from /etc/passwd only, for the life of the process: for the
+/// statically linked binary's `main`, before anything looks a name up.
+pub fn forgo_name_service() {
+    NAME_SERVICE.store(false, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// A name of `uid` for the record.
 pub fn user_name(uid: u32) -> String {
     // /etc/passwd first: where it names the uid, the name service would
     // only add parsing nsswitch.conf and probing nscd (a sixth of a lock
     // cycle's instructions). Users from LDAP and the like still go through
-    // getpwuid. The name is for people; the uid is what identifies.
+    // getpwuid, where it may be asked. The name is for people; the uid is
+    // what identifies.
     read_small("/etc/passwd", 4096)
         .and_then(|text| name_in_passwd(&text, uid))
         .or_else(|| {
-            nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-                .ok()
-                .flatten()
+            NAME_SERVICE
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .then(|| nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)))
+                .and_then(|found| found.ok().flatten())
                 .map(|u| u.name)
         })
         .unwrap_or_else(|| uid.to_string())
