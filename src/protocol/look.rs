@@ -56,47 +56,44 @@ pub(super) fn look(
             Err(e) => Err(ctx.dir_error("lstat", &ctx.lock.path, e)),
         }
     };
-    let Some(mut lock) = stat_lock()? else {
-        return Ok(Look::Vanished);
+    // A failed link with no earlier read of the lock to compare with: the
+    // read below decides anyway, and its fstat shows all an lstat would.
+    // Every new contender would pay that lstat (a round trip on NFS).
+    let lstat = if linked.is_err() && last.is_none() {
+        None
+    } else {
+        match stat_lock()? {
+            Some(m) => Some(m),
+            None => return Ok(Look::Vanished),
+        }
     };
-    let ours_by_lstat = lock.same_file(&c.meta);
-    // A failed link with our inode at the name: a lost reply to a link
-    // that took, or a cached lstat from when this claim was the lock
-    // before. No path reuses such a claim today (a writer that gives the
-    // lock back makes a new one), but a cached "ours" must never count as
-    // holding: the read decides, one round trip on a rare path.
-    if !ours_by_lstat || linked.is_err() {
-        // Polling a lock we have read: the same attributes (inode, links,
-        // size, mtime, ctime) mean the same instance, so its record is
-        // known. A stale cache can only delay us here: our link's EEXIST
-        // would then be our own lock, found at a later poll or by the
-        // clean-up's fresh read.
-        if let Some(last) = last.filter(|_| !ours_by_lstat) {
-            if linked.is_err() && lock == last.meta {
-                return Ok(Look::Busy(last.clone()));
+    let ours_by_lstat = lstat.as_ref().is_some_and(|m| m.same_file(&c.meta));
+    let mut lock = match lstat {
+        Some(m) if ours_by_lstat && linked.is_ok() => m,
+        seen => {
+            // A failed link with our inode at the name: a lost reply to a
+            // link that took, or a cached lstat from when this claim was
+            // the lock before. No path reuses such a claim today (a writer
+            // that gives the lock back makes a new one), but a cached
+            // "ours" must never count as holding: the read decides, one
+            // round trip on a rare path.
+            //
+            // Polling a lock we have read: the same attributes (inode,
+            // links, size, mtime, ctime) mean the same instance, so its
+            // record is known. A stale cache can only delay us here: our
+            // link's EEXIST would then be our own lock, found at a later
+            // poll or by the clean-up's fresh read.
+            if let (Some(last), Some(m)) = (last, &seen) {
+                if !ours_by_lstat && linked.is_err() && *m == last.meta {
+                    return Ok(Look::Busy(last.clone()));
+                }
+            }
+            match read_lock(ctx, c, linked)? {
+                Ok(meta) => meta,
+                Err(seen) => return Ok(seen),
             }
         }
-        // Busy, or a stale attribute cache: the read (open revalidates)
-        // decides, and a busy lock's record is needed anyway.
-        let snap = match ctx.snapshot(&ctx.lock.path, Phase::Work)? {
-            Ok(s) => s,
-            Err(e) if sys::is_not_found(&e) => return Ok(Look::Vanished),
-            Err(e) => return Err(ctx.dir_error("read", &ctx.lock.path, e)),
-        };
-        if !snap.meta.same_file(&c.meta) {
-            // I1: a copy of our claim is not our lock.
-            if snap.bytes.as_deref() == Some(c.bytes.as_slice()) {
-                return Ok(Look::Copied(snap));
-            }
-            if linked.is_ok() {
-                return Ok(Look::Anomaly(
-                    "link(2) reported success but the lock is another file".into(),
-                ));
-            }
-            return Ok(Look::Busy(snap));
-        }
-        lock = snap.meta;
-    }
+    };
     // The lock is our inode but shows one link: an attribute cache (NFS
     // actimeo) may still hold the count from before the link. Give it time
     // to catch up before calling the filesystem a liar.
@@ -117,4 +114,25 @@ pub(super) fn look(
     } else {
         Look::Anomaly("the lock is our claim's inode but has one link".into())
     })
+}
+
+/// The read that decides a look (open revalidates the name on NFS): our
+/// claim's attributes as the lock shows them, or what else is there.
+fn read_lock(ctx: &Ctx, c: &Claim, linked: &io::Result<()>) -> Result<Result<Meta, Look>, Error> {
+    let snap = match ctx.snapshot(&ctx.lock.path, Phase::Work)? {
+        Ok(s) => s,
+        Err(e) if sys::is_not_found(&e) => return Ok(Err(Look::Vanished)),
+        Err(e) => return Err(ctx.dir_error("read", &ctx.lock.path, e)),
+    };
+    if snap.meta.same_file(&c.meta) {
+        return Ok(Ok(snap.meta));
+    }
+    // I1: a copy of our claim is not our lock.
+    Ok(Err(if snap.bytes.as_deref() == Some(c.bytes.as_slice()) {
+        Look::Copied(snap)
+    } else if linked.is_ok() {
+        Look::Anomaly("link(2) reported success but the lock is another file".into())
+    } else {
+        Look::Busy(snap)
+    }))
 }

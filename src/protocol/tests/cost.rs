@@ -127,3 +127,25 @@ fn a_leased_waiter_refreshes_its_claim_by_its_lease() {
     // A short lease: a sixth of it is less than a second; a second it is.
     assert!(touches(Some(Duration::from_secs(3))) >= 1);
 }
+
+/// A contender that finds the lock taken reads it once: the read's own
+/// fstat shows what an lstat before it would, so a first look costs no
+/// lstat (each is a round trip on NFS, paid by every new contender).
+#[test]
+fn a_first_look_at_a_busy_lock_reads_it_without_an_lstat() {
+    let f = Fixture::new();
+    let _held = acquire(&f.ctx(), &f.opts()).unwrap();
+    let ops = [Op::Create, Op::Link, Op::Lstat, Op::Read, Op::Unlink];
+    let count = || -> Vec<usize> { ops.iter().map(|&o| f.fs.calls(o)).collect() };
+    let before = count();
+    let other = LiveOwner::new();
+    let mut opts = f.opts();
+    opts.owner = other.owner;
+    let err = acquire(&f.ctx(), &opts).unwrap_err();
+    assert!(matches!(err, Error::Busy { .. }), "{err:?}");
+    let spent: Vec<usize> = count().iter().zip(&before).map(|(a, b)| a - b).collect();
+    // The claim, its link, the read of the lock; giving up, a look
+    // (lstat, then a read: `Ctx::lock_meta`) that the lock did not become
+    // ours after all, and the claim's removal.
+    assert_eq!(spent, [1, 1, 1, 2, 1]);
+}
