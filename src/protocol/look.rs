@@ -32,7 +32,8 @@ pub(super) enum Look {
 /// Judges a link attempt by what is at the lock name. Our claim and the
 /// lock are one inode when we hold it, so a single lstat of the lock shows
 /// both tests: same inode as our claim, and two links. Only a busy lock
-/// costs a read, for its record.
+/// costs a read, for its record; a failed link that has no earlier read
+/// to compare with goes straight to the read.
 pub(super) fn look(
     ctx: &Ctx,
     c: &Claim,
