@@ -182,12 +182,16 @@ pub fn process_state(pid: u32) -> ProcState {
 /// report size 0, so std's reader would stat and seek first and then read
 /// in small growing steps: ten system calls for mountinfo where four do.
 fn read_small(path: &str, expect: usize) -> Option<String> {
+    String::from_utf8(read_bytes(path, expect)?).ok()
+}
+
+fn read_bytes(path: &str, expect: usize) -> Option<Vec<u8>> {
     use std::io::Read;
     let mut buf = Vec::with_capacity(expect);
     // Through `Take`: File's own read_to_end would ask for the size first.
     let file = std::fs::File::open(path).ok()?;
     file.take(u64::MAX).read_to_end(&mut buf).ok()?;
-    String::from_utf8(buf).ok()
+    Some(buf)
 }
 
 /// True when there is certainly no process `pid` in our pid namespace (and
@@ -234,8 +238,8 @@ pub fn user_name(uid: u32) -> String {
     // cycle's instructions). Users from LDAP and the like still go through
     // getpwuid, where it may be asked. The name is for people; the uid is
     // what identifies.
-    read_small("/etc/passwd", 4096)
-        .and_then(|text| name_in_passwd(&text, uid))
+    read_bytes("/etc/passwd", 4096)
+        .and_then(|bytes| name_in_passwd_bytes(&bytes, uid))
         .or_else(|| {
             NAME_SERVICE
                 .load(std::sync::atomic::Ordering::Relaxed)
@@ -244,6 +248,12 @@ pub fn user_name(uid: u32) -> String {
                 .map(|u| u.name)
         })
         .unwrap_or_else(|| uid.to_string())
+}
+
+/// [`name_in_passwd`] of the file's bytes: a GECOS field in Latin-1 must
+/// not hide every name in it (the static build has nothing else to ask).
+fn name_in_passwd_bytes(bytes: &[u8], uid: u32) -> Option<String> {
+    name_in_passwd(&String::from_utf8_lossy(bytes), uid)
 }
 
 /// The first name /etc/passwd gives `uid` ("name:password:uid:...").
@@ -689,6 +699,22 @@ mod tests {
             "NIS compat lines are no names"
         );
         assert_eq!(name_in_passwd(text, 42), None);
+    }
+
+    /// A byte that is not UTF-8 (a Latin-1 GECOS field) hides no name.
+    #[test]
+    fn a_passwd_file_in_latin_1_still_names_its_users() {
+        let bytes = b"root:x:0:0:root:/root:/bin/sh
+jos\xe9:x:1001:1001:Jos\xe9 M.:/home/j:/bin/sh
+\
+                      bob:x:1002:1002:Bob:/home/bob:/bin/sh
+";
+        assert_eq!(name_in_passwd_bytes(bytes, 1002).as_deref(), Some("bob"));
+        assert_eq!(name_in_passwd_bytes(bytes, 0).as_deref(), Some("root"));
+        assert_eq!(
+            name_in_passwd_bytes(bytes, 1001).as_deref(),
+            Some("jos\u{fffd}")
+        );
     }
 
     /// Only a claim needs the user name: release, status and break do not

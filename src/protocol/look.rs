@@ -63,10 +63,10 @@ pub(super) fn look(
     let lstat = if linked.is_err() && last.is_none() {
         None
     } else {
-        match stat_lock()? {
-            Some(m) => Some(m),
-            None => return Ok(Look::Vanished),
-        }
+        let Some(m) = stat_lock()? else {
+            return Ok(Look::Vanished);
+        };
+        Some(m)
     };
     let ours_by_lstat = lstat.as_ref().is_some_and(|m| m.same_file(&c.meta));
     let mut lock = match lstat {
