@@ -81,13 +81,20 @@ impl AnchoredFs {
         fs
     }
 
-    /// The directory's descriptor and the name, for a path directly in it.
+    /// The directory's descriptor and the path relative to it, for a path
+    /// directly in it or one level further down (a readers' epoch and
+    /// what is in it): `name` or `sub/name`, plain names only. A walk
+    /// from the descriptor looks up `sub` once per call, where a walk from
+    /// the root looks up every component of the directory's path too.
     fn at<'p>(&self, path: &'p Path) -> Option<(&OwnedFd, &'p OsStr)> {
-        let name = path.file_name()?;
-        if path.parent()? != self.dir {
-            return None;
+        use std::path::Component::Normal;
+        let rel = path.strip_prefix(&self.dir).ok()?;
+        let mut parts = rel.components();
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(Normal(_)), None, None) | (Some(Normal(_)), Some(Normal(_)), None) => {}
+            _ => return None,
         }
-        Some((self.anchor()?, name))
+        Some((self.anchor()?, rel.as_os_str()))
     }
 
     /// The directory's descriptor, opened at the first call that needs it.
@@ -273,11 +280,18 @@ impl LockFs for AnchoredFs {
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<OsString>> {
-        let Some(fd) = self.anchor().filter(|_| dir == self.dir) else {
+        let anchored = match self.at(dir) {
+            Some(at) => Some(at),
+            None => self
+                .anchor()
+                .filter(|_| dir == self.dir)
+                .map(|fd| (fd, OsStr::new("."))),
+        };
+        let Some((fd, rel)) = anchored else {
             return RealFs.list(dir);
         };
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-        let mut d = nix::dir::Dir::openat(fd, ".", flags, Mode::empty())?;
+        let mut d = nix::dir::Dir::openat(fd, rel, flags, Mode::empty())?;
         let mut names = Vec::new();
         for entry in d.iter() {
             let name = entry?.file_name().to_bytes().to_vec();
@@ -388,6 +402,51 @@ mod tests {
         fs.create_exclusive(&other, b"x", Durability::NoSync)
             .unwrap();
         assert!(other.exists());
+    }
+
+    /// Names one level down (a readers' epoch and its members) go through
+    /// the descriptor too: after the directory's path names another, a
+    /// link into the subdirectory, a listing of it, a read and an unlink
+    /// of what is in it all act in the directory first opened. Two levels
+    /// down, or `..`, go by path.
+    #[test]
+    fn names_one_level_down_stay_in_the_directory_first_opened() {
+        let (top, dir) = locks_dir();
+        let fs = AnchoredFs::new(&dir);
+        let claim = dir.join("claim");
+        fs.create_exclusive(&claim, b"record", Durability::NoSync)
+            .unwrap();
+        fs.make_dir(&dir.join("epoch")).unwrap();
+        std::fs::rename(&dir, top.path().join("moved")).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::create_dir(dir.join("epoch")).unwrap();
+        let member = dir.join("epoch").join("claim");
+        fs.hard_link(&claim, &member).unwrap();
+        assert_eq!(fs.list(&dir.join("epoch")).unwrap(), ["claim"]);
+        assert_eq!(fs.lstat(&member).unwrap().nlink, 2);
+        let (_, bytes) = fs.read(&member, 100).unwrap();
+        assert_eq!(bytes.as_deref(), Some(&b"record"[..]));
+        assert!(std::fs::read_dir(dir.join("epoch"))
+            .unwrap()
+            .next()
+            .is_none());
+        fs.unlink(&member).unwrap();
+        assert!(fs.list(&dir.join("epoch")).unwrap().is_empty());
+        let moved = top.path().join("moved");
+        assert!(std::fs::read_dir(moved.join("epoch"))
+            .unwrap()
+            .next()
+            .is_none());
+        // Deeper, or up and out: by path.
+        std::fs::create_dir_all(dir.join("epoch/seal")).unwrap();
+        let deep = dir.join("epoch/seal/x");
+        fs.create_exclusive(&deep, b"x", Durability::NoSync)
+            .unwrap();
+        assert!(deep.exists());
+        let up = dir.join("epoch/../up");
+        fs.create_exclusive(&up, b"x", Durability::NoSync).unwrap();
+        assert!(dir.join("up").exists());
+        assert!(!moved.join("up").exists());
     }
 
     /// A directory that cannot be opened leaves every call going by path,

@@ -191,6 +191,9 @@ struct Inner {
     /// when they last went there: a benchmark reads them over a window.
     live: Option<PathBuf>,
     written: std::time::Instant,
+    /// `NFSLAB_RPC_TRACE`: a file that gets one line per RPC, wall-clock
+    /// time first, to line RPCs up with an `strace -tt` of the caller.
+    trace: Option<std::fs::File>,
 }
 
 /// How often the counters are rewritten while RPCs flow.
@@ -347,6 +350,13 @@ impl Inner {
 
     fn count(&mut self, what: &str) {
         *self.counts.entry(what.to_string()).or_default() += 1;
+        if let Some(f) = &mut self.trace {
+            use std::io::Write;
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default();
+            let _ = writeln!(f, "{}.{:06} RPC {what}", now.as_secs(), now.subsec_micros());
+        }
         if let Some(p) = &self.live {
             if self.written.elapsed() >= LIVE_STATS_EVERY {
                 let _ = std::fs::write(p, counts_text(&self.counts));
@@ -1158,6 +1168,10 @@ fn main() {
             counts: BTreeMap::new(),
             live: args.stats.clone(),
             written: std::time::Instant::now(),
+            trace: std::env::var_os("NFSLAB_RPC_TRACE").and_then(|t| {
+                let mut f = std::fs::OpenOptions::new();
+                f.append(true).create(true).open(t).ok()
+            }),
         }),
         ttl: Duration::from_millis(args.attr_ttl_ms),
         lose_reply: args.lose_reply,
