@@ -59,12 +59,29 @@ pub(crate) fn statx_fresh(
     follow: bool,
 ) -> io::Result<Meta> {
     use nix::libc;
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
     let mut flags = libc::AT_STATX_FORCE_SYNC;
     if !follow {
         flags |= libc::AT_SYMLINK_NOFOLLOW;
     }
+    statx_with(dirfd, path, flags)
+}
+
+/// The attributes of a file just opened, as the open left them: an open
+/// revalidates them on a network filesystem (NFS close-to-open, a FUSE
+/// client's permission check), so asking again, as fstat does on a client
+/// whose attribute cache times out at once (the NFS lab's, many FUSE
+/// filesystems'), is a second GETATTR for the same answer.
+/// AT_STATX_DONT_SYNC takes them from the inode; local filesystems always
+/// answer from it anyway.
+fn statx_as_opened(f: &File) -> io::Result<Meta> {
+    use std::os::fd::AsRawFd;
+    statx_with(f.as_raw_fd(), Path::new(""), nix::libc::AT_STATX_DONT_SYNC)
+}
+
+fn statx_with(dirfd: std::os::fd::RawFd, path: &Path, mut flags: i32) -> io::Result<Meta> {
+    use nix::libc;
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
     if path.as_os_str().is_empty() {
         flags |= libc::AT_EMPTY_PATH;
     }
@@ -191,7 +208,7 @@ pub(crate) fn read_opened(
         Err(e) if e.raw_os_error() == Some(libc_flags::ENXIO) => return Ok((lstat()?, None)),
         Err(e) => return Err(e),
     };
-    let meta = meta_of(&f.metadata()?);
+    let meta = statx_as_opened(&f)?;
     if meta.kind != Kind::File {
         return Ok((meta, None));
     }
