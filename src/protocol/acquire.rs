@@ -141,8 +141,6 @@ pub(super) struct Attempts<'a> {
     /// When our last link was tried (monotonic): what quiet polls compare
     /// the directory's times with (`quiet`).
     pub(super) linked_at: Duration,
-    /// The directory as last listed for our place in line (`pace`).
-    pub(super) listing: Option<super::pace::Listing>,
 }
 
 /// A poll at the cap looks at a lock that is still there only every
@@ -192,7 +190,6 @@ pub(super) fn acquire_loop(
         woke_early_at: None,
         glance: Glance::Look,
         linked_at: Duration::ZERO,
-        listing: None,
     };
     loop {
         if let Some(signal) = ctx.env.interrupted() {

@@ -76,22 +76,24 @@ pub(super) struct Place {
 }
 
 /// Our place behind the live waiters ahead of our claim `mine` (its nonce
-/// `my_nonce`), from `names` (the directory, as just listed): a pid probe
-/// for each claim of this host, an lstat for each of another host's
-/// (nearest first, only until [`FAST_PLACES`] are found). The holder's
-/// claim (`holder`, as its record names it) does not wait; `now` is
-/// file-system time, estimated.
+/// `my_nonce`): one listing, a pid probe for each claim of this host, an
+/// lstat for each of another host's (nearest first, only until
+/// [`FAST_PLACES`] are found). The holder's claim (`holder`, as its record
+/// names it) does not wait; `now` is file-system time, estimated. A
+/// listing that fails puts us first: the pace of today.
 pub(super) fn waiters_ahead(
     ctx: &Ctx,
-    names: &[OsString],
     mine: &OsStr,
     my_nonce: &str,
     holder: Option<&OsStr>,
     now: FsTime,
 ) -> Place {
+    let Ok(names) = ctx.fs.list(&ctx.lock.dir) else {
+        return Place::default();
+    };
     let me = &ctx.env.identity().host;
     // Nearest first: the exclusive claims older than ours, newest first.
-    let ahead = claims_by_arrival(ctx, names, &[Some(mine), holder])
+    let ahead = claims_by_arrival(ctx, &names, &[Some(mine), holder])
         .into_iter()
         .filter(|(_, a)| a.kind == AuxKind::Claim && a.nonce.as_str() < my_nonce)
         .rev();
@@ -109,43 +111,6 @@ pub(super) fn waiters_ahead(
         }
     }
     place
-}
-
-/// How long the listing a wait made for its place in line stands in for
-/// the one the take that ends the wait would make (the writers' give-back
-/// to older readers, the sweep, [`others_wait`]): while the first in line
-/// polls fast for a new holder. Within that, what the listing may have
-/// missed are newcomers, behind us in line; what it may still show are
-/// claims gone since, which cost a look each, as at any listing.
-pub(super) const LISTING_REUSE: Duration = HEAD_FAST_FOR;
-
-/// The lock's directory as a wait listed it for its place in line.
-#[derive(Debug)]
-pub(super) struct Listing {
-    /// Our claim it was listed for: made before the listing, so every
-    /// contender that came before that claim is in it.
-    pub claim: PathBuf,
-    /// When (monotonic, taken before the listing).
-    pub at: Duration,
-    /// The holder's claim then, as its record named it: the lock the take
-    /// follows was that holder's, and its claim is neither a waiter nor
-    /// litter to look at.
-    pub holder: Option<OsString>,
-    pub names: Vec<OsString>,
-}
-
-impl Listing {
-    /// The names, but for the holder's claim, if listed for `claim` no
-    /// longer than [`LISTING_REUSE`] before `now` (monotonic).
-    pub(super) fn reuse(self, claim: &Path, now: Duration) -> Option<Vec<OsString>> {
-        if self.claim != claim || now.saturating_sub(self.at) > LISTING_REUSE {
-            return None;
-        }
-        let holder = self.holder;
-        let mut names = self.names;
-        names.retain(|n| Some(n) != holder.as_ref());
-        Some(names)
-    }
 }
 
 /// Whether the claim `name` (parsed: `aux`) is a live waiter's: of this

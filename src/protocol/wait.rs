@@ -183,28 +183,7 @@ impl Attempts<'_> {
                 let mine = claim.path.file_name().unwrap_or_default();
                 let theirs = info.record().map(|r| r.claim.as_os_str());
                 let now = claim.estimate_now(env);
-                let at = env.monotonic();
-                // A listing that fails puts us first: the pace of old.
-                let place = match self.ctx.fs.list(&self.ctx.lock.dir) {
-                    Ok(names) => {
-                        let place = pace::waiters_ahead(
-                            &self.ctx,
-                            &names,
-                            mine,
-                            &claim.record.token,
-                            theirs,
-                            now,
-                        );
-                        self.listing = Some(pace::Listing {
-                            claim: claim.path.clone(),
-                            at,
-                            holder: theirs.map(ToOwned::to_owned),
-                            names,
-                        });
-                        place
-                    }
-                    Err(_) => pace::Place::default(),
-                };
+                let place = pace::waiters_ahead(&self.ctx, mine, &claim.record.token, theirs, now);
                 env.event(Event::InLine {
                     path: &self.ctx.lock.path,
                     ahead: place.ahead,

@@ -114,13 +114,10 @@ impl Attempts<'_> {
     ) -> Result<Result<Option<Vec<std::ffi::OsString>>, Step>, Error> {
         let ctx = self.ctx;
         let c = slot.as_ref().expect("claim present");
-        let now = ctx.env.monotonic();
-        // On NFS a listing is a round trip or more; the one our wait made
-        // for its place in line will do, if recent (`pace::LISTING_REUSE`).
-        let reused = self.listing.take().and_then(|l| l.reuse(&c.path, now));
-        let Some(names) = reused.or_else(|| ctx.fs.list(&ctx.lock.dir).ok()) else {
+        let Ok(names) = ctx.fs.list(&ctx.lock.dir) else {
             return Ok(Ok(None));
         };
+        let now = ctx.env.monotonic();
         let patient = self
             .gave_way_at
             .is_none_or(|first| now.saturating_sub(first) < GIVE_WAY_FOR);

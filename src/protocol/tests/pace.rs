@@ -37,8 +37,7 @@ fn a_place_counts_live_earlier_waiters_only() {
         let nonce = f.lock.parse_aux(mine.file_name().unwrap()).unwrap().nonce;
         let ms = now_ms();
         let now = FsTime::from_parts(ms / 1000, ms % 1000 * 1_000_000);
-        let names = ctx.fs.list(&ctx.lock.dir).unwrap();
-        let n = waiters_ahead(&ctx, &names, mine.file_name().unwrap(), &nonce, holder, now);
+        let n = waiters_ahead(&ctx, mine.file_name().unwrap(), &nonce, holder, now);
         std::fs::remove_file(&mine).unwrap();
         n
     };
@@ -171,41 +170,6 @@ fn a_release_with_waiters_behind_gives_them_a_moment() {
     // The release's own lstat, one of the waiter's claim (is it live?),
     // then one after each nap.
     assert_eq!(lstats, 2 + naps.len(), "{naps:?}");
-}
-
-/// A take after a short wait on NFS lists the directory once: the
-/// listing the waiter made for its place in line stands in for the take's
-/// (the give-back to older readers, the sweep, the look for other hosts'
-/// waiters), so another host's waiter seen there still gets its moment at
-/// the release. A take after a wait longer than `LISTING_REUSE` under
-/// one holder lists again.
-#[test]
-fn a_take_after_a_short_wait_reuses_the_listing_of_the_wait() {
-    let f = Fixture::new();
-    let lists = f.fs.calls(Op::List);
-    let held = take_after_a_wait(&f, true);
-    assert_eq!(f.fs.calls(Op::List) - lists, 1);
-    let (naps, _) = release_counting(&f, held);
-    assert_eq!(naps.first(), Some(&Duration::from_millis(5)), "{naps:?}");
-
-    let f = Fixture::new();
-    f.plant_other_lock(b"theirs");
-    f.env.stop_clock();
-    let lock = f.lock.path.clone();
-    let free = Fault::Before(Box::new(move || {
-        let _ = std::fs::remove_file(&lock);
-    }));
-    f.fs.on(Op::Link, None, 8, free);
-    let mut opts = f.opts();
-    opts.watch = Some(false);
-    opts.wait = Some(Duration::from_secs(60));
-    opts.poll_min = Duration::from_millis(300);
-    let lists = f.fs.calls(Op::List);
-    let held = acquire(&f.ctx(), &opts).unwrap();
-    let waited: Duration = f.env.sleeps.lock().unwrap().iter().sum();
-    assert!(waited > crate::protocol::pace::LISTING_REUSE, "{waited:?}");
-    assert_eq!(f.fs.calls(Op::List) - lists, 2);
-    held.release(&f.ctx()).unwrap();
 }
 
 /// A first in line of this host is woken by the release itself (on NFS
