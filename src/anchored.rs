@@ -346,6 +346,22 @@ mod tests {
         (top, dir)
     }
 
+    /// An anchored filesystem that made `claim` (and, if `sub`, that
+    /// subdirectory) in `locks`, whose path then names a new, empty
+    /// directory: the first one is at `moved`.
+    fn anchored_then_moved(sub: Option<&str>) -> (tempfile::TempDir, PathBuf, AnchoredFs) {
+        let (top, dir) = locks_dir();
+        let fs = AnchoredFs::new(&dir);
+        fs.create_exclusive(&dir.join("claim"), b"record", Durability::NoSync)
+            .unwrap();
+        if let Some(sub) = sub {
+            fs.make_dir(&dir.join(sub)).unwrap();
+        }
+        std::fs::rename(&dir, top.path().join("moved")).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        (top, dir, fs)
+    }
+
     /// A watch goes through the directory's descriptor too, once it is
     /// open: the path names the file in the directory first opened, and
     /// before any call, or for a path elsewhere, it is the path itself.
@@ -376,13 +392,8 @@ mod tests {
     /// elsewhere go by path.
     #[test]
     fn names_in_the_directory_stay_in_the_directory_first_opened() {
-        let (top, dir) = locks_dir();
-        let fs = AnchoredFs::new(&dir);
+        let (top, dir, fs) = anchored_then_moved(None);
         let claim = dir.join("claim");
-        fs.create_exclusive(&claim, b"record", Durability::NoSync)
-            .unwrap();
-        std::fs::rename(&dir, top.path().join("moved")).unwrap();
-        std::fs::create_dir(&dir).unwrap();
         fs.hard_link(&claim, &dir.join("lock")).unwrap();
         assert_eq!(fs.lstat(&dir.join("lock")).unwrap().nlink, 2);
         let (_, bytes) = fs.read(&dir.join("lock"), 100).unwrap();
@@ -411,14 +422,8 @@ mod tests {
     /// down, or `..`, go by path.
     #[test]
     fn names_one_level_down_stay_in_the_directory_first_opened() {
-        let (top, dir) = locks_dir();
-        let fs = AnchoredFs::new(&dir);
+        let (top, dir, fs) = anchored_then_moved(Some("epoch"));
         let claim = dir.join("claim");
-        fs.create_exclusive(&claim, b"record", Durability::NoSync)
-            .unwrap();
-        fs.make_dir(&dir.join("epoch")).unwrap();
-        std::fs::rename(&dir, top.path().join("moved")).unwrap();
-        std::fs::create_dir(&dir).unwrap();
         std::fs::create_dir(dir.join("epoch")).unwrap();
         let member = dir.join("epoch").join("claim");
         fs.hard_link(&claim, &member).unwrap();
