@@ -280,13 +280,10 @@ impl LockFs for AnchoredFs {
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<OsString>> {
-        let anchored = match self.at(dir) {
-            Some(at) => Some(at),
-            None => self
-                .anchor()
-                .filter(|_| dir == self.dir)
-                .map(|fd| (fd, OsStr::new("."))),
-        };
+        let anchored = self.at(dir).or_else(|| {
+            let fd = self.anchor().filter(|_| dir == self.dir)?;
+            Some((fd, OsStr::new(".")))
+        });
         let Some((fd, rel)) = anchored else {
             return RealFs.list(dir);
         };

@@ -60,40 +60,37 @@ pub(super) fn look(
     // A failed link with no earlier read of the lock to compare with: the
     // read below decides anyway, and its fstat shows all an lstat would.
     // Every new contender would pay that lstat (a round trip on NFS).
-    let lstat = if linked.is_err() && last.is_none() {
+    let seen = if linked.is_err() && last.is_none() {
         None
     } else {
-        let Some(m) = stat_lock()? else {
-            return Ok(Look::Vanished);
-        };
-        Some(m)
-    };
-    let ours_by_lstat = lstat.as_ref().is_some_and(|m| m.same_file(&c.meta));
-    let mut lock = match lstat {
-        Some(m) if ours_by_lstat && linked.is_ok() => m,
-        seen => {
-            // A failed link with our inode at the name: a lost reply to a
-            // link that took, or a cached lstat from when this claim was
-            // the lock before. No path reuses such a claim today (a writer
-            // that gives the lock back makes a new one), but a cached
-            // "ours" must never count as holding: the read decides, one
-            // round trip on a rare path.
-            //
-            // Polling a lock we have read: the same attributes (inode,
-            // links, size, mtime, ctime) mean the same instance, so its
-            // record is known. A stale cache can only delay us here: our
-            // link's EEXIST would then be our own lock, found at a later
-            // poll or by the clean-up's fresh read.
-            if let (Some(last), Some(m)) = (last, &seen) {
-                if !ours_by_lstat && linked.is_err() && *m == last.meta {
-                    return Ok(Look::Busy(last.clone()));
-                }
-            }
-            match read_lock(ctx, c, linked)? {
-                Ok(meta) => meta,
-                Err(seen) => return Ok(seen),
-            }
+        match stat_lock()? {
+            Some(m) => Some(m),
+            None => return Ok(Look::Vanished),
         }
+    };
+    let ours_by_lstat = seen.as_ref().is_some_and(|m| m.same_file(&c.meta));
+    // Polling a lock we have read: the same attributes (inode, links,
+    // size, mtime, ctime) mean the same instance, so its record is known.
+    // A stale cache can only delay us here: our link's EEXIST would then
+    // be our own lock, found at a later poll or by the clean-up's fresh
+    // read.
+    if let (Some(m), Some(last)) = (&seen, last) {
+        if linked.is_err() && !ours_by_lstat && *m == last.meta {
+            return Ok(Look::Busy(last.clone()));
+        }
+    }
+    let mut lock = match seen {
+        Some(m) if ours_by_lstat && linked.is_ok() => m,
+        // Busy, or a failed link with our inode at the name: a lost reply
+        // to a link that took, or a cached lstat from when this claim was
+        // the lock before. No path reuses such a claim today (a writer
+        // that gives the lock back makes a new one), but a cached "ours"
+        // must never count as holding: the read decides, one round trip
+        // on a rare path.
+        _ => match read_lock(ctx, c, linked)? {
+            Ok(meta) => meta,
+            Err(other) => return Ok(other),
+        },
     };
     // The lock is our inode but shows one link: an attribute cache (NFS
     // actimeo) may still hold the count from before the link. Give it time

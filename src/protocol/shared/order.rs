@@ -100,8 +100,8 @@ impl Attempts<'_> {
 
     /// A writer that has waited and just took the lock: if a reader that
     /// came before it still waits, the lock is given back and the writer
-    /// pauses (for at most [`GIVE_WAY_FOR`] in all). Returns the listing it read, for the sweep that follows a
-    /// contended take.
+    /// pauses (for at most [`GIVE_WAY_FOR`] in all). Returns the listing
+    /// it read, for the sweep that follows a contended take.
     ///
     /// The claim goes with the lock, and the next try makes a new one: a
     /// claim that has been a lock is never a waiter's again. A breaker of
