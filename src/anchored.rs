@@ -218,6 +218,14 @@ impl LockFs for AnchoredFs {
         Ok(meta_of(&f.metadata()?))
     }
 
+    fn identify(&self, path: &Path) -> io::Result<Meta> {
+        use std::os::fd::AsRawFd;
+        match self.at(path) {
+            Some((fd, name)) => crate::realfs::statx_as_looked_up(fd.as_raw_fd(), Path::new(name)),
+            None => RealFs.identify(path),
+        }
+    }
+
     fn stat_dir_fresh(&self, dir: &Path) -> io::Result<Meta> {
         use std::os::fd::AsRawFd;
         match self.anchor().filter(|_| dir == self.dir) {
@@ -392,7 +400,10 @@ mod tests {
         let (top, dir, fs) = anchored_then_moved(None);
         let claim = dir.join("claim");
         fs.hard_link(&claim, &dir.join("lock")).unwrap();
-        assert_eq!(fs.lstat(&dir.join("lock")).unwrap().nlink, 2);
+        let m = fs.lstat(&dir.join("lock")).unwrap();
+        assert_eq!(m.nlink, 2);
+        let id = fs.identify(&dir.join("lock")).unwrap();
+        assert_eq!((id.dev, id.ino, id.nlink), (m.dev, m.ino, 2));
         let (_, bytes) = fs.read(&dir.join("lock"), 100).unwrap();
         assert_eq!(bytes.as_deref(), Some(&b"record"[..]));
         let mut names = fs.list(&dir).unwrap();
@@ -466,8 +477,8 @@ mod tests {
         assert_eq!(fs.list(&dir).unwrap(), ["lock"]);
     }
 
-    /// A symlink at a name is reported, never followed: not by lstat, not
-    /// by read, not by a touch.
+    /// A symlink at a name is reported, never followed: not by lstat or
+    /// identify, not by read, not by a touch.
     #[test]
     fn a_symlink_at_a_name_is_not_followed() {
         let (top, dir) = locks_dir();
@@ -477,6 +488,7 @@ mod tests {
         let fs = AnchoredFs::new(&dir);
         let m = fs.lstat(&dir.join("lock")).unwrap();
         assert_eq!(m.kind, crate::fs::Kind::Symlink);
+        assert_eq!(fs.identify(&dir.join("lock")).unwrap(), m);
         let (m, bytes) = fs.read(&dir.join("lock"), 100).unwrap();
         assert_eq!((m.kind, bytes), (crate::fs::Kind::Symlink, None));
         let before = std::fs::metadata(&target).unwrap().modified().unwrap();

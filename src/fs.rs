@@ -119,6 +119,15 @@ pub trait LockFs: Send + Sync {
     /// that was made, so callers judge by [`LockFs::lstat`].
     fn hard_link(&self, existing: &Path, new: &Path) -> io::Result<()>;
     fn lstat(&self, path: &Path) -> io::Result<Meta>;
+    /// Which file is at `path` (lstat with AT_STATX_DONT_SYNC): its device
+    /// and inode are as fresh as the lookup of the name, as lstat's are,
+    /// but its other attributes may come from the client's cache however
+    /// old. For identity tests only (and a link count that, if low, is
+    /// asked again by lstat); never for times. On a client whose cache
+    /// expires at once (the NFS lab's, many FUSE filesystems'), lstat
+    /// sends a GETATTR after the LOOKUP that just fetched the same
+    /// attributes; this does not.
+    fn identify(&self, path: &Path) -> io::Result<Meta>;
     /// The attributes of the directory `dir` as its server has them now,
     /// never a client's cached copy (statx with AT_STATX_FORCE_SYNC: one
     /// GETATTR on NFS). Its mtime and ctime move whenever a name in it is

@@ -225,6 +225,10 @@ impl<F: LockFs> LockFs for GuardedFs<F> {
         let _g = enter("lstat");
         self.inner.lstat(path)
     }
+    fn identify(&self, path: &Path) -> io::Result<Meta> {
+        let _g = enter("lstat");
+        self.inner.identify(path)
+    }
     fn stat_dir_fresh(&self, dir: &Path) -> io::Result<Meta> {
         let _g = enter("stat");
         self.inner.stat_dir_fresh(dir)

@@ -78,6 +78,17 @@ fn statx_as_opened(f: &File) -> io::Result<Meta> {
     statx_with(f.as_raw_fd(), Path::new(""), nix::libc::AT_STATX_DONT_SYNC)
 }
 
+/// The attributes of `path` (relative to `dirfd`, not followed) as the
+/// lookup of its name left them: see [`LockFs::identify`].
+pub(crate) fn statx_as_looked_up(dirfd: std::os::fd::RawFd, path: &Path) -> io::Result<Meta> {
+    use nix::libc;
+    statx_with(
+        dirfd,
+        path,
+        libc::AT_STATX_DONT_SYNC | libc::AT_SYMLINK_NOFOLLOW,
+    )
+}
+
 fn statx_with(dirfd: std::os::fd::RawFd, path: &Path, mut flags: i32) -> io::Result<Meta> {
     use nix::libc;
     use std::os::unix::ffi::OsStrExt;
@@ -243,6 +254,10 @@ impl LockFs for RealFs {
         Ok(meta_of(&std::fs::symlink_metadata(path)?))
     }
 
+    fn identify(&self, path: &Path) -> io::Result<Meta> {
+        statx_as_looked_up(nix::libc::AT_FDCWD, path)
+    }
+
     fn stat_dir_fresh(&self, dir: &Path) -> io::Result<Meta> {
         // Followed, as every call through the directory follows it.
         statx_fresh(nix::libc::AT_FDCWD, dir, true)
@@ -351,5 +366,22 @@ mod read_tests {
         // The lock's directory reached by a symlink: the directory's.
         let m = RealFs.stat_dir_fresh(&link).unwrap();
         assert_eq!((m.kind, m.ino), (Kind::Dir, by_path.ino));
+    }
+
+    /// identify names the file at the name, as lstat does: a symlink
+    /// itself, not its target; nothing where nothing is.
+    #[test]
+    fn identify_agrees_with_lstat_and_never_follows() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        std::fs::write(&f, b"x").unwrap();
+        let link = dir.path().join("s");
+        std::os::unix::fs::symlink(&f, &link).unwrap();
+        for p in [&f, &link] {
+            assert_eq!(RealFs.identify(p).unwrap(), RealFs.lstat(p).unwrap());
+        }
+        assert_eq!(RealFs.identify(&link).unwrap().kind, Kind::Symlink);
+        let e = RealFs.identify(&dir.path().join("none")).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
     }
 }

@@ -158,17 +158,18 @@ impl Ctx<'_> {
         })
     }
 
-    /// The lock's attributes, looked up cheaply (lstat may answer from an
-    /// attribute cache). When they do not show `expected`, it looks again
+    /// Which file the lock is, looked up cheaply (`identify` may answer
+    /// from an attribute cache). When it is not `expected`, it looks again
     /// through open(2), which NFS revalidates (close-to-open): a stale cache
     /// must never make us give up, or leave behind, a lock that is ours.
+    /// Only the identity of the answer is fresh.
     pub(super) fn lock_meta(
         &self,
         expected: &Meta,
         phase: Phase,
     ) -> Result<io::Result<Meta>, Error> {
         let quick = self.retrying("lstat", &self.lock.path, phase, || {
-            self.fs.lstat(&self.lock.path)
+            self.fs.identify(&self.lock.path)
         })?;
         if matches!(&quick, Ok(l) if l.same_file(expected)) {
             return Ok(quick);

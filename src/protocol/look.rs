@@ -48,9 +48,15 @@ pub(super) fn look(
         // The source of the link is gone (or the directory is).
         return Ok(Look::ClaimLost);
     }
-    let stat_lock = || -> Result<Option<Meta>, Error> {
-        match ctx.retrying("lstat", &ctx.lock.path, Phase::Work, || {
-            ctx.fs.lstat(&ctx.lock.path)
+    // After a link that reports success only who is there matters (and a
+    // link count the loop below asks again if low): `identify` spares the
+    // GETATTR some clients send after the lookup. A poll compares every
+    // attribute with its last read, so it asks lstat.
+    let stat_lock = |identity: bool| -> Result<Option<Meta>, Error> {
+        let path = &ctx.lock.path;
+        match ctx.retrying("lstat", path, Phase::Work, || match identity {
+            true => ctx.fs.identify(path),
+            false => ctx.fs.lstat(path),
         })? {
             Ok(m) => Ok(Some(m)),
             Err(e) if sys::is_not_found(&e) => Ok(None),
@@ -63,7 +69,7 @@ pub(super) fn look(
     let seen = if linked.is_err() && last.is_none() {
         None
     } else {
-        match stat_lock()? {
+        match stat_lock(linked.is_ok())? {
             Some(m) => Some(m),
             None => return Ok(Look::Vanished),
         }
@@ -100,7 +106,7 @@ pub(super) fn look(
         if let Some(signal) = ctx.env.sleep(Duration::from_millis(100)) {
             return Err(Error::Interrupted { signal });
         }
-        match stat_lock()? {
+        match stat_lock(false)? {
             Some(m) if m.same_file(&c.meta) => lock = m,
             _ => return Ok(Look::Vanished),
         }

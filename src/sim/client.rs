@@ -194,6 +194,53 @@ fn show_meta(r: &io::Result<Meta>) -> String {
     }
 }
 
+impl SimFs {
+    /// lstat, and `identify` (`any_age`): where the call is drawn stale, a
+    /// name looked up within the cache's time is not looked up again, and
+    /// its attributes come from the cache, within that time too, or of
+    /// any age for `identify` (AT_STATX_DONT_SYNC takes what is there).
+    fn stat_name(&self, path: &Path, verb: &str, any_age: bool) -> io::Result<Meta> {
+        let what = match target(path) {
+            Target::Name(n) => format!("{verb} {}", short(n)),
+            _ => format!("{verb} {}", path.display()),
+        };
+        self.call(
+            OpKind::Other,
+            &[],
+            what,
+            &mut |w, me, stale| {
+                let name = match target(path) {
+                    Target::Dir => return Ok(w.fs.top_meta()),
+                    Target::Missing => return Err(errno(Errno::ENOENT)),
+                    Target::Name(n) => n,
+                };
+                let now = w.now;
+                let ttl = w.sc.stale_ttl;
+                if stale {
+                    let c = &w.clients[me];
+                    let fresh = |at: u64| now.saturating_sub(at) <= ttl;
+                    if let Some(&(at, ino)) = c.dentries.get(name) {
+                        if fresh(at) {
+                            if let Some(&(at, m)) = c.attrs.get(&ino) {
+                                if any_age || fresh(at) {
+                                    return Ok(m);
+                                }
+                            }
+                        }
+                    }
+                }
+                let ino = w.fs.lookup(name)?;
+                let m = w.fs.meta_of(ino);
+                let c = &mut w.clients[me];
+                c.dentries.insert(name.to_owned(), (now, ino));
+                c.attrs.insert(ino, (now, m));
+                Ok(m)
+            },
+            show_meta,
+        )
+    }
+}
+
 impl LockFs for SimFs {
     fn is_remote(&self, _dev: u64, _dir: &Path) -> bool {
         // The simulated clients share a server and see no events.
@@ -242,44 +289,11 @@ impl LockFs for SimFs {
     }
 
     fn lstat(&self, path: &Path) -> io::Result<Meta> {
-        let what = match target(path) {
-            Target::Name(n) => format!("lstat {}", short(n)),
-            _ => format!("lstat {}", path.display()),
-        };
-        self.call(
-            OpKind::Other,
-            &[],
-            what,
-            &mut |w, me, stale| {
-                let name = match target(path) {
-                    Target::Dir => return Ok(w.fs.top_meta()),
-                    Target::Missing => return Err(errno(Errno::ENOENT)),
-                    Target::Name(n) => n,
-                };
-                let now = w.now;
-                let ttl = w.sc.stale_ttl;
-                if stale {
-                    let c = &w.clients[me];
-                    let fresh = |at: u64| now.saturating_sub(at) <= ttl;
-                    if let Some(&(at, ino)) = c.dentries.get(name) {
-                        if fresh(at) {
-                            if let Some(&(at, m)) = c.attrs.get(&ino) {
-                                if fresh(at) {
-                                    return Ok(m);
-                                }
-                            }
-                        }
-                    }
-                }
-                let ino = w.fs.lookup(name)?;
-                let m = w.fs.meta_of(ino);
-                let c = &mut w.clients[me];
-                c.dentries.insert(name.to_owned(), (now, ino));
-                c.attrs.insert(ino, (now, m));
-                Ok(m)
-            },
-            show_meta,
-        )
+        self.stat_name(path, "lstat", false)
+    }
+
+    fn identify(&self, path: &Path) -> io::Result<Meta> {
+        self.stat_name(path, "identify", true)
     }
 
     fn stat_dir_fresh(&self, dir: &Path) -> io::Result<Meta> {
