@@ -296,15 +296,7 @@ impl LockFs for AnchoredFs {
             return RealFs.list(dir);
         };
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-        let mut d = nix::dir::Dir::openat(fd, rel, flags, Mode::empty())?;
-        let mut names = Vec::new();
-        for entry in d.iter() {
-            let name = entry?.file_name().to_bytes().to_vec();
-            if name != b"." && name != b".." {
-                names.push(std::os::unix::ffi::OsStringExt::from_vec(name));
-            }
-        }
-        Ok(names)
+        crate::realfs::names_in(&openat(fd, rel, flags, Mode::empty())?)
     }
 
     fn make_dir(&self, path: &Path) -> io::Result<()> {

@@ -127,6 +127,62 @@ fn statx_with(dirfd: std::os::fd::RawFd, path: &Path, mut flags: i32) -> io::Res
     })
 }
 
+/// The names in the directory open at `dir` (from its start; `.` and `..`
+/// left out), read with getdents64(2) itself. Every libc way to list (a
+/// `DIR` stream) begins with fdopendir, which fstats the descriptor to
+/// check it is a directory and size its buffer: one more GETATTR on a
+/// client whose attribute cache expires at once, at every listing, for
+/// what the open's O_DIRECTORY has checked already. The records' layout is
+/// the kernel's ABI (`struct linux_dirent64`): inode (8 bytes), offset (8),
+/// record length (2), type (1), then the name up to a NUL.
+pub(crate) fn names_in(dir: &std::os::fd::OwnedFd) -> io::Result<Vec<OsString>> {
+    use nix::libc;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStringExt;
+    const NAME_AT: usize = 19;
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut names = Vec::new();
+    loop {
+        // SAFETY: the buffer is valid for writes of its length, which the
+        // kernel never exceeds.
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_getdents64,
+                dir.as_raw_fd(),
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Ok(names);
+        }
+        let filled = &buf[..n as usize];
+        let mut at = 0;
+        while at + NAME_AT <= filled.len() {
+            let len = usize::from(u16::from_ne_bytes([filled[at + 16], filled[at + 17]]));
+            let Some(record) = filled.get(at..at + len).filter(|_| len > NAME_AT) else {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "getdents64 returned a malformed record",
+                ));
+            };
+            let name = &record[NAME_AT..];
+            let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+            if name != b"." && name != b".." {
+                names.push(OsString::from_vec(name.to_vec()));
+            }
+            at += len;
+        }
+    }
+}
+
 /// Reads at most `limit` bytes of a file whose size was `size` when opened,
 /// in one read(2) where it still has that size: asking for one byte more
 /// than it holds, a short read is the end of the file (no signal can cut
@@ -366,6 +422,36 @@ mod read_tests {
         // The lock's directory reached by a symlink: the directory's.
         let m = RealFs.stat_dir_fresh(&link).unwrap();
         assert_eq!((m.kind, m.ino), (Kind::Dir, by_path.ino));
+    }
+
+    /// getdents64 read by hand lists what std lists: every name, across
+    /// more than one buffer (3000 names of 40-odd bytes), odd ones too,
+    /// never `.` or `..`.
+    #[test]
+    fn names_in_lists_what_read_dir_lists() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..3000 {
+            std::fs::write(dir.path().join(format!("{i:0>40}")), b"").unwrap();
+        }
+        let odd = std::ffi::OsStr::from_bytes(b"\xff\x01 .x\n");
+        std::fs::write(dir.path().join(odd), b"").unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let fd: std::os::fd::OwnedFd = File::open(dir.path()).unwrap().into();
+        let mut got = names_in(&fd).unwrap();
+        let mut want: Vec<OsString> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        got.sort();
+        want.sort();
+        assert_eq!(got.len(), 3002);
+        assert_eq!(got, want);
+        // A descriptor that is not a directory's: the kernel's error.
+        let f: std::os::fd::OwnedFd = File::open(dir.path().join("sub/..").join(odd))
+            .unwrap()
+            .into();
+        assert!(names_in(&f).is_err());
     }
 
     /// identify names the file at the name, as lstat does: a symlink
