@@ -66,13 +66,13 @@ pub(crate) fn statx_fresh(
     statx_with(dirfd, path, flags)
 }
 
-/// The attributes of a file just opened, as the open left them: an open
-/// revalidates them on a network filesystem (NFS close-to-open, a FUSE
-/// client's permission check), so asking again, as fstat does on a client
-/// whose attribute cache times out at once (the NFS lab's, many FUSE
-/// filesystems'), is a second GETATTR for the same answer.
-/// AT_STATX_DONT_SYNC takes them from the inode; local filesystems always
-/// answer from it anyway.
+/// The attributes of a file just opened (or made), as the open left them:
+/// an open revalidates them on a network filesystem (NFS close-to-open, a
+/// FUSE client's permission check) and a create returns them, so asking
+/// again, as fstat does on a client whose attribute cache times out at
+/// once (the NFS lab's, many FUSE filesystems'), is a second GETATTR for
+/// the same answer. AT_STATX_DONT_SYNC takes them from the inode; local
+/// filesystems always answer from it anyway.
 fn statx_as_opened(f: &File) -> io::Result<Meta> {
     use std::os::fd::AsRawFd;
     statx_with(f.as_raw_fd(), Path::new(""), nix::libc::AT_STATX_DONT_SYNC)
@@ -229,27 +229,32 @@ pub(crate) fn fill_new(
     remove: &dyn Fn(),
 ) -> io::Result<Meta> {
     // The new file's own attributes tell which filesystem it is on: no
-    // statfs of the directory, a round trip on NFS.
-    let written = f.write_all(data).and_then(|()| f.metadata()).and_then(|m| {
-        let mut meta = meta_of(&m);
-        // Others must read a record to judge it, whatever our umask
-        // (077 would make our locks unbreakable to a team); one more
-        // SETATTR, only when the umask took a read bit away.
-        if meta.mode & 0o644 != 0o644 {
-            f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-            meta.mode = 0o644;
-        }
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let remote = || crate::sys::is_remote_dev(meta.dev, dir, Some(f.as_fd()));
-        let sync = match durable {
-            Durability::NoSync => false,
-            Durability::IfRemote => remote(),
-        };
-        if sync {
-            f.sync_all()?;
-        }
-        Ok(meta)
-    });
+    // statfs of the directory, a round trip on NFS. As the create left
+    // them (see `statx_as_opened`): the write may have moved the mtime on
+    // since (a server's stamp either way) and the size, which nothing
+    // reads from a claim's attributes.
+    let written = f
+        .write_all(data)
+        .and_then(|()| statx_as_opened(&f))
+        .and_then(|mut meta| {
+            // Others must read a record to judge it, whatever our umask
+            // (077 would make our locks unbreakable to a team); one more
+            // SETATTR, only when the umask took a read bit away.
+            if meta.mode & 0o644 != 0o644 {
+                f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+                meta.mode = 0o644;
+            }
+            let dir = path.parent().unwrap_or(Path::new("."));
+            let remote = || crate::sys::is_remote_dev(meta.dev, dir, Some(f.as_fd()));
+            let sync = match durable {
+                Durability::NoSync => false,
+                Durability::IfRemote => remote(),
+            };
+            if sync {
+                f.sync_all()?;
+            }
+            Ok(meta)
+        });
     if written.is_err() {
         drop(f);
         remove();
