@@ -97,8 +97,8 @@ pub(super) fn holder_died(ctx: &Ctx, info: &LockInfo) -> bool {
 pub(super) fn unchanged(dir: &Meta, tried: &Tried, born: FsTime) -> bool {
     let newest = dir.mtime.max(dir.ctime);
     let fine = newest.0 % 1_000_000_000 != 0;
-    // Our claim's creation moved them; its mtime is of its last write,
-    // a little after.
+    // Our claim's creation moved them; its mtime (as its create left it,
+    // or of a refresh since) is of that moment or later.
     let kept = born.secs_since(newest) < BORN_SLACK.as_secs_f64();
     fine && kept && tried.fs.secs_since(newest) > SETTLE.as_secs_f64()
 }
