@@ -180,6 +180,16 @@ impl<F: LockFs> FaultFs<F> {
         None
     }
 
+    /// An lstat (or identify) of `path` by `stat`, meeting the rules for
+    /// `Lstat`: a failure, or a stale cache that still says one link.
+    fn stat_faulted(&self, path: &Path, stat: impl Fn() -> io::Result<Meta>) -> io::Result<Meta> {
+        match self.fault_for(Op::Lstat, path) {
+            Some(Fault::Fail(e)) => Err(io::Error::from_raw_os_error(e)),
+            Some(Fault::StaleNlink) => stat().map(|m| Meta { nlink: 1, ..m }),
+            _ => stat(),
+        }
+    }
+
     fn apply<T>(&self, op: Op, path: &Path, run: impl Fn() -> io::Result<T>) -> io::Result<T> {
         Self::meet(self.fault_for(op, path), run)
     }
@@ -241,21 +251,13 @@ impl<F: LockFs> LockFs for FaultFs<F> {
     }
 
     fn lstat(&self, path: &Path) -> io::Result<Meta> {
-        match self.fault_for(Op::Lstat, path) {
-            Some(Fault::Fail(e)) => Err(io::Error::from_raw_os_error(e)),
-            Some(Fault::StaleNlink) => self.inner.lstat(path).map(|m| Meta { nlink: 1, ..m }),
-            _ => self.inner.lstat(path),
-        }
+        self.stat_faulted(path, || self.inner.lstat(path))
     }
 
     /// Counted and faulted as an lstat: the same question, one GETATTR
     /// fewer on some clients.
     fn identify(&self, path: &Path) -> io::Result<Meta> {
-        match self.fault_for(Op::Lstat, path) {
-            Some(Fault::Fail(e)) => Err(io::Error::from_raw_os_error(e)),
-            Some(Fault::StaleNlink) => self.inner.identify(path).map(|m| Meta { nlink: 1, ..m }),
-            _ => self.inner.identify(path),
-        }
+        self.stat_faulted(path, || self.inner.identify(path))
     }
 
     fn stat_dir_fresh(&self, dir: &Path) -> io::Result<Meta> {

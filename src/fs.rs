@@ -107,8 +107,9 @@ pub enum Durability {
 /// follow a symbolic link at the final component of any path.
 pub trait LockFs: Send + Sync {
     /// Creates `path` with O_CREAT|O_EXCL|O_NOFOLLOW, writes `data`, syncs it
-    /// to stable storage as `durable` says, and returns its attributes (its
-    /// mtime is file-system "now").
+    /// to stable storage as `durable` says, and returns its attributes as
+    /// the create returned them: its mtime is file-system "now" (the
+    /// create's stamp, or the write's), its size may predate the write.
     fn create_exclusive(&self, path: &Path, data: &[u8], durable: Durability) -> io::Result<Meta>;
     /// Whether files on device `dev` (found in `dir`) live on another
     /// machine: a claim must reach the server's disk before it is linked,

@@ -153,12 +153,10 @@ pub(crate) fn names_in(dir: &std::os::fd::OwnedFd) -> io::Result<Vec<OsString>> 
                 buf.len(),
             )
         };
+        // An error, EINTR included, goes to the caller, whose retries
+        // pause and keep to the deadline (`Ctx::retrying`).
         if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
+            return Err(io::Error::last_os_error());
         }
         if n == 0 {
             return Ok(names);
